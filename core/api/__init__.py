@@ -1,0 +1,20 @@
+"""The REST API under /api/v1 (FastAPI routers mounted on the NiceGUI app)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, FastAPI
+
+from core.api import auth, connections, users
+from core.api.errors import install_error_handlers
+
+PREFIX = "/api/v1"
+
+
+def install_api(app: FastAPI) -> None:
+    """Mount every router under /api/v1 and the error handlers."""
+    router = APIRouter(prefix=PREFIX)
+    router.include_router(auth.router)
+    router.include_router(users.router)
+    router.include_router(connections.router)
+    app.include_router(router)
+    install_error_handlers(app)

@@ -1,0 +1,19 @@
+"""Request dependencies of the REST API: the bearer token's user."""
+
+from __future__ import annotations
+
+from fastapi import Depends
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from core.errors import AuthenticationRequired
+from core.security import decode_access_token
+from core.users import Actor, actor_by_id
+
+_bearer = HTTPBearer(auto_error=False, description="A token from POST /api/v1/auth/token")
+
+
+def current_actor(credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> Actor:
+    """The user of the request's bearer token; 401 without a valid one."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise AuthenticationRequired("this route needs 'Authorization: Bearer <token>' (POST /api/v1/auth/token)")
+    return actor_by_id(decode_access_token(credentials.credentials))

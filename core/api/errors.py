@@ -1,0 +1,64 @@
+"""How the project's errors answer over HTTP."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from core.errors import (
+    AuthenticationRequired,
+    Conflict,
+    ConnectorError,
+    DatabaseNotFound,
+    NotFound,
+    ObjectNotFound,
+    PermissionDenied,
+    StudioError,
+    ValidationFailed,
+)
+
+_STATUS: list[tuple[type[StudioError], int]] = [
+    (ValidationFailed, 422),
+    (AuthenticationRequired, 401),
+    (PermissionDenied, 403),
+    (NotFound, 404),
+    (ObjectNotFound, 404),
+    (DatabaseNotFound, 404),
+    (Conflict, 409),
+    (ConnectorError, 502),
+]
+
+
+def status_of(exc: StudioError) -> int:
+    """The HTTP status for one of our errors (400 when nothing more specific fits)."""
+    for cls, status in _STATUS:
+        if isinstance(exc, cls):
+            return status
+    return 400
+
+
+async def _handle(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StudioError)
+    status = status_of(exc)
+    if isinstance(exc, ValidationFailed):
+        body = {"detail": [{"loc": ["body", *exc.field.split(".")], "msg": exc.message, "type": "value_error"}]}
+    else:
+        body = {"detail": str(exc)}
+        if isinstance(exc, ConnectorError):
+            body["kind"] = exc.kind
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+async def _handle_invalid_request(_request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's 422, minus the echoed input: a rejected body may hold a password."""
+    assert isinstance(exc, RequestValidationError)
+    errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()]
+    return JSONResponse({"detail": errors}, status_code=422)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Answer StudioError subclasses with their status code and a readable detail."""
+    app.add_exception_handler(StudioError, _handle)
+    app.add_exception_handler(RequestValidationError, _handle_invalid_request)

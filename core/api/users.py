@@ -1,0 +1,29 @@
+"""User accounts (admins only)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from core import users
+from core.api.deps import current_actor
+from core.users import Actor, UserCreate, UserPublic
+
+router = APIRouter(prefix="/users", tags=["users"])
+
+
+@router.get("", response_model=list[UserPublic])
+def list_users(actor: Actor = Depends(current_actor)) -> list[UserPublic]:
+    """Every account."""
+    return users.list_users(actor)
+
+
+@router.post("", response_model=UserPublic, status_code=201)
+def create_user(body: UserCreate, actor: Actor = Depends(current_actor)) -> UserPublic:
+    """Create an account with a role (admin, editor, viewer)."""
+    return users.create_user(actor, body)
+
+
+@router.get("/{user_id}", response_model=UserPublic)
+def get_user(user_id: int, actor: Actor = Depends(current_actor)) -> UserPublic:
+    """One account."""
+    return users.get_user(actor, user_id)

@@ -1,0 +1,27 @@
+"""The dashboard: counts for now."""
+
+from __future__ import annotations
+
+from nicegui import run, ui
+
+from components.frame import frame
+from core import connections
+
+
+async def dashboard_page() -> None:
+    """Counts of connections by kind and by their latest test."""
+    with frame("Dashboard") as actor:
+        items = await run.io_bound(connections.list_connections, actor)
+        ok = sum(1 for c in items if c.last_test and c.last_test.ok)
+        failing = sum(1 for c in items if c.last_test and not c.last_test.ok)
+        with ui.row().classes("gap-4"):
+            for label, value, mark in [
+                ("Connections", len(items), "stat-connections"),
+                ("PostgreSQL", sum(1 for c in items if c.kind == "postgresql"), "stat-postgresql"),
+                ("SQL Server", sum(1 for c in items if c.kind == "sqlserver"), "stat-sqlserver"),
+                ("Last test OK", ok, "stat-ok"),
+                ("Last test failed", failing, "stat-failing"),
+            ]:
+                with ui.card().classes("w-44"):
+                    ui.label(label).classes("text-grey-7")
+                    ui.label(str(value)).classes("text-3xl font-semibold").mark(mark)
