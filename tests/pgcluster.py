@@ -120,7 +120,8 @@ class PgCluster:
         return conn
 
     def create_database(self, name: str) -> None:
-        with self.connect() as conn, conn.cursor() as cur:
+        conn = self.connect()
+        with conn.cursor() as cur:
             cur.execute(f'CREATE DATABASE "{name}"')
         conn.close()
 

@@ -1,0 +1,409 @@
+"""PostgreSQL behind the connector interface, with psycopg2.
+
+Every call opens its own short read-only session on the database it was asked about and
+closes it; every psycopg2 exception leaves as a `core.errors.ConnectorError` (`translate_error`).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg2
+from psycopg2 import sql
+from psycopg2.extensions import cursor as PgCursor
+
+from core.connectors.base import (
+    ColumnInfo,
+    ConnectionSpec,
+    Connector,
+    DatabaseInfo,
+    ForeignKeyInfo,
+    IndexInfo,
+    SchemaInfo,
+    TableDetail,
+    TableInfo,
+    TestResult,
+)
+from core.errors import (
+    AuthFailed,
+    ConnectionRefused,
+    ConnectorError,
+    ConnectTimeout,
+    DatabaseNotFound,
+    ObjectNotFound,
+    QueryFailed,
+    UnknownHost,
+)
+
+APPLICATION_NAME = "cdc-studio"
+STATEMENT_TIMEOUT_MS = 30_000
+# Fields of the spec always win over same-named entries in `spec.options`.
+_RESERVED_KEYWORDS = {"host", "port", "dbname", "user", "password", "connect_timeout"}
+
+_USER_SCHEMA_FILTER = """
+    n.nspname NOT IN ('pg_catalog', 'information_schema')
+    AND n.nspname NOT LIKE 'pg\\_toast%%' AND n.nspname NOT LIKE 'pg\\_temp\\_%%'
+"""
+
+# One catalog pass: tables of a schema (optionally one table), their storage size summed over
+# leaf partitions, and a planner-style row estimate; `unknown` marks tables whose reltuples is
+# -1 (never analyzed or vacuumed), for which the estimate cannot be trusted.
+_TABLES_SQL = """
+WITH t AS (
+    SELECT c.oid, n.nspname, c.relname, c.relkind
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+    WHERE n.nspname = %(schema)s AND c.relkind IN ('r', 'p') AND NOT c.relispartition
+      AND (%(table)s::text IS NULL OR c.relname = %(table)s::text)
+), leaf AS (
+    SELECT t.oid AS root, t.oid AS relid FROM t WHERE t.relkind = 'r'
+    UNION ALL
+    SELECT t.oid, pt.relid FROM t, pg_partition_tree(t.oid) pt WHERE t.relkind = 'p' AND pt.isleaf
+), stats AS (
+    SELECT leaf.root,
+           bool_or(c.reltuples < 0) AS unknown,
+           sum(CASE WHEN c.reltuples < 0 THEN 0
+                    WHEN c.relpages > 0
+                        THEN c.reltuples / c.relpages
+                             * (pg_relation_size(c.oid) / current_setting('block_size')::int)
+                    ELSE c.reltuples END) AS estimate,
+           sum(pg_total_relation_size(c.oid)) AS size_bytes
+    FROM leaf JOIN pg_class c ON c.oid = leaf.relid
+    GROUP BY leaf.root
+)
+SELECT t.nspname, t.relname,
+       coalesce(round(s.estimate), 0)::bigint,
+       coalesce(s.size_bytes, 0)::bigint,
+       EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conrelid = t.oid AND k.contype = 'p'),
+       coalesce(s.unknown, false)
+FROM t LEFT JOIN stats s ON s.root = t.oid
+ORDER BY t.relname
+"""
+
+_COLUMNS_SQL = """
+SELECT a.attname, format_type(a.atttypid, a.atttypmod), NOT a.attnotnull,
+       CASE WHEN a.attgenerated = '' THEN pg_get_expr(d.adbin, d.adrelid) END
+FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdropped
+ORDER BY a.attnum
+"""
+
+_PRIMARY_KEY_SQL = """
+SELECT a.attname
+FROM pg_constraint con
+CROSS JOIN unnest(con.conkey) WITH ORDINALITY AS k(attnum, ord)
+JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum
+WHERE con.conrelid = %s AND con.contype = 'p'
+ORDER BY k.ord
+"""
+
+# `conparentid = 0` leaves out the copies PostgreSQL makes of a constraint for each partition.
+_FOREIGN_KEYS_SQL = """
+SELECT con.conname, n.nspname, c.relname,
+       array(SELECT a.attname::text
+             FROM unnest(con.conkey) WITH ORDINALITY AS k(attnum, ord)
+             JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum
+             ORDER BY k.ord),
+       rn.nspname, rc.relname,
+       array(SELECT a.attname::text
+             FROM unnest(con.confkey) WITH ORDINALITY AS k(attnum, ord)
+             JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.attnum
+             ORDER BY k.ord)
+FROM pg_constraint con
+JOIN pg_class c ON c.oid = con.conrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_class rc ON rc.oid = con.confrelid
+JOIN pg_namespace rn ON rn.oid = rc.relnamespace
+WHERE con.contype = 'f' AND con.conparentid = 0 AND {where}
+ORDER BY n.nspname, c.relname, con.conname
+"""
+_FK_FILTERS = {
+    "schema": "n.nspname = %s",
+    "outgoing": "con.conrelid = %s",
+    "incoming": "con.confrelid = %s",
+}
+
+# Plain key columns by name; expressions as PostgreSQL prints them. INCLUDE columns are left out.
+_INDEXES_SQL = """
+SELECT i.relname, ix.indisunique, ix.indisprimary,
+       array(SELECT CASE WHEN ix.indkey[k - 1] <> 0
+                         THEN (SELECT a.attname::text FROM pg_attribute a
+                               WHERE a.attrelid = ix.indrelid AND a.attnum = ix.indkey[k - 1])
+                         ELSE pg_get_indexdef(ix.indexrelid, k, true) END
+             FROM generate_series(1, ix.indnkeyatts) AS k
+             ORDER BY k)
+FROM pg_index ix JOIN pg_class i ON i.oid = ix.indexrelid
+WHERE ix.indrelid = %s
+ORDER BY ix.indisprimary DESC, i.relname
+"""
+
+
+def translate_error(exc: BaseException, spec: ConnectionSpec, database: str | None = None) -> ConnectorError:
+    """A psycopg2 exception as the project's error, in plain words and without the password."""
+    if isinstance(exc, ConnectorError):
+        return exc
+    database = database or spec.database
+    raw = str(getattr(exc, "pgerror", None) or exc).strip()
+    pgcode = getattr(exc, "pgcode", None)
+    err = _by_pgcode(pgcode, raw, spec, database) if pgcode else None
+    if err is None:
+        err = _by_message(raw, spec, database)
+    return type(err)(_scrub(str(err), spec.password))
+
+
+def _by_pgcode(pgcode: str, raw: str, spec: ConnectionSpec, database: str) -> ConnectorError | None:
+    if pgcode in ("28P01", "28000"):
+        return AuthFailed(f"password authentication failed for user {spec.username}")
+    if pgcode == "3D000":
+        return DatabaseNotFound(f"database '{database}' does not exist on {_where(spec)}")
+    if pgcode in ("42P01", "3F000"):
+        return ObjectNotFound(_server_message(raw))
+    if pgcode == "57014":
+        return QueryFailed(f"query cancelled (statement timeout?): {_server_message(raw)}")
+    return QueryFailed(_server_message(raw))
+
+
+def _by_message(raw: str, spec: ConnectionSpec, database: str) -> ConnectorError:
+    text = raw.lower()
+    if "password authentication failed" in text or "no password supplied" in text:
+        return AuthFailed(f"password authentication failed for user {spec.username}")
+    if "no pg_hba.conf entry" in text:
+        return AuthFailed(
+            f"the server at {_where(spec)} does not accept user {spec.username} from this host (no pg_hba.conf entry)"
+        )
+    if re.search(r'role ".*" does not exist', text):
+        return AuthFailed(f"password authentication failed for user {spec.username} (no such role)")
+    if "could not translate host name" in text or "name or service not known" in text:
+        return UnknownHost(f"unknown host '{spec.host}'")
+    if "connection refused" in text:
+        return ConnectionRefused(
+            f"connection refused by {_where(spec)} — is the server running and accepting TCP connections?"
+        )
+    if "timeout expired" in text or "timed out" in text:
+        return ConnectTimeout(f"timeout after {spec.connect_timeout_s} s connecting to {_where(spec)}")
+    if re.search(r'database ".*" does not exist', text):
+        return DatabaseNotFound(f"database '{database}' does not exist on {_where(spec)}")
+    return QueryFailed(_server_message(raw) or "the database driver failed without a message")
+
+
+def _where(spec: ConnectionSpec) -> str:
+    return f"{spec.host}:{spec.port or PostgresConnector.default_port}"
+
+
+def _server_message(raw: str) -> str:
+    """The server's own words: libpq's 'connection to server ... failed:' prefix and severity dropped."""
+    text = re.sub(r"^connection to server at .*? failed:\s*", "", raw.strip(), flags=re.S)
+    text = re.sub(r"^(FATAL|ERROR):\s+", "", text)
+    return " ".join(text.split())
+
+
+def _scrub(message: str, password: str) -> str:
+    return message.replace(password, "***") if password else message
+
+
+def _version(server_version: int) -> str:
+    """libpq's integer version (150018, 90624) as people write it."""
+    major = server_version // 10000
+    if major >= 10:
+        return f"PostgreSQL {major}.{server_version % 10000}"
+    return f"PostgreSQL {major}.{server_version // 100 % 100}.{server_version % 100}"
+
+
+class PostgresConnector(Connector):
+    """PostgreSQL discovery over short read-only psycopg2 sessions."""
+
+    kind = "postgresql"
+    default_port = 5432
+
+    def _connect_kwargs(self, database: str | None) -> dict[str, Any]:
+        s = self.spec
+        kwargs: dict[str, Any] = {k: v for k, v in s.options.items() if k not in _RESERVED_KEYWORDS}
+        kwargs.setdefault("application_name", APPLICATION_NAME)
+        kwargs.update(
+            host=s.host,
+            port=s.port or self.default_port,
+            dbname=database or s.database,
+            user=s.username,
+            password=s.password,
+            connect_timeout=s.connect_timeout_s,
+        )
+        return kwargs
+
+    @contextmanager
+    def _cursor(self, database: str | None = None) -> Iterator[PgCursor]:
+        """A cursor on a fresh read-only autocommit session with a statement timeout."""
+        try:
+            conn = psycopg2.connect(**self._connect_kwargs(database))
+        except psycopg2.Error as exc:
+            # from None: the driver's exception is already summarized and must not drag the dsn along.
+            raise translate_error(exc, self.spec, database) from None
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}; SET default_transaction_read_only = on")
+                yield cur
+        except psycopg2.Error as exc:
+            raise translate_error(exc, self.spec, database) from exc
+        finally:
+            conn.close()
+
+    def test(self) -> TestResult:
+        """Connect, run SELECT 1 and report the server version and the round-trip time."""
+        started = time.perf_counter()
+        try:
+            conn = psycopg2.connect(**self._connect_kwargs(None))
+        except psycopg2.Error as exc:
+            raise translate_error(exc, self.spec) from None
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT 1")
+                cur.fetchone()
+            latency_ms = (time.perf_counter() - started) * 1000
+            return TestResult(server_version=_version(conn.server_version), latency_ms=round(latency_ms, 2))
+        except psycopg2.Error as exc:
+            raise translate_error(exc, self.spec) from exc
+        finally:
+            conn.close()
+
+    def list_databases(self) -> list[DatabaseInfo]:
+        """Non-template databases that accept connections; size only where the login may connect."""
+        with self._cursor() as cur:
+            cur.execute(
+                "SELECT datname, CASE WHEN has_database_privilege(oid, 'CONNECT') "
+                "THEN pg_database_size(oid) END "
+                "FROM pg_database WHERE NOT datistemplate AND datallowconn ORDER BY datname"
+            )
+            return [DatabaseInfo(name=name, size_bytes=size) for name, size in cur.fetchall()]
+
+    def list_schemas(self, database: str) -> list[SchemaInfo]:
+        """User schemas of `database` with their table counts (partitions not counted)."""
+        with self._cursor(database) as cur:
+            cur.execute(
+                "SELECT n.nspname, count(c.oid) FILTER (WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition) "
+                "FROM pg_namespace n LEFT JOIN pg_class c ON c.relnamespace = n.oid "
+                f"WHERE {_USER_SCHEMA_FILTER} GROUP BY n.nspname ORDER BY n.nspname",
+                (),
+            )
+            return [SchemaInfo(name=name, table_count=count) for name, count in cur.fetchall()]
+
+    def list_tables(self, database: str, schema: str, exact: bool = False) -> list[TableInfo]:
+        """Tables of a schema: estimates from the catalog, exact counts where asked or where unknown."""
+        with self._cursor(database) as cur:
+            tables = _table_stats(cur, schema, None)
+            if not tables:
+                _require_schema(cur, database, schema)
+                return []
+            need = [t for t, unknown in tables if exact or unknown]
+            for info, count in zip(need, _exact_counts(cur, schema, [t.name for t in need]), strict=True):
+                info.row_count, info.row_count_exact = count, True
+            return [t for t, _ in tables]
+
+    def count_rows(self, database: str, schema: str, table: str) -> int:
+        """The exact row count of one table (count(*))."""
+        with self._cursor(database) as cur:
+            _require_table(cur, database, schema, table)
+            return _exact_counts(cur, schema, [table])[0]
+
+    def table_detail(self, database: str, schema: str, table: str) -> TableDetail:
+        """Columns, primary key, foreign keys both ways, indexes, row count and size of one table."""
+        with self._cursor(database) as cur:
+            oid = _require_table(cur, database, schema, table)
+            cur.execute(_COLUMNS_SQL, (oid,))
+            columns = [
+                ColumnInfo(name=n, type=t, nullable=nullable, default=d, position=i)
+                for i, (n, t, nullable, d) in enumerate(cur.fetchall(), start=1)
+            ]
+            cur.execute(_PRIMARY_KEY_SQL, (oid,))
+            primary_key = [r[0] for r in cur.fetchall()]
+            stats = _table_stats(cur, schema, table)
+            row_count, size_bytes = 0, 0
+            if stats:
+                info, unknown = stats[0]
+                row_count = _exact_counts(cur, schema, [table])[0] if unknown else info.row_count
+                size_bytes = info.size_bytes
+            return TableDetail(
+                schema=schema,
+                name=table,
+                columns=columns,
+                primary_key=primary_key,
+                foreign_keys=_foreign_keys(cur, "outgoing", oid),
+                referenced_by=_foreign_keys(cur, "incoming", oid),
+                indexes=_indexes(cur, oid),
+                row_count=row_count,
+                size_bytes=size_bytes,
+            )
+
+    def foreign_keys(self, database: str, schema: str) -> list[ForeignKeyInfo]:
+        """Every foreign key whose referencing table is in `schema`, columns in constraint order."""
+        with self._cursor(database) as cur:
+            return _foreign_keys(cur, "schema", schema)
+
+
+def _table_stats(cur: PgCursor, schema: str, table: str | None) -> list[tuple[TableInfo, bool]]:
+    """(TableInfo with the estimate, estimate-unknown flag) for a schema's tables, or one table."""
+    cur.execute(_TABLES_SQL, {"schema": schema, "table": table})
+    return [
+        (TableInfo(schema=s, name=n, row_count=rows, size_bytes=size, has_primary_key=pk), unknown)
+        for s, n, rows, size, pk, unknown in cur.fetchall()
+    ]
+
+
+def _exact_counts(cur: PgCursor, schema: str, tables: list[str]) -> list[int]:
+    """count(*) of each table in one UNION ALL round trip, in the order given."""
+    if not tables:
+        return []
+    parts = [
+        sql.SQL("SELECT {i}, count(*) FROM {s}.{t}").format(
+            i=sql.Literal(i), s=sql.Identifier(schema), t=sql.Identifier(table)
+        )
+        for i, table in enumerate(tables)
+    ]
+    cur.execute(sql.SQL(" UNION ALL ").join(parts))
+    counts = dict(cur.fetchall())
+    return [counts[i] for i in range(len(tables))]
+
+
+def _require_schema(cur: PgCursor, database: str, schema: str) -> None:
+    cur.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,))
+    if cur.fetchone() is None:
+        raise ObjectNotFound(f"schema {schema} does not exist in database {database}")
+
+
+def _require_table(cur: PgCursor, database: str, schema: str, table: str) -> int:
+    """The table's oid, or ObjectNotFound in words a person understands."""
+    cur.execute(
+        "SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p', 'v', 'm', 'f')",
+        (schema, table),
+    )
+    row = cur.fetchone()
+    if row is None:
+        raise ObjectNotFound(f"table {schema}.{table} does not exist in database {database}")
+    return row[0]
+
+
+def _foreign_keys(cur: PgCursor, direction: str, value: Any) -> list[ForeignKeyInfo]:
+    cur.execute(_FOREIGN_KEYS_SQL.format(where=_FK_FILTERS[direction]), (value,))
+    return [
+        ForeignKeyInfo(
+            name=name,
+            schema=s,
+            table=t,
+            columns=list(cols),
+            referenced_schema=rs,
+            referenced_table=rt,
+            referenced_columns=list(rcols),
+        )
+        for name, s, t, cols, rs, rt, rcols in cur.fetchall()
+    ]
+
+
+def _indexes(cur: PgCursor, oid: int) -> list[IndexInfo]:
+    cur.execute(_INDEXES_SQL, (oid,))
+    return [
+        IndexInfo(name=name, columns=list(cols), unique=unique, primary=primary)
+        for name, unique, primary, cols in cur.fetchall()
+    ]
