@@ -8,13 +8,15 @@ from nicegui import app, ui
 
 import pages
 from core.api import install_api
-from core.app_state import startup
+from core.app_state import prepare, start_services, stop_services
 from core.config import get_settings
 from core.security import token_signing_key
 
 get_settings.cache_clear()  # tests re-run this file with a new environment
 settings = get_settings()
-startup()  # migrate before the first request; cheap when already at head
+prepare()  # migrate before the first request; cheap when already at head
+app.on_startup(start_services)
+app.on_shutdown(stop_services)
 install_api(app)
 pages.register(app)
 

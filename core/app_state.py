@@ -4,15 +4,34 @@ from __future__ import annotations
 
 import logging
 
+from core import runner, scheduler
 from core.config import get_settings
 from core.users import bootstrap_admin
 from data import db
+from data import pipelines as pipe_db
+from data.db import session_scope
 
 log = logging.getLogger(__name__)
 
 
-def startup() -> None:
+def prepare() -> None:
     """Migrate the app database and create the first admin from the environment if asked."""
     settings = get_settings()
     db.init(settings.resolved_database_url())
     bootstrap_admin(settings)
+
+
+def start_services() -> None:
+    """Close out runs a previous process left open, then start the scheduler and sync its jobs."""
+    runner.recover_interrupted()
+    scheduler.start(get_settings().resolved_database_url())
+    with session_scope() as session:
+        pipelines = pipe_db.list_pipelines(session=session)
+    for p in pipelines:
+        scheduler.set_schedule(p.id, p.schedule)
+
+
+def stop_services() -> None:
+    """Cancel running loads and stop the scheduler."""
+    scheduler.shutdown()
+    runner.stop_all()

@@ -29,6 +29,7 @@ from core.security import Action, decrypt_secret, encrypt_secret, require
 from core.users import Actor
 from data import audit
 from data import connections as conn_db
+from data import pipelines as pipelines_db
 from data.db import session_scope
 from data.models import Connection, ConnectionTest, utcnow
 
@@ -207,6 +208,9 @@ def delete_connection(actor: Actor, connection_id: int) -> None:
     with session_scope() as session:
         c = _load(session, connection_id)
         name = c.name
+        users = [p.name for p in pipelines_db.pipelines_using_connection(session=session, connection_id=connection_id)]
+        if users:
+            raise Conflict(f"connection '{name}' is used by pipeline(s) {', '.join(users)}; delete those first")
         conn_db.delete_connection(session=session, connection=c)
         audit.record(session=session, user_email=actor.email, action="connection.delete", target=name)
 

@@ -66,3 +66,70 @@ class AuditEntry(SQLModel, table=True):
     action: str = Field(max_length=60)
     target: str = Field(default="", max_length=300)
     detail: str = Field(default="")
+
+
+class Pipeline(SQLModel, table=True):
+    __tablename__ = "pipelines"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True, max_length=100)
+    description: str = Field(default="")
+    source_connection_id: int = Field(sa_column=Column(Integer, ForeignKey("connections.id"), nullable=False))
+    target_connection_id: int = Field(sa_column=Column(Integer, ForeignKey("connections.id"), nullable=False))
+    source_database: str = Field(max_length=128)
+    source_schema: str = Field(max_length=128)
+    target_database: str = Field(max_length=128)
+    target_schema: str = Field(max_length=128)
+    tables: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    exclude: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    table_mappings: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    mode: str = Field(default="FULL_LOAD_ONLY", max_length=30)
+    auto_create: bool = True
+    target_table_policy: str = Field(default="fail", max_length=20)
+    schedule: str | None = Field(default=None, max_length=120)
+    engine: str = Field(default="embedded", max_length=20)
+    state: str = Field(default="NOT_STARTED", max_length=20)
+    full_load_status: str = Field(default="NOT_STARTED", max_length=20)
+    cdc_status: str = Field(default="NOT_STARTED", max_length=20)
+    error_message: str | None = None
+    created_by: str | None = Field(default=None, max_length=320)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class PipelineRun(SQLModel, table=True):
+    __tablename__ = "pipeline_runs"
+
+    id: int | None = Field(default=None, primary_key=True)
+    pipeline_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("pipelines.id", ondelete="CASCADE"), index=True, nullable=False)
+    )
+    run_type: str = Field(default="FULL_LOAD", max_length=20)
+    trigger: str = Field(default="manual", max_length=20)
+    status: str = Field(default="RUNNING", max_length=20)
+    started_at: datetime = Field(default_factory=utcnow)
+    completed_at: datetime | None = None
+    rows_processed: int = 0
+    rows_failed: int = 0
+    error_message: str | None = None
+
+
+class PipelineTable(SQLModel, table=True):
+    """The latest full-load status of one table of a pipeline (replaced at every run)."""
+
+    __tablename__ = "pipeline_tables"
+
+    id: int | None = Field(default=None, primary_key=True)
+    pipeline_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("pipelines.id", ondelete="CASCADE"), index=True, nullable=False)
+    )
+    run_id: int | None = None
+    source: str = Field(max_length=300)
+    target: str = Field(max_length=300)
+    status: str = Field(default="PENDING", max_length=20)
+    rows_copied: int = 0
+    rows_expected: int = 0
+    rows_per_second: float = 0.0
+    error: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
 
-from core.api import auth, connections, users
+from core.api import auth, connections, pipelines, users
 from core.api.errors import install_error_handlers
 
 PREFIX = "/api/v1"
@@ -16,5 +16,6 @@ def install_api(app: FastAPI) -> None:
     router.include_router(auth.router)
     router.include_router(users.router)
     router.include_router(connections.router)
+    router.include_router(pipelines.router)
     app.include_router(router)
     install_error_handlers(app)

@@ -1,0 +1,148 @@
+"""The shapes of pipelines in and out of the service (API bodies, page forms, responses)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Mode = Literal["FULL_LOAD_ONLY", "CDC_ONLY", "FULL_LOAD_AND_CDC"]
+Policy = Literal["fail", "truncate", "append", "drop_recreate"]
+Engine = Literal["embedded", "kafka_connect"]
+
+MODES: tuple[str, ...] = ("FULL_LOAD_ONLY", "CDC_ONLY", "FULL_LOAD_AND_CDC")
+POLICIES: tuple[str, ...] = ("fail", "truncate", "append", "drop_recreate")
+STATES: tuple[str, ...] = ("NOT_STARTED", "STARTING", "RUNNING", "PAUSED", "STOPPING", "STOPPED", "ERROR")
+LOAD_STATUSES: tuple[str, ...] = ("NOT_STARTED", "RUNNING", "COMPLETED", "FAILED", "CANCELLED")
+
+
+class TableMapping(BaseModel):
+    source: str = Field(min_length=1, max_length=128)
+    target: str = Field(min_length=1, max_length=128)
+
+
+class _Base(BaseModel):
+    model_config = ConfigDict(str_strip_whitespace=True, extra="forbid")
+
+
+class PipelineCreate(_Base):
+    """A new pipeline. Databases default to the connections' own; schemas must be given."""
+
+    name: str = Field(min_length=1, max_length=100)
+    description: str = Field(default="", max_length=2000)
+    source_connection_id: int
+    target_connection_id: int
+    source_database: str | None = Field(default=None, max_length=128)
+    source_schema: str = Field(min_length=1, max_length=128)
+    target_database: str | None = Field(default=None, max_length=128)
+    target_schema: str = Field(min_length=1, max_length=128)
+    tables: list[str] = Field(min_length=1)
+    exclude: list[str] = Field(default_factory=list)
+    table_mappings: list[TableMapping] = Field(default_factory=list)
+    mode: Mode = "FULL_LOAD_ONLY"
+    auto_create: bool = True
+    target_table_policy: Policy = "fail"
+    schedule: str | None = Field(default=None, max_length=120)
+    engine: Engine = "embedded"
+
+
+class PipelineUpdate(_Base):
+    """A partial edit of a pipeline that is not running."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=100)
+    description: str | None = Field(default=None, max_length=2000)
+    source_connection_id: int | None = None
+    target_connection_id: int | None = None
+    source_database: str | None = Field(default=None, max_length=128)
+    source_schema: str | None = Field(default=None, min_length=1, max_length=128)
+    target_database: str | None = Field(default=None, max_length=128)
+    target_schema: str | None = Field(default=None, min_length=1, max_length=128)
+    tables: list[str] | None = Field(default=None, min_length=1)
+    exclude: list[str] | None = None
+    table_mappings: list[TableMapping] | None = None
+    mode: Mode | None = None
+    auto_create: bool | None = None
+    target_table_policy: Policy | None = None
+    schedule: str | None = Field(default=None, max_length=120)
+    engine: Engine | None = None
+
+
+class RunPublic(BaseModel):
+    id: int
+    run_type: str
+    trigger: str
+    status: str
+    started_at: datetime
+    completed_at: datetime | None
+    rows_processed: int
+    rows_failed: int
+    error_message: str | None
+
+
+class PipelinePublic(BaseModel):
+    id: int
+    name: str
+    description: str
+    source_connection_id: int
+    target_connection_id: int
+    source_connection_name: str | None = None
+    target_connection_name: str | None = None
+    source_database: str
+    source_schema: str
+    target_database: str
+    target_schema: str
+    tables: list[str]
+    exclude: list[str]
+    table_mappings: list[TableMapping]
+    mode: str
+    auto_create: bool
+    target_table_policy: str
+    schedule: str | None
+    engine: str
+    state: str
+    full_load_status: str
+    cdc_status: str
+    error_message: str | None
+    created_at: datetime
+    updated_at: datetime
+    last_run: RunPublic | None = None
+    next_run_at: datetime | None = None
+
+
+class TableStatus(BaseModel):
+    source: str
+    target: str
+    status: str
+    rows_copied: int = 0
+    rows_expected: int = 0
+    rows_per_second: float = 0.0
+    error: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class PipelineStatus(BaseModel):
+    id: int
+    state: str
+    full_load_status: str
+    cdc_status: str
+    error_message: str | None
+    tables: list[TableStatus]
+
+
+class PreviewRow(BaseModel):
+    source: str
+    target: str
+    target_status: str  # will_be_created | exists | exists_different | missing
+    row_count: int
+    has_primary_key: bool
+    size_bytes: int = 0
+    differences: dict | None = None
+
+
+class ValidationReport(BaseModel):
+    ok: bool
+    errors: list[str]
+    warnings: list[str]
+    tables: list[PreviewRow] = Field(default_factory=list)

@@ -1,0 +1,359 @@
+"""Pipelines: create/edit/delete with validation against the live source, preview, diff, status.
+
+Every function takes the acting user and checks the role first; the API and the pages call
+these same functions. Functions that reach a database block: call them off the event loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from core import runner, scheduler
+from core.connections import spec_of
+from core.connectors import get_connector
+from core.connectors.base import ConnectionSpec, TableInfo
+from core.errors import Conflict, ConnectorError, NotFound, ValidationFailed
+from core.pipeline_schemas import (
+    PipelineCreate,
+    PipelinePublic,
+    PipelineStatus,
+    PipelineUpdate,
+    PreviewRow,
+    RunPublic,
+    TableMapping,
+    TableStatus,
+    ValidationReport,
+)
+from core.security import Action, require
+from core.table_select import select_tables
+from core.users import Actor
+from data import audit
+from data import connections as conn_db
+from data import pipelines as pipe_db
+from data.db import session_scope
+from data.models import Connection, Pipeline, utcnow
+
+ACTIVE_STATES = {"STARTING", "RUNNING", "PAUSED", "STOPPING"}
+EDITABLE_WHILE_RUNNING = {"name", "description", "schedule"}
+
+
+# ---------------------------------------------------------------- reading
+
+
+def _load(session, pipeline_id: int) -> Pipeline:  # noqa: ANN001
+    p = pipe_db.get_pipeline(session=session, pipeline_id=pipeline_id)
+    if p is None:
+        raise NotFound(f"pipeline {pipeline_id} not found")
+    return p
+
+
+def _public(session, p: Pipeline) -> PipelinePublic:  # noqa: ANN001
+    src = conn_db.get_connection(session=session, connection_id=p.source_connection_id)
+    tgt = conn_db.get_connection(session=session, connection_id=p.target_connection_id)
+    last = pipe_db.last_run(session=session, pipeline_id=p.id)
+    data = p.model_dump()
+    data["table_mappings"] = [TableMapping(**m) for m in p.table_mappings or []]
+    return PipelinePublic(
+        **data,
+        source_connection_name=src.name if src else None,
+        target_connection_name=tgt.name if tgt else None,
+        last_run=RunPublic.model_validate(last, from_attributes=True) if last else None,
+        next_run_at=scheduler.next_run_at(p.id) if p.schedule else None,
+    )
+
+
+def list_pipelines(actor: Actor) -> list[PipelinePublic]:
+    """Every pipeline with its state, last run and next scheduled run."""
+    require(actor.role, Action.read)
+    with session_scope() as session:
+        return [_public(session, p) for p in pipe_db.list_pipelines(session=session)]
+
+
+def get_pipeline(actor: Actor, pipeline_id: int) -> PipelinePublic:
+    """One pipeline."""
+    require(actor.role, Action.read)
+    with session_scope() as session:
+        return _public(session, _load(session, pipeline_id))
+
+
+def list_runs(actor: Actor, pipeline_id: int, limit: int = 50) -> list[RunPublic]:
+    """Run history, newest first."""
+    require(actor.role, Action.read)
+    with session_scope() as session:
+        _load(session, pipeline_id)
+        return [RunPublic.model_validate(r, from_attributes=True)
+                for r in pipe_db.list_runs(session=session, pipeline_id=pipeline_id, limit=limit)]
+
+
+def get_status(actor: Actor, pipeline_id: int) -> PipelineStatus:
+    """State, load statuses and per-table progress (live while a load runs)."""
+    require(actor.role, Action.read)
+    with session_scope() as session:
+        p = _load(session, pipeline_id)
+        stored = pipe_db.list_tables(session=session, pipeline_id=pipeline_id)
+        tables = [TableStatus.model_validate(t, from_attributes=True) for t in stored]
+        live = runner.live_tables(pipeline_id)
+        if live:
+            tables = [live.get(t.source, t) for t in tables] or list(live.values())
+        return PipelineStatus(id=p.id, state=p.state, full_load_status=p.full_load_status, cdc_status=p.cdc_status,
+                              error_message=p.error_message, tables=tables)
+
+
+# ---------------------------------------------------------------- validation
+
+
+def _connection(session, field: str, connection_id: int, usage: str) -> Connection:  # noqa: ANN001
+    c = conn_db.get_connection(session=session, connection_id=connection_id)
+    if c is None:
+        raise ValidationFailed(field, f"connection {connection_id} does not exist")
+    if c.usage not in (usage, "both"):
+        raise ValidationFailed(field, f"connection '{c.name}' is for usage '{c.usage}', not {usage}")
+    return c
+
+
+def _spec(c: Connection, database: str) -> ConnectionSpec:
+    return dataclasses.replace(spec_of(c), database=database)
+
+
+@dataclasses.dataclass
+class Resolved:
+    """A pipeline's connections, specs and the selected (source table, target name) pairs."""
+
+    source: ConnectionSpec
+    target: ConnectionSpec
+    source_tables: list[TableInfo]
+    pairs: list[tuple[TableInfo, str]]
+
+
+def _resolve(data: PipelineCreate, src: Connection, tgt: Connection) -> Resolved:
+    """Check schemas and tables against the live source; raises ValidationFailed naming the field."""
+    source = _spec(src, data.source_database or src.database)
+    target = _spec(tgt, data.target_database or tgt.database)
+    src_conn = get_connector(source)
+    try:
+        schemas = [s.name for s in src_conn.list_schemas(source.database)]
+    except ConnectorError as exc:
+        raise ValidationFailed("source_connection_id", f"cannot read the source: {exc}") from None
+    if data.source_schema not in schemas:
+        raise ValidationFailed("source_schema", f"schema '{data.source_schema}' does not exist in {source.database}")
+    tables = src_conn.list_tables(source.database, data.source_schema)
+    by_name = {t.name: t for t in tables}
+    pairs = select_tables([t.name for t in tables], data.tables, data.exclude,
+                          [m.model_dump() for m in data.table_mappings])
+    if not data.auto_create:
+        _require_target_schema(target, data.target_schema)
+    return Resolved(source, target, tables, [(by_name[s], t) for s, t in pairs])
+
+
+def _require_target_schema(target: ConnectionSpec, schema: str) -> None:
+    try:
+        schemas = [s.name for s in get_connector(target).list_schemas(target.database)]
+    except ConnectorError as exc:
+        raise ValidationFailed("target_connection_id", f"cannot read the target: {exc}") from None
+    if schema not in schemas:
+        raise ValidationFailed(
+            "target_schema", f"schema '{schema}' does not exist in {target.database} and auto_create is off"
+        )
+
+
+def _check_fields(data: PipelineCreate) -> None:
+    if data.schedule:
+        if data.mode != "FULL_LOAD_ONLY":
+            raise ValidationFailed("schedule", "only FULL_LOAD_ONLY pipelines run on a schedule")
+        scheduler.parse_cron(data.schedule)
+    if data.engine != "embedded":
+        raise ValidationFailed("engine", "the kafka_connect engine is not available in this version; use embedded")
+
+
+# ---------------------------------------------------------------- writing
+
+
+def create_pipeline(actor: Actor, data: PipelineCreate) -> PipelinePublic:
+    """Validate against the live source and save; nothing is saved when anything is wrong."""
+    require(actor.role, Action.manage_pipelines)
+    _check_fields(data)
+    with session_scope() as session:
+        if pipe_db.get_pipeline_by_name(session=session, name=data.name):
+            raise Conflict(f"a pipeline named '{data.name}' already exists")
+        src = _connection(session, "source_connection_id", data.source_connection_id, "source")
+        tgt = _connection(session, "target_connection_id", data.target_connection_id, "target")
+    resolved = _resolve(data, src, tgt)
+    with session_scope() as session:
+        if pipe_db.get_pipeline_by_name(session=session, name=data.name):
+            raise Conflict(f"a pipeline named '{data.name}' already exists")
+        values = data.model_dump()
+        values.update(source_database=resolved.source.database, target_database=resolved.target.database,
+                      schedule=data.schedule or None, created_by=actor.email)
+        p = pipe_db.save(session=session, obj=Pipeline(**values))
+        audit.record(session=session, user_email=actor.email, action="pipeline.create", target=p.name)
+        scheduler.set_schedule(p.id, p.schedule)
+        return _public(session, p)
+
+
+def update_pipeline(actor: Actor, pipeline_id: int, data: PipelineUpdate) -> PipelinePublic:
+    """Edit a pipeline that is not running; the result is validated like a new one."""
+    require(actor.role, Action.manage_pipelines)
+    given = data.model_dump(exclude_unset=True)
+    with session_scope() as session:
+        p = _load(session, pipeline_id)
+        running = p.state in ACTIVE_STATES or runner.is_running(pipeline_id)
+        if running and set(given) - EDITABLE_WHILE_RUNNING:
+            raise Conflict(f"pipeline '{p.name}' is {p.state}; stop it before editing its tables or connections")
+        merged = p.model_dump(include=set(PipelineCreate.model_fields)) | given
+        if "name" in given and given["name"] != p.name and pipe_db.get_pipeline_by_name(session=session,
+                                                                                          name=given["name"]):
+            raise Conflict(f"a pipeline named '{given['name']}' already exists")
+        candidate = PipelineCreate.model_validate(merged)
+        _check_fields(candidate)
+        src = _connection(session, "source_connection_id", candidate.source_connection_id, "source")
+        tgt = _connection(session, "target_connection_id", candidate.target_connection_id, "target")
+    _resolve(candidate, src, tgt)
+    with session_scope() as session:
+        p = _load(session, pipeline_id)
+        for key, value in candidate.model_dump().items():
+            setattr(p, key, value)
+        p.schedule = candidate.schedule or None
+        p.updated_at = utcnow()
+        p = pipe_db.save(session=session, obj=p)
+        audit.record(session=session, user_email=actor.email, action="pipeline.update", target=p.name,
+                     detail=",".join(sorted(given)))
+        scheduler.set_schedule(p.id, p.schedule)
+        return _public(session, p)
+
+
+def delete_pipeline(actor: Actor, pipeline_id: int) -> None:
+    """Stop a running load, remove the schedule and delete the pipeline with its history."""
+    require(actor.role, Action.manage_pipelines)
+    with session_scope() as session:
+        _load(session, pipeline_id)
+    runner.stop(pipeline_id, wait=True)
+    scheduler.remove(pipeline_id)
+    with session_scope() as session:
+        p = _load(session, pipeline_id)
+        name = p.name
+        pipe_db.delete_pipeline(session=session, pipeline=p)
+        audit.record(session=session, user_email=actor.email, action="pipeline.delete", target=name)
+
+
+def start_pipeline(actor: Actor, pipeline_id: int) -> PipelineStatus:
+    """Start the pipeline's full load now (CDC modes arrive with the CDC engine)."""
+    require(actor.role, Action.manage_pipelines)
+    with session_scope() as session:
+        p = _load(session, pipeline_id)
+        if p.mode != "FULL_LOAD_ONLY":
+            raise ValidationFailed("mode", f"{p.mode} needs the CDC engine, which this version does not include yet")
+    runner.start_full_load(pipeline_id, trigger="manual", actor_email=actor.email)
+    return get_status(actor, pipeline_id)
+
+
+def stop_pipeline(actor: Actor, pipeline_id: int) -> PipelineStatus:
+    """Cancel a running load; the pipeline ends STOPPED."""
+    require(actor.role, Action.manage_pipelines)
+    with session_scope() as session:
+        _load(session, pipeline_id)
+    runner.stop(pipeline_id, wait=False, actor_email=actor.email)
+    return get_status(actor, pipeline_id)
+
+
+# ---------------------------------------------------------------- preview, diff, validate
+
+
+def _stored_request(p: Pipeline) -> PipelineCreate:
+    return PipelineCreate.model_validate(p.model_dump(include=set(PipelineCreate.model_fields)))
+
+
+def _preview_rows(p: Pipeline, src: Connection, tgt: Connection) -> list[PreviewRow]:
+    from core.fullload import compare_columns
+
+    resolved = _resolve(_stored_request(p), src, tgt)
+    source_conn, target_conn = get_connector(resolved.source), get_connector(resolved.target)
+    try:
+        existing = {t.name: t for t in target_conn.list_tables(resolved.target.database, p.target_schema)}
+    except ConnectorError:
+        existing = {}  # the schema does not exist yet: everything will be created
+    rows = []
+    for info, target_name in resolved.pairs:
+        src_detail = source_conn.table_detail(resolved.source.database, p.source_schema, info.name)
+        tgt_detail = None
+        if target_name in existing:
+            tgt_detail = target_conn.table_detail(resolved.target.database, p.target_schema, target_name)
+        diff = compare_columns(src_detail, tgt_detail, resolved.target.kind)
+        status = {"missing": "will_be_created" if p.auto_create else "missing", "same": "exists",
+                  "different": "exists_different"}[diff["status"]]
+        rows.append(PreviewRow(
+            source=f"{p.source_schema}.{info.name}", target=f"{p.target_schema}.{target_name}", target_status=status,
+            row_count=info.row_count, has_primary_key=info.has_primary_key, size_bytes=info.size_bytes,
+            differences=diff if diff["status"] == "different" else None,
+        ))
+    return rows
+
+
+def _with_connections(actor: Actor, pipeline_id: int) -> tuple[Pipeline, Connection, Connection]:
+    require(actor.role, Action.read)
+    with session_scope() as session:
+        p = _load(session, pipeline_id)
+        src = _connection(session, "source_connection_id", p.source_connection_id, "source")
+        tgt = _connection(session, "target_connection_id", p.target_connection_id, "target")
+        return p, src, tgt
+
+
+def preview(actor: Actor, pipeline_id: int) -> list[PreviewRow]:
+    """Source table -> target table, whether it will be created / exists / differs, rows, PK."""
+    return _preview_rows(*_with_connections(actor, pipeline_id))
+
+
+def schema_diff(actor: Actor, pipeline_id: int) -> list[PreviewRow]:
+    """The tables whose target exists with different columns, with the differences."""
+    return [r for r in preview(actor, pipeline_id) if r.target_status in ("exists_different", "missing")]
+
+
+def validate(actor: Actor, pipeline_id: int) -> ValidationReport:
+    """Everything that would stop a start, as errors, and what deserves a look, as warnings."""
+    p, src, tgt = _with_connections(actor, pipeline_id)
+    errors: list[str] = []
+    warnings: list[str] = []
+    try:
+        rows = _preview_rows(p, src, tgt)
+    except (ValidationFailed, ConnectorError) as exc:
+        return ValidationReport(ok=False, errors=[str(exc)], warnings=[])
+    for r in rows:
+        if r.target_status == "missing":
+            errors.append(f"{r.target} does not exist and auto_create is off")
+        if r.target_status == "exists_different" and p.target_table_policy != "drop_recreate":
+            warnings.append(f"{r.target} exists with different columns: {_describe(r.differences)}")
+        if not r.has_primary_key:
+            message = f"{r.source} has no primary key"
+            if p.mode != "FULL_LOAD_ONLY":
+                errors.append(f"{message}: CDC needs one (ALTER TABLE ... ADD PRIMARY KEY, or REPLICA IDENTITY FULL)")
+            else:
+                warnings.append(f"{message}: the target is created without one")
+    return ValidationReport(ok=not errors, errors=errors, warnings=warnings, tables=rows)
+
+
+def _describe(diff: dict | None) -> str:
+    if not diff:
+        return ""
+    parts = []
+    if diff.get("added"):
+        parts.append("missing in target: " + ", ".join(diff["added"]))
+    if diff.get("removed"):
+        parts.append("only in target: " + ", ".join(diff["removed"]))
+    for c in diff.get("changed", []):
+        parts.append(f"{c['name']} {c['source_type']} -> {c['target_type']}")
+    return "; ".join(parts)
+
+
+
+
+def load_plan(pipeline_id: int):  # noqa: ANN201 - (source spec, target spec, [TablePlan], LoadOptions)
+    """Resolve a stored pipeline into what the full-load engine runs."""
+    from core.fullload import LoadOptions, TablePlan
+
+    with session_scope() as session:
+        p = _load(session, pipeline_id)
+        src = _connection(session, "source_connection_id", p.source_connection_id, "source")
+        tgt = _connection(session, "target_connection_id", p.target_connection_id, "target")
+    resolved = _resolve(_stored_request(p), src, tgt)
+    plans = [TablePlan(p.source_schema, info.name, p.target_schema, target) for info, target in resolved.pairs]
+    options = LoadOptions(auto_create=p.auto_create, target_table_policy=p.target_table_policy)
+    return resolved.source, resolved.target, plans, options

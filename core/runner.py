@@ -1,0 +1,204 @@
+"""Runs full loads on worker threads: one run per pipeline at a time, cancellable, observable.
+
+Progress goes three ways: an in-memory table for the status API, the event bus for live pages,
+and the app database (throttled) so history survives. Nothing here touches UI elements.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+from core.events import Event, bus
+from core.pipeline_schemas import TableStatus
+from data import pipelines as pipe_db
+from data.db import session_scope
+from data.models import PipelineRun, PipelineTable, utcnow
+
+log = logging.getLogger(__name__)
+
+PERSIST_EVERY_S = 2.0
+
+
+@dataclass
+class ActiveRun:
+    """A load in progress: its thread, its cancel flag and the live per-table progress."""
+
+    pipeline_id: int
+    run_id: int
+    cancel: threading.Event = field(default_factory=threading.Event)
+    tables: dict[str, TableStatus] = field(default_factory=dict)
+    thread: threading.Thread | None = None
+    _persisted_at: dict[str, float] = field(default_factory=dict)
+
+    def join(self, timeout: float | None = None) -> None:
+        if self.thread is not None:
+            self.thread.join(timeout)
+
+
+_active: dict[int, ActiveRun] = {}
+_lock = threading.Lock()
+
+
+def is_running(pipeline_id: int) -> bool:
+    with _lock:
+        return pipeline_id in _active
+
+
+def live_tables(pipeline_id: int) -> dict[str, TableStatus]:
+    """Per-table progress of the running load (empty when none runs)."""
+    with _lock:
+        run = _active.get(pipeline_id)
+        return dict(run.tables) if run else {}
+
+
+def _set_pipeline(pipeline_id: int, **values: object) -> None:
+    with session_scope() as session:
+        p = pipe_db.get_pipeline(session=session, pipeline_id=pipeline_id)
+        if p is None:
+            return
+        for k, v in values.items():
+            setattr(p, k, v)
+        p.updated_at = utcnow()
+        pipe_db.save(session=session, obj=p)
+    bus.publish(Event("pipeline.state", {k: v for k, v in values.items()}, pipeline_id))
+
+
+def start_full_load(pipeline_id: int, trigger: str = "manual", actor_email: str | None = None) -> ActiveRun:
+    """Begin a full load on a worker thread; Conflict if this pipeline already runs one."""
+    from core.errors import Conflict, NotFound
+
+    with _lock:
+        if pipeline_id in _active:
+            raise Conflict(f"pipeline {pipeline_id} is already running; stop it or wait for the run to end")
+        with session_scope() as session:
+            p = pipe_db.get_pipeline(session=session, pipeline_id=pipeline_id)
+            if p is None:
+                raise NotFound(f"pipeline {pipeline_id} not found")
+            run = pipe_db.save(session=session, obj=PipelineRun(pipeline_id=pipeline_id, trigger=trigger))
+            p.state, p.full_load_status, p.error_message, p.updated_at = "STARTING", "RUNNING", None, utcnow()
+            pipe_db.save(session=session, obj=p)
+        active = ActiveRun(pipeline_id=pipeline_id, run_id=run.id)
+        _active[pipeline_id] = active
+    bus.publish(Event("pipeline.state", {"state": "STARTING", "full_load_status": "RUNNING"}, pipeline_id))
+    active.thread = threading.Thread(target=_execute, args=(active,), name=f"full-load-{pipeline_id}", daemon=True)
+    active.thread.start()
+    log.info("full load of pipeline %s started (%s, by %s)", pipeline_id, trigger, actor_email or "-")
+    return active
+
+
+def stop(pipeline_id: int, wait: bool = False, actor_email: str | None = None, timeout: float = 60) -> None:
+    """Ask a running load to cancel (and optionally wait for it); a stopped pipeline stays stopped."""
+    with _lock:
+        active = _active.get(pipeline_id)
+    if active is None:
+        return
+    _set_pipeline(pipeline_id, state="STOPPING")
+    active.cancel.set()
+    log.info("stop of pipeline %s requested by %s", pipeline_id, actor_email or "-")
+    if wait:
+        active.join(timeout)
+
+
+def stop_all(timeout: float = 30) -> None:
+    """Cancel every running load (app shutdown)."""
+    with _lock:
+        runs = list(_active.values())
+    for r in runs:
+        r.cancel.set()
+    deadline = time.monotonic() + timeout
+    for r in runs:
+        r.join(max(0.1, deadline - time.monotonic()))
+
+
+def _execute(active: ActiveRun) -> None:
+    from core.pipelines import load_plan
+
+    pid = active.pipeline_id
+    try:
+        source, target, plans, options = load_plan(pid)
+        _init_tables(active, plans)
+        _set_pipeline(pid, state="RUNNING")
+        from core.fullload import run_full_load
+
+        result = run_full_load(source, target, plans, options, lambda tp: _on_progress(active, tp), active.cancel)
+        _finish(active, result.status, result.rows_copied, _failed_rows(active), _failure_summary(active))
+    except Exception as exc:  # noqa: BLE001 - any failure must end the run in ERROR with its reason
+        log.warning("full load of pipeline %s failed: %s", pid, exc)
+        _finish(active, "FAILED", sum(t.rows_copied for t in active.tables.values()), 0, str(exc) or type(exc).__name__)
+    finally:
+        with _lock:
+            _active.pop(pid, None)
+
+
+def _init_tables(active: ActiveRun, plans: list) -> None:  # noqa: ANN001
+    rows = []
+    for plan in plans:
+        src, tgt = f"{plan.source_schema}.{plan.source_table}", f"{plan.target_schema}.{plan.target_table}"
+        active.tables[src] = TableStatus(source=src, target=tgt, status="PENDING")
+        rows.append(PipelineTable(pipeline_id=active.pipeline_id, run_id=active.run_id, source=src, target=tgt))
+    with session_scope() as session:
+        pipe_db.replace_tables(session=session, pipeline_id=active.pipeline_id, tables=rows)
+
+
+def _on_progress(active: ActiveRun, tp) -> None:  # noqa: ANN001 - core.fullload.TableProgress
+    status = TableStatus(**{f.name: getattr(tp, f.name) for f in dataclasses.fields(tp)})
+    previous = active.tables.get(status.source)
+    active.tables[status.source] = status
+    bus.publish(Event("pipeline.progress", status.model_dump(mode="json"), active.pipeline_id))
+    now = time.monotonic()
+    changed = previous is None or previous.status != status.status
+    if changed or now - active._persisted_at.get(status.source, 0) >= PERSIST_EVERY_S:
+        active._persisted_at[status.source] = now
+        _persist_table(active, status)
+
+
+def _persist_table(active: ActiveRun, status: TableStatus) -> None:
+    with session_scope() as session:
+        for row in pipe_db.list_tables(session=session, pipeline_id=active.pipeline_id):
+            if row.source == status.source:
+                for k, v in status.model_dump().items():
+                    setattr(row, k, v)
+                session.add(row)
+
+
+def _failed_rows(active: ActiveRun) -> int:
+    return sum(t.rows_expected for t in active.tables.values() if t.status == "FAILED")
+
+
+def _failure_summary(active: ActiveRun) -> str | None:
+    failed = [t for t in active.tables.values() if t.status == "FAILED"]
+    if not failed:
+        return None
+    first = failed[0]
+    return f"{len(failed)} of {len(active.tables)} tables failed; {first.source}: {first.error}"
+
+
+def _finish(active: ActiveRun, status: str, rows: int, rows_failed: int, error: str | None) -> None:
+    for t in active.tables.values():
+        _persist_table(active, t)
+    with session_scope() as session:
+        run = session.get(PipelineRun, active.run_id)
+        if run is not None:
+            run.status, run.completed_at = status, utcnow()
+            run.rows_processed, run.rows_failed, run.error_message = rows, rows_failed, error
+            session.add(run)
+    state = {"COMPLETED": "STOPPED", "CANCELLED": "STOPPED"}.get(status, "ERROR")
+    _set_pipeline(active.pipeline_id, state=state, full_load_status=status, error_message=error)
+    bus.publish(Event("pipeline.run", {"run_id": active.run_id, "status": status}, active.pipeline_id))
+
+
+def recover_interrupted() -> None:
+    """At start: runs the previous process left RUNNING end FAILED, their pipelines in ERROR."""
+    message = "the app stopped during this run; start it again"
+    with session_scope() as session:
+        for run in pipe_db.running_runs(session=session):
+            run.status, run.completed_at, run.error_message = "FAILED", utcnow(), message
+            session.add(run)
+            p = pipe_db.get_pipeline(session=session, pipeline_id=run.pipeline_id)
+            if p is not None and p.state in {"STARTING", "RUNNING", "STOPPING"}:
+                p.state, p.full_load_status, p.error_message = "ERROR", "FAILED", message
+                session.add(p)

@@ -1,0 +1,109 @@
+"""APScheduler jobs: scheduled full loads, persisted in the app database so they survive restarts.
+
+A job stores only the pipeline id and a reference to `run_scheduled_load`; the runner refuses a
+second concurrent run of a pipeline, and the job itself has max_instances=1 and coalesces missed
+runs, so scheduled runs never overlap.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+
+from core.errors import ValidationFailed
+
+log = logging.getLogger(__name__)
+
+JOBS_TABLE = "scheduler_jobs"
+_scheduler: BackgroundScheduler | None = None
+
+
+def parse_cron(expr: str) -> CronTrigger:
+    """A trigger for a crontab line (`min hour dom mon dow`, or 6 fields with seconds first), in UTC."""
+    fields = expr.split()
+    try:
+        if len(fields) == 5:
+            return CronTrigger.from_crontab(expr, timezone="UTC")
+        if len(fields) == 6:
+            second, minute, hour, day, month, dow = fields
+            return CronTrigger(second=second, minute=minute, hour=hour, day=day, month=month, day_of_week=dow,
+                               timezone="UTC")
+    except ValueError as exc:
+        raise ValidationFailed("schedule", f"'{expr}' is not a valid cron expression: {exc}") from None
+    raise ValidationFailed(
+        "schedule", f"'{expr}' is not a valid cron expression: expected 5 fields (minute hour day month weekday)"
+    )
+
+
+def job_id(pipeline_id: int) -> str:
+    return f"pipeline-{pipeline_id}-full-load"
+
+
+def start(database_url: str) -> BackgroundScheduler:
+    """Start the process's scheduler on the app database's job table."""
+    global _scheduler
+    if _scheduler is not None:
+        shutdown()
+    scheduler = BackgroundScheduler(
+        jobstores={"default": SQLAlchemyJobStore(url=database_url, tablename=JOBS_TABLE)},
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},
+        timezone="UTC",
+    )
+    scheduler.start()
+    _scheduler = scheduler
+    return scheduler
+
+
+def shutdown() -> None:
+    """Stop the scheduler (running jobs are left to finish on their own threads)."""
+    global _scheduler
+    if _scheduler is not None:
+        _scheduler.shutdown(wait=False)
+        _scheduler = None
+
+
+def set_schedule(pipeline_id: int, expr: str | None) -> None:
+    """Create, replace or remove the pipeline's scheduled full load."""
+    if _scheduler is None:
+        return
+    if not expr:
+        remove(pipeline_id)
+        return
+    _scheduler.add_job(
+        "core.scheduler:run_scheduled_load", trigger=parse_cron(expr), args=[pipeline_id],
+        id=job_id(pipeline_id), name=f"full load of pipeline {pipeline_id}", replace_existing=True,
+    )
+
+
+def remove(pipeline_id: int) -> None:
+    if _scheduler is None:
+        return
+    try:
+        _scheduler.remove_job(job_id(pipeline_id))
+    except JobLookupError:
+        pass
+
+
+def next_run_at(pipeline_id: int) -> datetime | None:
+    """When the pipeline's schedule fires next (None without a schedule or scheduler)."""
+    if _scheduler is None:
+        return None
+    job = _scheduler.get_job(job_id(pipeline_id))
+    return job.next_run_time if job else None
+
+
+def run_scheduled_load(pipeline_id: int) -> None:
+    """Job body: run the pipeline's full load now and wait for it (so max_instances holds)."""
+    from core import runner
+
+    try:
+        handle = runner.start_full_load(pipeline_id, trigger="schedule", actor_email="scheduler")
+    except Exception as exc:  # noqa: BLE001 - a refused run (already running, pipeline gone) is logged, not fatal
+        log.warning("scheduled full load of pipeline %s not started: %s", pipeline_id, exc)
+        return
+    handle.join()
