@@ -54,7 +54,7 @@ def frame(title: str) -> Iterator[Actor]:
         with ui.button(icon="account_circle").props("flat color=white").classes("normal-case") as menu_button:
             ui.label(f"{actor.email} ({actor.role})").classes("ml-1")
             with ui.menu():
-                ui.menu_item("Log out", on_click=logout)
+                ui.menu_item("Log out", on_click=logout).mark("logout")
         menu_button.mark("user-menu")
     with ui.column().classes("w-full max-w-screen-xl mx-auto p-4 gap-4"):
         ui.label(title).classes("text-2xl font-semibold")

@@ -246,6 +246,9 @@ def test_connection(actor: Actor, connection_id: int) -> ConnectionTestPublic:
         return ConnectionTestPublic.model_validate(test, from_attributes=True)
 
 
+test_connection.__test__ = False  # not a pytest test, despite the name
+
+
 def test_history(actor: Actor, connection_id: int, limit: int = 50) -> list[ConnectionTestPublic]:
     """The newest tests of a connection, newest first."""
     require(actor.role, Action.read)
@@ -253,6 +256,9 @@ def test_history(actor: Actor, connection_id: int, limit: int = 50) -> list[Conn
         _load(session, connection_id)
         rows = conn_db.list_tests(session=session, connection_id=connection_id, limit=limit)
         return [ConnectionTestPublic.model_validate(t, from_attributes=True) for t in rows]
+
+
+test_history.__test__ = False
 
 
 def list_databases(actor: Actor, connection_id: int) -> list[DatabaseInfo]:

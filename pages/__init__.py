@@ -10,9 +10,12 @@ from components.auth_middleware import AuthMiddleware
 
 def register(app: FastAPI) -> None:
     """Register every page route and the login guard."""
-    from pages import dashboard, login
+    from pages import connection_detail, connections, dashboard, login, users
 
     ui.page("/login", title="Log in · CDC Studio")(login.login_page)
     ui.page("/setup", title="Set up · CDC Studio")(login.setup_page)
     ui.page("/", title="Dashboard · CDC Studio")(dashboard.dashboard_page)
+    ui.page("/connections", title="Connections · CDC Studio")(connections.connections_page)
+    ui.page("/connections/{connection_id}", title="Connection · CDC Studio")(connection_detail.connection_detail_page)
+    ui.page("/users", title="Users · CDC Studio")(users.users_page)
     app.add_middleware(AuthMiddleware)

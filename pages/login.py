@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from fastapi.responses import RedirectResponse
 from nicegui import app, run, ui
 
 from core.errors import Conflict, StudioError
@@ -12,14 +13,13 @@ def _safe_target(redirect_to: str) -> str:
     return redirect_to if redirect_to.startswith("/") and not redirect_to.startswith("//") else "/"
 
 
-def login_page(redirect_to: str = "/") -> None:
+def login_page(redirect_to: str = "/") -> RedirectResponse | None:
     """Email/password login; sends to the first-admin form while no account exists."""
+    # HTTP redirects, not ui.navigate: the browser gets its session cookie before the next page.
     if needs_first_admin():
-        ui.navigate.to("/setup")
-        return
+        return RedirectResponse("/setup")
     if app.storage.user.get("user_id"):
-        ui.navigate.to(_safe_target(redirect_to))
-        return
+        return RedirectResponse(_safe_target(redirect_to))
 
     async def try_login() -> None:
         try:
@@ -42,11 +42,10 @@ def login_page(redirect_to: str = "/") -> None:
         ui.button("Log in", on_click=try_login).classes("w-full").mark("login")
 
 
-def setup_page() -> None:
+def setup_page() -> RedirectResponse | None:
     """Create the first admin; only while no account exists."""
     if not needs_first_admin():
-        ui.navigate.to("/login")
-        return
+        return RedirectResponse("/login")
 
     async def create() -> None:
         if (password.value or "") != (confirm.value or ""):

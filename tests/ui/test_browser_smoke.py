@@ -1,0 +1,114 @@
+"""One real-browser smoke test: the app as a process, headless Chromium, login, the connections page."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD
+from tests.pgcluster import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
+
+
+def _wait_for_health(base: str, process: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the app exited with code {process.returncode}")
+        try:
+            if httpx.get(f"{base}/api/v1/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"{base}/api/v1/health did not answer within {timeout} s")
+
+
+@pytest.fixture
+def running_app(tmp_path: Path) -> Iterator[str]:
+    """The app started as its own process on a free port; its base URL."""
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("CDC_STUDIO_", "NICEGUI_", "PYTEST_"))},
+        "CDC_STUDIO_PORT": str(port),
+        "CDC_STUDIO_DATA_DIR": str(tmp_path / "data"),
+        "CDC_STUDIO_ADMIN_EMAIL": ADMIN_EMAIL,
+        "CDC_STUDIO_ADMIN_PASSWORD": ADMIN_PASSWORD,
+    }
+    env.pop("DATABASE_URL", None)
+    base = f"http://127.0.0.1:{port}"
+    with open(tmp_path / "app.log", "wb") as log:
+        process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            _wait_for_health(base, process)
+            yield base
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.mark.browser
+def test_login_and_connections_page_in_chromium(running_app: str, tmp_path: Path) -> None:
+    pytest.importorskip("selenium")
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        pytest.skip("chromium and chromedriver are not installed")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,900",
+    ):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        wait = WebDriverWait(driver, 20)
+        driver.get(f"{running_app}/login")
+        email = wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "input[type=text]")))
+        email.send_keys(ADMIN_EMAIL)
+        driver.find_element(By.CSS_SELECTOR, "input[type=password]").send_keys(ADMIN_PASSWORD)
+        driver.find_element(By.XPATH, "//button[.//*[normalize-space()='Log in']]").click()
+        wait.until(ec.presence_of_element_located((By.XPATH, f"//*[contains(text(), '{ADMIN_EMAIL} (admin)')]")))
+
+        driver.get(f"{running_app}/connections")
+        wait.until(ec.presence_of_element_located((By.XPATH, "//*[normalize-space()='New connection']")))
+        assert "Connections" in driver.find_element(By.TAG_NAME, "body").text
+        assert driver.title == "Connections · CDC Studio"
+        driver.save_screenshot(str(tmp_path / "connections.png"))
+
+        # the connection dialog opens and closes again without leaving anything behind
+        driver.find_element(By.XPATH, "//button[.//*[normalize-space()='New connection']]").click()
+        wait.until(ec.visibility_of_element_located((By.XPATH, "//*[normalize-space()='Save']")))
+        driver.find_element(By.XPATH, "//button[.//*[normalize-space()='Cancel']]").click()
+        wait.until(ec.invisibility_of_element_located((By.XPATH, "//*[normalize-space()='Save']")))
+
+        severe = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+        assert severe == [], severe
+    finally:
+        driver.quit()
+    app_log = (tmp_path / "app.log").read_text(errors="replace")
+    assert "Traceback" not in app_log, app_log
