@@ -13,6 +13,7 @@ from core.users import Actor, actor_by_id
 NAV = [
     ("Dashboard", "/", "dashboard"),
     ("Connections", "/connections", "cable"),
+    ("Pipelines", "/pipelines", "account_tree"),
     ("Users", "/users", "group"),
 ]
 

@@ -186,8 +186,9 @@ def create_pipeline(actor: Actor, data: PipelineCreate) -> PipelinePublic:
                       schedule=data.schedule or None, created_by=actor.email)
         p = pipe_db.save(session=session, obj=Pipeline(**values))
         audit.record(session=session, user_email=actor.email, action="pipeline.create", target=p.name)
-        scheduler.set_schedule(p.id, p.schedule)
-        return _public(session, p)
+    # After the commit: the job store writes the same SQLite file through its own engine.
+    scheduler.set_schedule(p.id, p.schedule)
+    return get_pipeline(actor, p.id)
 
 
 def update_pipeline(actor: Actor, pipeline_id: int, data: PipelineUpdate) -> PipelinePublic:
@@ -217,8 +218,8 @@ def update_pipeline(actor: Actor, pipeline_id: int, data: PipelineUpdate) -> Pip
         p = pipe_db.save(session=session, obj=p)
         audit.record(session=session, user_email=actor.email, action="pipeline.update", target=p.name,
                      detail=",".join(sorted(given)))
-        scheduler.set_schedule(p.id, p.schedule)
-        return _public(session, p)
+    scheduler.set_schedule(p.id, p.schedule)
+    return get_pipeline(actor, p.id)
 
 
 def delete_pipeline(actor: Actor, pipeline_id: int) -> None:
@@ -262,10 +263,10 @@ def _stored_request(p: Pipeline) -> PipelineCreate:
     return PipelineCreate.model_validate(p.model_dump(include=set(PipelineCreate.model_fields)))
 
 
-def _preview_rows(p: Pipeline, src: Connection, tgt: Connection) -> list[PreviewRow]:
+def _preview_rows(p: PipelineCreate, src: Connection, tgt: Connection) -> list[PreviewRow]:
     from core.fullload import compare_columns
 
-    resolved = _resolve(_stored_request(p), src, tgt)
+    resolved = _resolve(p, src, tgt)
     source_conn, target_conn = get_connector(resolved.source), get_connector(resolved.target)
     try:
         existing = {t.name: t for t in target_conn.list_tables(resolved.target.database, p.target_schema)}
@@ -299,7 +300,17 @@ def _with_connections(actor: Actor, pipeline_id: int) -> tuple[Pipeline, Connect
 
 def preview(actor: Actor, pipeline_id: int) -> list[PreviewRow]:
     """Source table -> target table, whether it will be created / exists / differs, rows, PK."""
-    return _preview_rows(*_with_connections(actor, pipeline_id))
+    p, src, tgt = _with_connections(actor, pipeline_id)
+    return _preview_rows(_stored_request(p), src, tgt)
+
+
+def preview_request(actor: Actor, data: PipelineCreate) -> list[PreviewRow]:
+    """The preview of a pipeline not saved yet (the wizard's mapping step)."""
+    require(actor.role, Action.read)
+    with session_scope() as session:
+        src = _connection(session, "source_connection_id", data.source_connection_id, "source")
+        tgt = _connection(session, "target_connection_id", data.target_connection_id, "target")
+    return _preview_rows(data, src, tgt)
 
 
 def schema_diff(actor: Actor, pipeline_id: int) -> list[PreviewRow]:
@@ -313,7 +324,7 @@ def validate(actor: Actor, pipeline_id: int) -> ValidationReport:
     errors: list[str] = []
     warnings: list[str] = []
     try:
-        rows = _preview_rows(p, src, tgt)
+        rows = _preview_rows(_stored_request(p), src, tgt)
     except (ValidationFailed, ConnectorError) as exc:
         return ValidationReport(ok=False, errors=[str(exc)], warnings=[])
     for r in rows:

@@ -10,12 +10,15 @@ from components.auth_middleware import AuthMiddleware
 
 def register(app: FastAPI) -> None:
     """Register every page route and the login guard."""
-    from pages import connection_detail, connections, dashboard, login, users
+    from pages import connection_detail, connections, dashboard, login, pipeline_detail, pipeline_new, pipelines, users
 
     ui.page("/login", title="Log in · CDC Studio")(login.login_page)
     ui.page("/setup", title="Set up · CDC Studio")(login.setup_page)
     ui.page("/", title="Dashboard · CDC Studio")(dashboard.dashboard_page)
     ui.page("/connections", title="Connections · CDC Studio")(connections.connections_page)
     ui.page("/connections/{connection_id}", title="Connection · CDC Studio")(connection_detail.connection_detail_page)
+    ui.page("/pipelines", title="Pipelines · CDC Studio")(pipelines.pipelines_page)
+    ui.page("/pipelines/new", title="New pipeline · CDC Studio")(pipeline_new.pipeline_new_page)
+    ui.page("/pipelines/{pipeline_id}", title="Pipeline · CDC Studio")(pipeline_detail.pipeline_detail_page)
     ui.page("/users", title="Users · CDC Studio")(users.users_page)
     app.add_middleware(AuthMiddleware)

@@ -13,7 +13,9 @@ def test_valid_cron(expr: str) -> None:
     assert scheduler.parse_cron(expr) is not None
 
 
-@pytest.mark.parametrize("expr", ["", "every day", "61 * * * *", "* * * *", "0 25 * * *", "* * 32 * *", "1 2 3 4 5 6 7"])
+@pytest.mark.parametrize(
+    "expr", ["", "every day", "61 * * * *", "* * * *", "0 25 * * *", "* * 32 * *", "1 2 3 4 5 6 7"]
+)
 def test_malformed_cron_is_refused_clearly(expr: str) -> None:
     with pytest.raises(ValidationFailed) as err:
         scheduler.parse_cron(expr)

@@ -1,0 +1,236 @@
+"""The "New pipeline" wizard: name -> source -> target -> tables -> preview -> mode and schedule."""
+
+from __future__ import annotations
+
+from nicegui import run, ui
+from pydantic import ValidationError
+
+from components.format import human_bytes, human_count
+from components.messages import field_errors, plain
+from core import connections, pipelines
+from core.errors import StudioError
+from core.pipeline_schemas import MODES, POLICIES, PipelineCreate
+from core.users import Actor
+
+PREVIEW_COLUMNS = [
+    {"name": "source", "label": "Source table", "field": "source", "align": "left"},
+    {"name": "target", "label": "Target table", "field": "target", "align": "left"},
+    {"name": "status", "label": "Target", "field": "status", "align": "left"},
+    {"name": "rows", "label": "Rows", "field": "rows", "align": "right"},
+    {"name": "pk", "label": "Primary key", "field": "pk", "align": "left"},
+]
+TABLE_COLUMNS = [
+    {"name": "name", "label": "Table", "field": "name", "align": "left", "sortable": True},
+    {"name": "rows", "label": "Rows", "field": "rows", "align": "right"},
+    {"name": "size", "label": "Size", "field": "size", "align": "right"},
+    {"name": "pk", "label": "Primary key", "field": "pk", "align": "left"},
+]
+STATUS_WORDS = {
+    "will_be_created": "will be created",
+    "exists": "exists",
+    "exists_different": "exists with different columns",
+    "missing": "missing (auto-create off)",
+}
+
+
+def _split(text: str | None) -> list[str]:
+    return [t.strip() for t in (text or "").replace("\n", ",").split(",") if t.strip()]
+
+
+class PipelineWizard:
+    """A stepper whose every choice of database and schema comes from discovery."""
+
+    def __init__(self, actor: Actor) -> None:
+        self.actor = actor
+        self.conns = []
+
+    async def build(self) -> None:
+        self.conns = await run.io_bound(connections.list_connections, self.actor)
+        sources = {c.id: c.name for c in self.conns if c.usage in ("source", "both")}
+        targets = {c.id: c.name for c in self.conns if c.usage in ("target", "both")}
+        if not sources or not targets:
+            ui.label("Create a source and a target connection first.").mark("wizard-needs-connections")
+            ui.link("Connections", "/connections")
+            return
+        with ui.stepper().props("vertical").classes("w-full") as self.stepper:
+            with ui.step("Name"):
+                self.name = ui.input("Pipeline name").classes("w-96").mark("p-name")
+                self.description = ui.textarea("Description").classes("w-96").mark("p-description")
+                self._nav(first=True)
+            with ui.step("Source"):
+                self.src = ui.select(sources, label="Source connection", on_change=self._source_changed)
+                self.src.classes("w-96").mark("p-source")
+                self.src_db = ui.select([], label="Database", on_change=self._source_db_changed).classes("w-96")
+                self.src_db.mark("p-source-db")
+                self.src_schema = ui.select([], label="Schema", on_change=self._load_tables).classes("w-96")
+                self.src_schema.mark("p-source-schema")
+                self._nav()
+            with ui.step("Target"):
+                self.tgt = ui.select(targets, label="Target connection", on_change=self._target_changed)
+                self.tgt.classes("w-96").mark("p-target")
+                self.tgt_db = ui.select([], label="Database", on_change=self._target_db_changed).classes("w-96")
+                self.tgt_db.mark("p-target-db")
+                self.tgt_schema = (
+                    ui.select(
+                        [], label="Target schema (pick or type a new one)", with_input=True, new_value_mode="add-unique"
+                    )
+                    .classes("w-96")
+                    .mark("p-target-schema")
+                )
+                self._nav()
+            with ui.step("Tables"):
+                ui.label("Pick tables, and/or type names and patterns (orders, cust_*).").classes("text-grey-7")
+                self.tables = ui.table(columns=TABLE_COLUMNS, rows=[], row_key="name", selection="multiple")
+                self.tables.classes("w-full").mark("p-tables")
+                self.patterns = ui.input("Names or patterns, comma-separated").classes("w-96").mark("p-patterns")
+                self.exclude = ui.input("Exclude patterns").classes("w-96").mark("p-exclude")
+                self._nav()
+            with ui.step("Preview"):
+                ui.button("Preview mapping", icon="preview", on_click=self._preview).mark("p-preview")
+                self.preview = ui.table(columns=PREVIEW_COLUMNS, rows=[], row_key="source").classes("w-full")
+                self.preview.mark("p-preview-table")
+                self._nav()
+            with ui.step("Mode"):
+                self.mode = ui.select(list(MODES), value="FULL_LOAD_ONLY", label="Mode").classes("w-96")
+                self.mode.mark("p-mode")
+                self.auto_create = ui.switch("Create missing target tables", value=True).mark("p-auto-create")
+                self.policy = (
+                    ui.select(
+                        {p: p.replace("_", " ") for p in POLICIES},
+                        value="fail",
+                        label="When a target table is not empty",
+                    )
+                    .classes("w-96")
+                    .mark("p-policy")
+                )
+                self.schedule = (
+                    ui.input("Cron schedule (UTC, optional; full-load-only)", placeholder="0 2 * * *")
+                    .classes("w-96")
+                    .mark("p-schedule")
+                )
+                self.schedule.bind_enabled_from(self.mode, "value", backward=lambda m: m == "FULL_LOAD_ONLY")
+                self.error = ui.label().classes("text-negative whitespace-pre-wrap").mark("p-error")
+                with ui.stepper_navigation():
+                    ui.button("Back", on_click=self.stepper.previous).props("flat")
+                    ui.button("Create pipeline", icon="check", on_click=self._create).mark("p-create")
+
+    def _nav(self, first: bool = False) -> None:
+        with ui.stepper_navigation():
+            if not first:
+                ui.button("Back", on_click=self.stepper.previous).props("flat")
+            ui.button("Next", on_click=self.stepper.next).mark("p-next")
+
+    def _default_db(self, connection_id: int | None) -> str | None:
+        return next((c.database for c in self.conns if c.id == connection_id), None)
+
+    async def _options(self, select: ui.select, fetch, *args) -> None:  # noqa: ANN001
+        try:
+            names = [item.name for item in await run.io_bound(fetch, self.actor, *args)]
+        except StudioError as exc:
+            ui.notify(plain(exc), type="negative", multi_line=True)
+            names = []
+        select.set_options(names)
+
+    async def _source_changed(self) -> None:
+        await self._options(self.src_db, connections.list_databases, self.src.value)
+        self.src_db.value = self._default_db(self.src.value)
+
+    async def _source_db_changed(self) -> None:
+        if self.src_db.value:
+            await self._options(self.src_schema, connections.list_schemas, self.src.value, self.src_db.value)
+            self.src_schema.value = "public" if "public" in self.src_schema.options else None
+
+    async def _target_changed(self) -> None:
+        await self._options(self.tgt_db, connections.list_databases, self.tgt.value)
+        self.tgt_db.value = self._default_db(self.tgt.value)
+
+    async def _target_db_changed(self) -> None:
+        if self.tgt_db.value:
+            await self._options(self.tgt_schema, connections.list_schemas, self.tgt.value, self.tgt_db.value)
+            if self.src_schema.value and not self.tgt_schema.value:
+                if self.src_schema.value not in self.tgt_schema.options:
+                    self.tgt_schema.set_options([*self.tgt_schema.options, self.src_schema.value])
+                self.tgt_schema.value = self.src_schema.value
+
+    async def _load_tables(self) -> None:
+        if not (self.src.value and self.src_db.value and self.src_schema.value):
+            return
+        try:
+            items = await run.io_bound(
+                connections.list_tables, self.actor, self.src.value, self.src_db.value, self.src_schema.value
+            )
+        except StudioError as exc:
+            ui.notify(plain(exc), type="negative")
+            return
+        self.tables.rows = [
+            {
+                "name": t.name,
+                "rows": human_count(t.row_count),
+                "size": human_bytes(t.size_bytes),
+                "pk": "yes" if t.has_primary_key else "no",
+            }
+            for t in items
+        ]
+        self.tables.selected = []
+        self.tables.update()
+
+    def request(self) -> PipelineCreate:
+        """The pipeline as chosen so far (pydantic ValidationError when something is missing)."""
+        chosen = [row["name"] for row in self.tables.selected] + _split(self.patterns.value)
+        return PipelineCreate(
+            name=self.name.value or "",
+            description=self.description.value or "",
+            source_connection_id=self.src.value,
+            target_connection_id=self.tgt.value,
+            source_database=self.src_db.value,
+            source_schema=self.src_schema.value or "",
+            target_database=self.tgt_db.value,
+            target_schema=self.tgt_schema.value or "",
+            tables=list(dict.fromkeys(chosen)),
+            exclude=_split(self.exclude.value),
+            mode=self.mode.value,
+            auto_create=self.auto_create.value,
+            target_table_policy=self.policy.value,
+            schedule=self.schedule.value or None,
+        )
+
+    def _show_invalid(self, exc: ValidationError) -> None:
+        message = "\n".join(str(e) for e in field_errors(exc))
+        ui.notify(message, type="negative", multi_line=True)
+        self.error.text = message
+
+    async def _preview(self) -> None:
+        try:
+            data = self.request()
+            rows = await run.io_bound(pipelines.preview_request, self.actor, data)
+        except ValidationError as exc:
+            self._show_invalid(exc)
+            return
+        except StudioError as exc:
+            ui.notify(plain(exc), type="negative", multi_line=True)
+            return
+        self.preview.rows = [
+            {
+                "source": r.source,
+                "target": r.target,
+                "status": STATUS_WORDS[r.target_status],
+                "rows": human_count(r.row_count),
+                "pk": "yes" if r.has_primary_key else "no",
+            }
+            for r in rows
+        ]
+        self.preview.update()
+
+    async def _create(self) -> None:
+        try:
+            data = self.request()
+            created = await run.io_bound(pipelines.create_pipeline, self.actor, data)
+        except ValidationError as exc:
+            self._show_invalid(exc)
+            return
+        except StudioError as exc:
+            self.error.text = plain(exc)
+            ui.notify(plain(exc), type="negative", multi_line=True)
+            return
+        ui.notify(f"Pipeline '{created.name}' created", type="positive")
+        ui.navigate.to(f"/pipelines/{created.id}")

@@ -1,0 +1,76 @@
+"""Per-table full-load progress bars that move live."""
+
+from __future__ import annotations
+
+from nicegui import ui
+
+from components.format import human_count
+from core.pipeline_schemas import TableStatus
+
+STATUS_COLORS = {
+    "PENDING": "grey",
+    "RUNNING": "primary",
+    "COMPLETED": "positive",
+    "FAILED": "negative",
+    "CANCELLED": "warning",
+}
+
+
+class TableProgressList(ui.column):
+    """One row per table: name, status badge, progress bar, rows copied of expected, rows/s, error."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.classes("w-full gap-1")
+        self._rows: dict[str, dict] = {}
+
+    def show(self, tables: list[TableStatus]) -> None:
+        """Replace the list (for a new run or the stored status)."""
+        self.clear()
+        self._rows.clear()
+        with self:
+            if not tables:
+                ui.label("No load has run yet.").classes("text-grey-7")
+            for t in tables:
+                self._add(t)
+
+    def update(self, t: TableStatus) -> None:
+        """Move one table's bar (adds the row if it is new)."""
+        row = self._rows.get(t.source)
+        if row is None:
+            with self:
+                self._add(t)
+            return
+        fraction = _fraction(t)
+        row["bar"].value = fraction
+        row["bar"].props(f"color={STATUS_COLORS.get(t.status, 'grey')}")
+        row["badge"].text = t.status
+        row["badge"].props(f"color={STATUS_COLORS.get(t.status, 'grey')}")
+        row["rows"].text = _rows_text(t)
+        row["error"].text = t.error or ""
+        row["error"].visible = bool(t.error)
+
+    def _add(self, t: TableStatus) -> None:
+        with ui.row().classes("w-full items-center gap-3 no-wrap") as line:
+            ui.label(f"{t.source} → {t.target}").classes("w-72 truncate font-mono text-sm")
+            badge = ui.badge(t.status).props(f"color={STATUS_COLORS.get(t.status, 'grey')}").classes("w-24")
+            bar = ui.linear_progress(value=_fraction(t), show_value=False, size="12px").classes("flex-grow")
+            bar.props(f"color={STATUS_COLORS.get(t.status, 'grey')} instant-feedback")
+            rows = ui.label(_rows_text(t)).classes("w-72 text-right text-sm text-grey-8")
+        line.mark(f"progress-{t.source}")
+        error = ui.label(t.error or "").classes("text-negative text-sm pl-4")
+        error.visible = bool(t.error)
+        self._rows[t.source] = {"bar": bar, "badge": badge, "rows": rows, "error": error}
+
+
+def _fraction(t: TableStatus) -> float:
+    if t.status == "COMPLETED":
+        return 1.0
+    if not t.rows_expected:
+        return 0.0
+    return min(1.0, t.rows_copied / t.rows_expected)
+
+
+def _rows_text(t: TableStatus) -> str:
+    rate = f" · {human_count(int(t.rows_per_second))} rows/s" if t.rows_per_second else ""
+    return f"{human_count(t.rows_copied)} / {human_count(t.rows_expected)} rows{rate}"
