@@ -34,7 +34,7 @@ class TableProgressList(ui.column):
             for t in tables:
                 self._add(t)
 
-    def update(self, t: TableStatus) -> None:
+    def set_table(self, t: TableStatus) -> None:
         """Move one table's bar (adds the row if it is new)."""
         row = self._rows.get(t.source)
         if row is None:

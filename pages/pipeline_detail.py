@@ -114,6 +114,8 @@ async def pipeline_detail_page(pipeline_id: int) -> None:
             except StudioError as exc:
                 error.text = plain(exc)
                 return
+            if status is None or history is None:  # the app is shutting down
+                return
             show_state(status.state, status.full_load_status, status.error_message)
             progress.show(status.tables)
             runs_table.rows = [
@@ -192,7 +194,7 @@ async def pipeline_detail_page(pipeline_id: int) -> None:
                 elif e.topic == "pipeline.state" and "state" in e.data:
                     show_state(e.data["state"], e.data.get("full_load_status"), e.data.get("error_message"))
             for t in latest.values():
-                progress.update(t)
+                progress.set_table(t)
             if any(e.topic == "pipeline.run" for e in events):
                 ui.timer(0.1, refresh_status, once=True)
 
