@@ -22,7 +22,8 @@ def dbs(pg: PgCluster, pg_db: str):
         cur.execute("CREATE SCHEMA crm;"
                     "CREATE TABLE crm.accounts (id int PRIMARY KEY, name text);"
                     "INSERT INTO crm.accounts SELECT g, 'a' || g FROM generate_series(1, 300) g;"
-                    "CREATE TABLE crm.contacts (id int PRIMARY KEY, account_id int REFERENCES crm.accounts, email text);"
+                    "CREATE TABLE crm.contacts (id int PRIMARY KEY, account_id int REFERENCES crm.accounts,"
+                    " email text);"
                     "INSERT INTO crm.contacts SELECT g, 1 + g % 300, g || '@x.io' FROM generate_series(1, 900) g;"
                     "CREATE TABLE crm.tmp_scratch (id int PRIMARY KEY);")
     conn.close()
