@@ -23,14 +23,14 @@ class TableProgressList(ui.column):
         super().__init__()
         self.classes("w-full gap-1")
         self._rows: dict[str, dict] = {}
+        self._placeholder: ui.label | None = None
 
     def show(self, tables: list[TableStatus]) -> None:
         """Replace the list (for a new run or the stored status)."""
         self.clear()
         self._rows.clear()
         with self:
-            if not tables:
-                ui.label("No load has run yet.").classes("text-grey-7")
+            self._placeholder = ui.label("No load has run yet.").classes("text-grey-7") if not tables else None
             for t in tables:
                 self._add(t)
 
@@ -38,6 +38,9 @@ class TableProgressList(ui.column):
         """Move one table's bar (adds the row if it is new)."""
         row = self._rows.get(t.source)
         if row is None:
+            if self._placeholder is not None:
+                self._placeholder.delete()
+                self._placeholder = None
             with self:
                 self._add(t)
             return
@@ -52,7 +55,7 @@ class TableProgressList(ui.column):
 
     def _add(self, t: TableStatus) -> None:
         with ui.row().classes("w-full items-center gap-3 no-wrap") as line:
-            ui.label(f"{t.source} → {t.target}").classes("w-72 truncate font-mono text-sm")
+            ui.label(f"{t.source} → {t.target}").classes("w-96 break-all font-mono text-sm")
             badge = ui.badge(t.status).props(f"color={STATUS_COLORS.get(t.status, 'grey')}").classes("w-24")
             bar = ui.linear_progress(value=_fraction(t), show_value=False, size="12px").classes("flex-grow")
             bar.props(f"color={STATUS_COLORS.get(t.status, 'grey')} instant-feedback")

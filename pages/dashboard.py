@@ -5,13 +5,14 @@ from __future__ import annotations
 from nicegui import run, ui
 
 from components.frame import frame
-from core import connections
+from core import connections, pipelines
 
 
 async def dashboard_page() -> None:
     """Counts of connections by kind and by their latest test."""
     with frame("Dashboard") as actor:
         items = await run.io_bound(connections.list_connections, actor)
+        pipes = await run.io_bound(pipelines.list_pipelines, actor) or []
         ok = sum(1 for c in items if c.last_test and c.last_test.ok)
         failing = sum(1 for c in items if c.last_test and not c.last_test.ok)
         with ui.row().classes("gap-4"):
@@ -21,6 +22,9 @@ async def dashboard_page() -> None:
                 ("SQL Server", sum(1 for c in items if c.kind == "sqlserver"), "stat-sqlserver"),
                 ("Last test OK", ok, "stat-ok"),
                 ("Last test failed", failing, "stat-failing"),
+                ("Pipelines", len(pipes), "stat-pipelines"),
+                ("Running", sum(1 for p in pipes if p.state in ("STARTING", "RUNNING")), "stat-running"),
+                ("In error", sum(1 for p in pipes if p.state == "ERROR"), "stat-error"),
             ]:
                 with ui.card().classes("w-44"):
                     ui.label(label).classes("text-grey-7")

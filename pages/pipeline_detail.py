@@ -197,6 +197,7 @@ async def pipeline_detail_page(pipeline_id: int) -> None:
                 progress.set_table(t)
             if any(e.topic == "pipeline.run" for e in events):
                 ui.timer(0.1, refresh_status, once=True)
+                ui.timer(0.1, refresh_diff, once=True)
 
         on_events(on_batch, topics=("pipeline.",), pipeline_id=pipeline_id)
         await refresh_status()

@@ -63,9 +63,8 @@ def running_app(tmp_path: Path) -> Iterator[str]:
 
 @pytest.mark.browser
 def test_login_and_connections_page_in_chromium(running_app: str, tmp_path: Path) -> None:
-    pytest.importorskip("selenium")
     if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        pytest.skip("chromium and chromedriver are not installed")
+        pytest.fail("chromium and chromedriver are not installed (scripts/setup-system installs them)")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
