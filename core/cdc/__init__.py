@@ -1,0 +1,1 @@
+"""Change data capture: normalized change events, the embedded readers, the applier."""

@@ -1,0 +1,46 @@
+"""The one change-event shape every engine produces and everything downstream consumes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+OPS = ("insert", "update", "delete", "truncate")
+
+_OP_CODES = {
+    "c": "insert", "r": "insert", "i": "insert", "insert": "insert", "create": "insert", "read": "insert",
+    "u": "update", "update": "update",
+    "d": "delete", "delete": "delete",
+    "t": "truncate", "truncate": "truncate",
+}
+
+
+def normalize_op(code: str) -> str:
+    """Any engine's operation code as insert|update|delete|truncate (Debezium c/r/u/d/t included)."""
+    try:
+        return _OP_CODES[code.strip().lower()]
+    except (KeyError, AttributeError):
+        raise ValueError(f"unknown change operation code {code!r}") from None
+
+
+@dataclass(slots=True)
+class ChangeEvent:
+    """One row change in a source transaction.
+
+    Values are PostgreSQL text representations (str) or None for NULL, so they can be COPYed
+    into the target as they came. `key` holds the primary-key values that identify the row
+    before the change (for update/delete; equal to the new key for insert). `unchanged` names
+    columns the source did not send (unchanged TOASTed values): they must keep their target
+    value. `position` orders events across restarts (the commit LSN for PostgreSQL).
+    """
+
+    op: str
+    schema: str
+    table: str
+    key: dict[str, str | None] | None
+    before: dict[str, str | None] | None
+    after: dict[str, str | None] | None
+    position: int
+    commit_time: datetime | None = None
+    xid: int | None = None
+    unchanged: frozenset[str] = field(default_factory=frozenset)
