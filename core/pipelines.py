@@ -331,7 +331,7 @@ def validate(actor: Actor, pipeline_id: int) -> ValidationReport:
         if r.target_status == "missing":
             errors.append(f"{r.target} does not exist and auto_create is off")
         if r.target_status == "exists_different" and p.target_table_policy != "drop_recreate":
-            warnings.append(f"{r.target} exists with different columns: {_describe(r.differences)}")
+            warnings.append(f"{r.target} exists with different columns: {describe_differences(r.differences)}")
         if not r.has_primary_key:
             message = f"{r.source} has no primary key"
             if p.mode != "FULL_LOAD_ONLY":
@@ -341,7 +341,8 @@ def validate(actor: Actor, pipeline_id: int) -> ValidationReport:
     return ValidationReport(ok=not errors, errors=errors, warnings=warnings, tables=rows)
 
 
-def _describe(diff: dict | None) -> str:
+def describe_differences(diff: dict | None) -> str:
+    """Column differences of a preview row in words."""
     if not diff:
         return ""
     parts = []

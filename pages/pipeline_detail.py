@@ -39,18 +39,6 @@ STATUS_WORDS = {
 }
 
 
-def _diff_text(diff: dict | None) -> str:
-    if not diff:
-        return ""
-    parts = []
-    if diff.get("added"):
-        parts.append("not in target: " + ", ".join(diff["added"]))
-    if diff.get("removed"):
-        parts.append("only in target: " + ", ".join(diff["removed"]))
-    parts += [f"{c['name']}: {c['source_type']} → {c['target_type']}" for c in diff.get("changed", [])]
-    return "; ".join(parts)
-
-
 async def pipeline_detail_page(pipeline_id: int) -> None:
     """The pipeline page."""
     with frame("Pipeline") as actor:
@@ -145,7 +133,7 @@ async def pipeline_detail_page(pipeline_id: int) -> None:
                     "source": r.source,
                     "target": r.target,
                     "status": STATUS_WORDS[r.target_status],
-                    "detail": _diff_text(r.differences),
+                    "detail": pipelines.describe_differences(r.differences),
                 }
                 for r in rows
             ]
