@@ -314,8 +314,8 @@ def preview_request(actor: Actor, data: PipelineCreate) -> list[PreviewRow]:
 
 
 def schema_diff(actor: Actor, pipeline_id: int) -> list[PreviewRow]:
-    """The tables whose target exists with different columns, with the differences."""
-    return [r for r in preview(actor, pipeline_id) if r.target_status in ("exists_different", "missing")]
+    """The tables whose target is missing (to be created) or has different columns, with the differences."""
+    return [r for r in preview(actor, pipeline_id) if r.target_status != "exists"]
 
 
 def validate(actor: Actor, pipeline_id: int) -> ValidationReport:

@@ -15,6 +15,7 @@ def install_api(app: FastAPI) -> None:
     router = APIRouter(prefix=PREFIX)
     router.include_router(auth.router)
     router.include_router(users.router)
+    router.include_router(users.audit_router)
     router.include_router(connections.router)
     router.include_router(pipelines.router)
     app.include_router(router)

@@ -44,6 +44,7 @@ async def test_roles(client: httpx.AsyncClient, admin, editor, viewer) -> None:
     for who in (editor, viewer):
         r = await client.get("/api/v1/users", headers=who)
         assert r.status_code == 403, r.text
+        assert (await client.get("/api/v1/audit", headers=who)).status_code == 403
         r = await client.post("/api/v1/users", headers=who, json={"email": "x@example.com", "password": "12345678"})
         assert r.status_code == 403
     r = await client.post("/api/v1/connections", headers=viewer, json=body)

@@ -60,6 +60,10 @@ async def test_crud_and_password_is_write_only(client: httpx.AsyncClient, admin,
     r = await client.delete(f"/api/v1/connections/{cid}", headers=admin)
     assert r.status_code == 204
     assert await count(client, admin) == 0
+    trail = (await client.get("/api/v1/audit", headers=admin)).json()
+    assert [e["action"] for e in trail][:4] == ["connection.delete", "connection.update", "connection.update",
+                                                "connection.create"]
+    assert all(SECRET not in str(e) for e in trail)
 
 
 @pytest.mark.parametrize(

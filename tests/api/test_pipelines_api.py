@@ -214,3 +214,22 @@ async def test_schedule_fires_and_next_run_is_shown(client, admin, pg, pg_db, ta
     assert ordered[0]["completed_at"] <= ordered[1]["started_at"]
     r = await client.put(f"/api/v1/pipelines/{p['id']}", headers=admin, json={"schedule": None})
     assert r.json()["next_run_at"] is None
+
+
+async def test_schema_diff_shows_different_columns(client, admin, pg, pg_db, target_db) -> None:
+    seed_source(pg, pg_db)
+    conn = pg.connect(target_db)
+    with conn.cursor() as cur:
+        cur.execute("CREATE SCHEMA shop_copy; CREATE TABLE shop_copy.customers (id bigint PRIMARY KEY, extra text)")
+    conn.close()
+    src, tgt = await make_connections(client, admin, pg, pg_db, target_db)
+    pid = (await client.post("/api/v1/pipelines", headers=admin, json=pipeline_body(src, tgt))).json()["id"]
+    diff = (await client.get(f"/api/v1/pipelines/{pid}/schema/diff", headers=admin)).json()
+    by_source = {row["source"]: row for row in diff}
+    customers = by_source["shop.customers"]
+    assert customers["target_status"] == "exists_different"
+    assert "name" in customers["differences"]["added"] and "extra" in customers["differences"]["removed"]
+    assert [c["name"] for c in customers["differences"]["changed"]] == ["id"]
+    assert by_source["shop.orders"]["target_status"] == "will_be_created"
+    report = (await client.post(f"/api/v1/pipelines/{pid}/validate", headers=admin)).json()
+    assert any("shop_copy.customers exists with different columns" in w for w in report["warnings"])
