@@ -133,3 +133,38 @@ class PipelineTable(SQLModel, table=True):
     error: str | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+
+
+class MetricMinute(SQLModel, table=True):
+    """Change counts per pipeline, table and minute: the dashboard aggregates these, not events."""
+
+    __tablename__ = "metric_minutes"
+
+    pipeline_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("pipelines.id", ondelete="CASCADE"), primary_key=True)
+    )
+    minute: datetime = Field(primary_key=True)
+    table_name: str = Field(primary_key=True, max_length=300)
+    inserts: int = 0
+    updates: int = 0
+    deletes: int = 0
+    truncates: int = 0
+
+
+class EventLogEntry(SQLModel, table=True):
+    """The raw event log, capped per pipeline (the newest N changes with their rows)."""
+
+    __tablename__ = "event_log"
+
+    id: int | None = Field(default=None, primary_key=True)
+    pipeline_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("pipelines.id", ondelete="CASCADE"), index=True, nullable=False)
+    )
+    applied_at: datetime = Field(default_factory=utcnow)
+    commit_time: datetime | None = None
+    table_name: str = Field(max_length=300)
+    op: str = Field(max_length=10)
+    key: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    before: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    after: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    position: str = Field(default="", max_length=40)

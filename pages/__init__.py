@@ -10,7 +10,17 @@ from components.auth_middleware import AuthMiddleware
 
 def register(app: FastAPI) -> None:
     """Register every page route and the login guard."""
-    from pages import connection_detail, connections, dashboard, login, pipeline_detail, pipeline_new, pipelines, users
+    from pages import (
+        connection_detail,
+        connections,
+        dashboard,
+        events,
+        login,
+        pipeline_detail,
+        pipeline_new,
+        pipelines,
+        users,
+    )
 
     ui.page("/login", title="Log in · CDC Studio")(login.login_page)
     ui.page("/setup", title="Set up · CDC Studio")(login.setup_page)
@@ -20,5 +30,6 @@ def register(app: FastAPI) -> None:
     ui.page("/pipelines", title="Pipelines · CDC Studio")(pipelines.pipelines_page)
     ui.page("/pipelines/new", title="New pipeline · CDC Studio")(pipeline_new.pipeline_new_page)
     ui.page("/pipelines/{pipeline_id}", title="Pipeline · CDC Studio")(pipeline_detail.pipeline_detail_page)
+    ui.page("/events", title="Live events · CDC Studio")(events.events_page)
     ui.page("/users", title="Users · CDC Studio")(users.users_page)
     app.add_middleware(AuthMiddleware)
