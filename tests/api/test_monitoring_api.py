@@ -57,8 +57,8 @@ async def test_event_log_is_capped_and_filtered(client, admin, monkeypatch) -> N
     assert events[0]["before"] == {"id": "19", "note": "n19"} and events[0]["table"] == "public.orders"
     only_b = (await client.get("/api/v1/monitoring/events", headers=admin, params={"pipeline_id": b})).json()
     assert [e["op"] for e in only_b] == ["delete"] * 3
-    deletes = (await client.get("/api/v1/monitoring/events", headers=admin, params={"op": "delete",
-                                                                                     "table": "public.customers"})).json()
+    params = {"op": "delete", "table": "public.customers"}
+    deletes = (await client.get("/api/v1/monitoring/events", headers=admin, params=params)).json()
     assert len(deletes) == 3
     # The dashboard counts every change (rollups), not only what the capped log kept.
     d = (await client.get("/api/v1/monitoring/dashboard", headers=admin)).json()
