@@ -1,0 +1,578 @@
+"""The PostgreSQL side of a pipeline's CDC: publication, replication slot, checks, and the stream.
+
+Per pipeline there is one publication limited to its tables and one logical slot using the
+built-in `pgoutput` plugin, both named after the pipeline id. Handoff without gap or duplicate:
+`create_slot_with_snapshot` creates the slot and exports its snapshot; the full load imports that
+snapshot (`SET TRANSACTION SNAPSHOT`) in every reader before the handle is closed; then a
+`LogicalStream` reads from the slot, which starts exactly at the snapshot's consistent point.
+Call `ensure_publication` before creating the slot: pgoutput looks the publication up in the
+catalog as of each decoded change, so one created later makes the stream fail.
+
+The stream is driven by the caller (`poll` with a timeout, so a stop flag is honoured), and the
+caller confirms a transaction's `TxnEnd.end_lsn` only after the target committed it. Every
+psycopg2 error leaves as a `core.errors.ConnectorError` (`translate_error`).
+"""
+
+from __future__ import annotations
+
+import re
+import selectors
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg2
+import psycopg2.extras
+from psycopg2 import sql
+from psycopg2.extensions import cursor as PgCursor
+
+from core.cdc.pgoutput import Decoder, Item, TxnEnd, format_lsn, parse_lsn
+from core.connectors.base import ConnectionSpec
+from core.connectors.postgres import translate_error
+from core.errors import ConnectorError, ValidationFailed
+
+APPLICATION_NAME = "cdc-studio-cdc"
+_NAME_PREFIX = "cdc_studio_p"
+_SLOT_NAME = re.compile(r"^[a-z0-9_]{1,63}$")
+_RESERVED_KEYWORDS = {"host", "port", "dbname", "user", "password", "connect_timeout", "client_encoding"}
+_DUPLICATE_OBJECT = "42710"
+_OBJECT_IN_USE = "55006"
+
+
+class SlotExists(ConnectorError):
+    """The replication slot already exists (creating it again would lose its position)."""
+
+    kind = "slot_exists"
+
+
+class SlotBusy(ConnectorError):
+    """The replication slot stayed in use by a client that is not ours."""
+
+    kind = "slot_busy"
+    transient = True
+
+
+# -- names ------------------------------------------------------------------------------------
+
+
+def slot_name(pipeline_id: int) -> str:
+    """The replication slot of a pipeline."""
+    return f"{_NAME_PREFIX}{int(pipeline_id)}"
+
+
+def publication_name(pipeline_id: int) -> str:
+    """The publication of a pipeline."""
+    return f"{_NAME_PREFIX}{int(pipeline_id)}"
+
+
+def stream_application_name(slot: str) -> str:
+    """The application_name of our replication sessions on `slot`; drop terminates only these."""
+    return f"{APPLICATION_NAME}:{slot}"
+
+
+def _check_slot(slot: str) -> str:
+    if not _SLOT_NAME.match(slot):
+        raise ValidationFailed("slot", f"{slot!r} is not a valid slot name (lower-case letters, digits, _)")
+    return slot
+
+
+# -- sessions -----------------------------------------------------------------------------------
+
+
+def _connect_kwargs(spec: ConnectionSpec, application_name: str) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {k: v for k, v in spec.options.items() if k not in _RESERVED_KEYWORDS}
+    kwargs["application_name"] = application_name
+    kwargs.update(
+        host=spec.host,
+        port=spec.port or 5432,
+        dbname=spec.database,
+        user=spec.username,
+        password=spec.password,
+        connect_timeout=spec.connect_timeout_s,
+        # pgoutput text values are converted to the client encoding: make it UTF-8 whatever the server's.
+        client_encoding="UTF8",
+    )
+    return kwargs
+
+
+@contextmanager
+def _cursor(spec: ConnectionSpec) -> Iterator[PgCursor]:
+    """A cursor on a fresh autocommit session on `spec.database`; errors translated."""
+    try:
+        conn = psycopg2.connect(**_connect_kwargs(spec, APPLICATION_NAME))
+    except psycopg2.Error as exc:
+        raise translate_error(exc, spec) from None
+    try:
+        conn.autocommit = True
+        with conn.cursor() as cur:
+            yield cur
+    except psycopg2.Error as exc:
+        raise translate_error(exc, spec) from None
+    finally:
+        conn.close()
+
+
+# What PostgreSQL's own subscriber asks of a publisher, so values come out unambiguous.
+_REPLICATION_GUCS = "-c datestyle=ISO -c intervalstyle=postgres -c extra_float_digits=3"
+
+
+def _replication_connection(spec: ConnectionSpec, slot: str) -> psycopg2.extras.LogicalReplicationConnection:
+    kwargs = _connect_kwargs(spec, stream_application_name(slot))
+    kwargs["options"] = f"{kwargs.get('options', '')} {_REPLICATION_GUCS}".strip()
+    try:
+        return psycopg2.connect(connection_factory=psycopg2.extras.LogicalReplicationConnection, **kwargs)
+    except psycopg2.Error as exc:
+        raise translate_error(exc, spec) from None
+
+
+# -- publication and checks ---------------------------------------------------------------------
+
+
+def ensure_publication(spec: ConnectionSpec, name: str, tables: Sequence[tuple[str, str]]) -> str:
+    """Create the publication for `tables`, or set its table list; returns created|altered|unchanged.
+
+    Partitioned tables publish under the root's name (publish_via_partition_root).
+    """
+    if not tables:
+        raise ValidationFailed("tables", "a CDC pipeline needs at least one table")
+    wanted = sorted(set(tables))
+    table_list = sql.SQL(", ").join(sql.Identifier(s, t) for s, t in wanted)
+    with _cursor(spec) as cur:
+        cur.execute("SELECT pubviaroot FROM pg_publication WHERE pubname = %s", (name,))
+        row = cur.fetchone()
+        if row is None:
+            cur.execute(
+                sql.SQL("CREATE PUBLICATION {} FOR TABLE {} WITH (publish_via_partition_root = true)").format(
+                    sql.Identifier(name), table_list
+                )
+            )
+            return "created"
+        # pg_publication_rel, not pg_publication_tables: the latter lists partitions under the root.
+        cur.execute(
+            "SELECT n.nspname, c.relname FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid "
+            "JOIN pg_class c ON c.oid = pr.prrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE p.pubname = %s",
+            (name,),
+        )
+        current = sorted(cur.fetchall())
+        changed = False
+        if current != wanted:
+            cur.execute(sql.SQL("ALTER PUBLICATION {} SET TABLE {}").format(sql.Identifier(name), table_list))
+            changed = True
+        if not row[0]:
+            cur.execute(
+                sql.SQL("ALTER PUBLICATION {} SET (publish_via_partition_root = true)").format(sql.Identifier(name))
+            )
+            changed = True
+        return "altered" if changed else "unchanged"
+
+
+def check_replica_identity(spec: ConnectionSpec, tables: Sequence[tuple[str, str]]) -> list[str]:
+    """Problems that keep tables from CDC (no primary key nor usable replica identity), with the fix."""
+    problems: list[str] = []
+    with _cursor(spec) as cur:
+        for schema, table in tables:
+            name = sql.Identifier(schema, table).as_string(cur)
+            cur.execute(
+                "SELECT c.relreplident, "
+                "EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary), "
+                "EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisreplident) "
+                "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p')",
+                (schema, table),
+            )
+            row = cur.fetchone()
+            if row is None:
+                problems.append(f"table {name} does not exist in database {spec.database}")
+                continue
+            identity, has_pk, has_identity_index = row
+            fix = f"ALTER TABLE {name} REPLICA IDENTITY FULL or add a primary key"
+            if identity == "n":
+                problems.append(f"{name} has REPLICA IDENTITY NOTHING: updates and deletes cannot be captured: {fix}")
+            elif identity == "d" and not has_pk:
+                problems.append(f"{name} has no primary key, so updates and deletes cannot be captured: {fix}")
+            elif identity == "i" and not has_identity_index:
+                problems.append(f"{name} uses REPLICA IDENTITY USING INDEX but the index is gone: {fix}")
+    return problems
+
+
+def check_wal_level(spec: ConnectionSpec) -> list[str]:
+    """Server-side problems for logical replication (wal_level, replication privilege, free slots)."""
+    problems: list[str] = []
+    with _cursor(spec) as cur:
+        cur.execute(
+            "SELECT current_setting('wal_level'), "
+            "r.rolreplication OR r.rolsuper OR coalesce(pg_has_role(r.oid, "
+            "  (SELECT oid FROM pg_roles WHERE rolname = 'rds_replication'), 'member'), false), "
+            "current_setting('max_replication_slots')::int, (SELECT count(*) FROM pg_replication_slots), "
+            "current_setting('max_wal_senders')::int "
+            "FROM pg_roles r WHERE r.rolname = current_user"
+        )
+        wal_level, may_replicate, max_slots, used_slots, max_senders = cur.fetchone()
+    if wal_level != "logical":
+        problems.append(
+            f"wal_level is '{wal_level}': set wal_level = logical in postgresql.conf (or "
+            "ALTER SYSTEM SET wal_level = logical; on managed services the logical replication parameter) "
+            "and restart the server"
+        )
+    if not may_replicate:
+        problems.append(
+            f"user {spec.username} may not replicate: ALTER ROLE {spec.username} WITH REPLICATION "
+            "(on Amazon RDS: GRANT rds_replication TO the user)"
+        )
+    if used_slots >= max_slots:
+        problems.append(
+            f"all {max_slots} replication slots are in use: raise max_replication_slots or drop unused slots"
+        )
+    if max_senders < 1:
+        problems.append("max_wal_senders is 0: set it to at least the number of pipelines and restart")
+    return problems
+
+
+# -- slots --------------------------------------------------------------------------------------
+
+
+@dataclass
+class SlotInfo:
+    """A newly created slot: changes after `consistent_point` will come through it."""
+
+    slot_name: str
+    consistent_point: int
+
+    @property
+    def consistent_point_text(self) -> str:
+        return format_lsn(self.consistent_point)
+
+
+@dataclass
+class SlotHandle(SlotInfo):
+    """A slot created with an exported snapshot, and the replication session that keeps it valid.
+
+    The snapshot `snapshot_name` stays importable only while this session is open and idle:
+    every full-load reader must run `SET TRANSACTION SNAPSHOT '<snapshot_name>'` (REPEATABLE
+    READ) before `close()`. Closing does not drop the slot.
+    """
+
+    snapshot_name: str = ""
+    _conn: Any = field(default=None, repr=False)
+
+    def close(self) -> None:
+        """Release the exported snapshot (the slot stays)."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def __enter__(self) -> SlotHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def create_slot(spec: ConnectionSpec, slot: str) -> SlotInfo:
+    """Create a pgoutput slot without a snapshot (CDC_ONLY). Raises SlotExists if it is there already."""
+    conn, (name, lsn, _snapshot) = _create_slot(spec, slot, "NOEXPORT_SNAPSHOT")
+    conn.close()
+    return SlotInfo(slot_name=name, consistent_point=lsn)
+
+
+def create_slot_with_snapshot(spec: ConnectionSpec, slot: str) -> SlotHandle:
+    """Create a pgoutput slot and export its snapshot; the handle must stay open during the full load.
+
+    Raises SlotExists if the slot is there already (drop it, or stream from it, instead).
+    """
+    conn, (name, lsn, snapshot) = _create_slot(spec, slot, "EXPORT_SNAPSHOT")
+    return SlotHandle(slot_name=name, consistent_point=lsn, snapshot_name=snapshot, _conn=conn)
+
+
+def _create_slot(spec: ConnectionSpec, slot: str, snapshot_action: str) -> tuple[Any, tuple[str, int, str]]:
+    _check_slot(slot)
+    existing = _slot_row(spec, slot)
+    if existing is not None:
+        raise _slot_exists(spec, slot, existing["database"])
+    conn = _replication_connection(spec, slot)
+    created = False
+    try:
+        with conn.cursor() as cur:
+            # The slot name is checked against [a-z0-9_] above; replication commands take no parameters.
+            cur.execute(f'CREATE_REPLICATION_SLOT "{slot}" LOGICAL pgoutput {snapshot_action}')
+            created = True
+            name, lsn, snapshot, _plugin = cur.fetchone()
+        return conn, (name, parse_lsn(lsn), snapshot or "")
+    except BaseException as exc:
+        conn.close()
+        if created:
+            drop_slot(spec, slot)  # created but not handed out: leave nothing behind
+        if isinstance(exc, psycopg2.Error):
+            if exc.pgcode == _DUPLICATE_OBJECT:
+                raise _slot_exists(spec, slot, None) from None
+            raise translate_error(exc, spec) from None
+        raise
+
+
+def _slot_exists(spec: ConnectionSpec, slot: str, database: str | None) -> SlotExists:
+    where = f" (database {database})" if database else ""
+    return SlotExists(
+        f"replication slot {slot} already exists on {spec.host}:{spec.port}{where}; "
+        "stream from it to resume, or delete the pipeline's slot to start over"
+    )
+
+
+def _slot_row(spec: ConnectionSpec, slot: str) -> dict[str, Any] | None:
+    with _cursor(spec) as cur:
+        cur.execute(
+            "SELECT s.database, s.active, s.active_pid, a.application_name "
+            "FROM pg_replication_slots s LEFT JOIN pg_stat_activity a ON a.pid = s.active_pid "
+            "WHERE s.slot_name = %s",
+            (slot,),
+        )
+        row = cur.fetchone()
+    if row is None:
+        return None
+    return dict(zip(("database", "active", "active_pid", "application_name"), row, strict=True))
+
+
+def drop_slot(spec: ConnectionSpec, slot: str, timeout_s: float = 30) -> bool:
+    """Drop the slot if it exists (False if it did not), retrying while it is active.
+
+    An active session is terminated only when it is ours (`stream_application_name(slot)`);
+    another client is waited for until `timeout_s`, then SlotBusy says who holds the slot.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        row = _slot_row(spec, slot)
+        if row is None:
+            return False
+        if not row["active"]:
+            try:
+                with _cursor(spec) as cur:
+                    cur.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+                return True
+            except ConnectorError:
+                if _slot_row(spec, slot) is None:
+                    return True  # dropped concurrently
+                if time.monotonic() > deadline:
+                    raise
+        elif row["application_name"] == stream_application_name(slot):
+            with _cursor(spec) as cur:
+                cur.execute("SELECT pg_terminate_backend(%s)", (row["active_pid"],))
+        elif time.monotonic() > deadline:
+            raise SlotBusy(
+                f"replication slot {slot} is still in use by process {row['active_pid']} "
+                f"(application '{row['application_name'] or ''}') after {timeout_s:g} s; stop that client "
+                f"or run SELECT pg_terminate_backend({row['active_pid']}), then delete again"
+            )
+        time.sleep(0.1)
+
+
+def drop_slot_and_publication(spec: ConnectionSpec, slot: str, publication: str, timeout_s: float = 30) -> None:
+    """Remove what a pipeline created on the source; a no-op for what is already gone."""
+    with _cursor(spec) as cur:
+        cur.execute(sql.SQL("DROP PUBLICATION IF EXISTS {}").format(sql.Identifier(publication)))
+    drop_slot(spec, slot, timeout_s)
+
+
+def slot_status(spec: ConnectionSpec, slot: str) -> dict[str, Any] | None:
+    """The slot's activity, positions (ints), retained WAL and lag in bytes; None when there is no slot."""
+    with _cursor(spec) as cur:
+        cur.execute(
+            "SELECT s.database, s.active, s.active_pid, s.wal_status, "
+            "pg_wal_lsn_diff(s.restart_lsn, '0/0')::bigint, pg_wal_lsn_diff(s.confirmed_flush_lsn, '0/0')::bigint, "
+            "pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint, "
+            "pg_wal_lsn_diff(pg_current_wal_lsn(), s.restart_lsn)::bigint, "
+            "pg_wal_lsn_diff(pg_current_wal_lsn(), s.confirmed_flush_lsn)::bigint "
+            "FROM pg_replication_slots s WHERE s.slot_name = %s",
+            (slot,),
+        )
+        row = cur.fetchone()
+    if row is None:
+        return None
+    keys = (
+        "database",
+        "active",
+        "active_pid",
+        "wal_status",
+        "restart_lsn",
+        "confirmed_flush_lsn",
+        "current_lsn",
+        "retained_wal_bytes",
+        "lag_bytes",
+    )
+    return {"slot_name": slot, **dict(zip(keys, row, strict=True))}
+
+
+def emit_heartbeat(spec: ConnectionSpec) -> int:
+    """Write a non-transactional logical message to the source's WAL and return its LSN.
+
+    With pgoutput protocol 1 the message itself is not delivered (the `messages` option is off);
+    it only makes the WAL move so the walsender sends a keepalive whose WAL end lies past it.
+    The slot then advances through `LogicalStream`'s keepalive rule even when no published table
+    changes; on an idle server this is what keeps `lag_bytes` near zero and measurable.
+    """
+    with _cursor(spec) as cur:
+        cur.execute(
+            "SELECT pg_wal_lsn_diff(pg_logical_emit_message(false, 'cdc_studio_heartbeat', now()::text), '0/0')"
+        )
+        return int(cur.fetchone()[0])
+
+
+# -- the stream ---------------------------------------------------------------------------------
+
+
+class LogicalStream:
+    """Reads a slot's pgoutput stream and decodes it; the caller drives it and confirms.
+
+    Usage::
+
+        with LogicalStream(spec, slot, publication) as stream:
+            stream.start()
+            while not stop:
+                for item in stream.poll(0.5):   # ChangeEvent | RelationChanged | TxnEnd
+                    ...                          # group events until a TxnEnd, apply them
+                stream.confirm(txn_end.end_lsn)  # only after the target committed
+
+    Feedback: psycopg2 answers the server's keepalive reply requests and sends a status message
+    every `status_interval_s` while `poll` is called, reporting only what was confirmed. While
+    the caller cannot poll (back-pressure) it must call `keepalive()` at least every
+    ~`wal_sender_timeout`/3 (20 s by default), or the server ends the session.
+
+    Heartbeat rule: when `poll` has caught up, no transaction is open in the decoder and every
+    delivered transaction is confirmed, the server's WAL end (from keepalives) is confirmed too,
+    because everything before it has been delivered; so a slot on a source whose published
+    tables do not change still releases WAL.
+
+    psycopg2 (2.9) also moves the flush position to a keepalive's WAL end on its own, when what
+    was confirmed is at or past the start of the last message read. A transaction that began
+    before the confirmed LSN and is only partly read could then let it confirm past a delivered
+    but unapplied transaction. The server sends keepalives inside a transaction's messages only
+    after wal_sender_timeout/2 without a status message; polling (a status every
+    `status_interval_s`) or `keepalive()` while blocked keeps that from happening.
+    """
+
+    def __init__(
+        self,
+        spec: ConnectionSpec,
+        slot: str,
+        publication: str,
+        *,
+        decoder: Decoder | None = None,
+        status_interval_s: float = 5.0,
+        auto_advance: bool = True,
+    ) -> None:
+        self.spec = spec
+        self.slot = _check_slot(slot)
+        self.publication = publication
+        self.decoder = decoder or Decoder()
+        self.status_interval_s = status_interval_s
+        self.auto_advance = auto_advance
+        self.confirmed_lsn = 0  # the highest flush position we reported
+        self.delivered_end_lsn = 0  # end LSN of the last transaction handed to the caller
+        self._conn: Any = None
+        self._cur: Any = None
+        self._selector: selectors.BaseSelector | None = None
+
+    def start(self, start_lsn: int = 0) -> None:
+        """Open the replication session and start streaming.
+
+        `start_lsn` 0 resumes after the slot's confirmed position. A larger value skips every
+        transaction whose commit LSN is below it: pass the last applied `position + 1` to skip
+        what the target already has when the slot's confirmation lagged behind.
+        """
+        self._conn = _replication_connection(self.spec, self.slot)
+        try:
+            self._cur = self._conn.cursor()
+            self._cur.start_replication(
+                slot_name=self.slot,
+                slot_type=psycopg2.extras.REPLICATION_LOGICAL,
+                start_lsn=start_lsn,
+                decode=False,
+                options={"proto_version": "1", "publication_names": self.publication},
+                status_interval=self.status_interval_s,
+            )
+            self._selector = selectors.DefaultSelector()
+            self._selector.register(self._conn.fileno(), selectors.EVENT_READ)
+        except BaseException as exc:
+            self.close()
+            if isinstance(exc, psycopg2.Error):
+                raise translate_error(exc, self.spec) from None
+            raise
+
+    @property
+    def wal_end(self) -> int:
+        """The server's WAL end from the last message or keepalive."""
+        return int(self._cur.wal_end) if self._cur is not None else 0
+
+    @property
+    def pending(self) -> bool:
+        """Whether something delivered (or half-delivered) has not been confirmed yet."""
+        return self.decoder.in_transaction or self.delivered_end_lsn > self.confirmed_lsn
+
+    def poll(self, timeout_s: float = 0.5, max_messages: int = 10_000) -> list[Item]:
+        """Decoded items that arrived, waiting at most `timeout_s` when none are ready."""
+        if self._cur is None:
+            raise RuntimeError("LogicalStream.poll before start()")
+        out: list[Item] = self._drain(max_messages)
+        if not out and self._selector is not None:
+            self._selector.select(timeout_s)
+            out = self._drain(max_messages)
+        if out:
+            for item in reversed(out):
+                if isinstance(item, TxnEnd):
+                    self.delivered_end_lsn = max(self.delivered_end_lsn, item.end_lsn)
+                    break
+        elif self.auto_advance and not self.pending and self.wal_end > self.confirmed_lsn:
+            self._feedback(self.wal_end, reply=False)
+        return out
+
+    def _drain(self, max_messages: int) -> list[Item]:
+        out: list[Item] = []
+        decode = self.decoder.decode_into
+        read = self._cur.read_message
+        try:
+            for _ in range(max_messages):
+                msg = read()
+                if msg is None:
+                    break
+                decode(msg.payload, out)
+        except psycopg2.Error as exc:
+            raise translate_error(exc, self.spec) from None
+        return out
+
+    def confirm(self, lsn: int) -> None:
+        """Report `lsn` (a TxnEnd.end_lsn) as flushed: the slot may release WAL before it."""
+        if lsn > self.confirmed_lsn:
+            self._feedback(lsn, reply=True)
+
+    def keepalive(self) -> None:
+        """Send a status message now (no new position): call it while back-pressure stops polling."""
+        try:
+            self._cur.send_feedback(force=True)
+        except psycopg2.Error as exc:
+            raise translate_error(exc, self.spec) from None
+
+    def _feedback(self, lsn: int, reply: bool) -> None:
+        try:
+            self._cur.send_feedback(write_lsn=lsn, flush_lsn=lsn, apply_lsn=lsn, reply=reply, force=True)
+        except psycopg2.Error as exc:
+            raise translate_error(exc, self.spec) from None
+        self.confirmed_lsn = lsn
+
+    def close(self) -> None:
+        """End the session (the slot keeps its confirmed position)."""
+        if self._selector is not None:
+            self._selector.close()
+            self._selector = None
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
+                self._cur = None
+
+    def __enter__(self) -> LogicalStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
