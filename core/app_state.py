@@ -22,8 +22,11 @@ def prepare() -> None:
 
 
 def start_services() -> None:
-    """Close out runs a previous process left open, then start the scheduler and sync its jobs."""
+    """Close out runs a previous process left open, resume CDC it left running, start the scheduler."""
+    resume = runner.interrupted_cdc_pipelines()
     runner.recover_interrupted()
+    for pipeline_id in resume:
+        runner.start_cdc(pipeline_id, trigger="recovery")
     scheduler.start(get_settings().resolved_database_url())
     with session_scope() as session:
         pipelines = pipe_db.list_pipelines(session=session)

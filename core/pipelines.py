@@ -229,6 +229,7 @@ def delete_pipeline(actor: Actor, pipeline_id: int) -> None:
         _load(session, pipeline_id)
     runner.stop(pipeline_id, wait=True)
     scheduler.remove(pipeline_id)
+    _drop_cdc_objects(pipeline_id)
     with session_scope() as session:
         p = _load(session, pipeline_id)
         name = p.name
@@ -236,24 +237,85 @@ def delete_pipeline(actor: Actor, pipeline_id: int) -> None:
         audit.record(session=session, user_email=actor.email, action="pipeline.delete", target=name)
 
 
+def _drop_cdc_objects(pipeline_id: int) -> None:
+    """Drop the pipeline's slot and publication on the source; refuse the delete if that fails."""
+    from core.cdc.engine import drop_source_objects
+
+    with session_scope() as session:
+        p = _load(session, pipeline_id)
+        src = conn_db.get_connection(session=session, connection_id=p.source_connection_id)
+    if src is None or src.kind != "postgresql":
+        return
+    try:
+        drop_source_objects(_spec(src, p.source_database), pipeline_id)
+    except ConnectorError as exc:
+        raise Conflict(f"cannot drop the replication slot and publication on the source ({exc}); a slot left "
+                       "behind makes the source keep WAL forever, so the pipeline is kept: fix the source and "
+                       "delete again") from None
+
+
 def start_pipeline(actor: Actor, pipeline_id: int) -> PipelineStatus:
-    """Start the pipeline's full load now (CDC modes arrive with the CDC engine)."""
+    """Start the pipeline now: its full load, or its CDC (after the full load for FULL_LOAD_AND_CDC)."""
     require(actor.role, Action.manage_pipelines)
     with session_scope() as session:
         p = _load(session, pipeline_id)
-        if p.mode != "FULL_LOAD_ONLY":
-            raise ValidationFailed("mode", f"{p.mode} needs the CDC engine, which this version does not include yet")
-    runner.start_full_load(pipeline_id, trigger="manual", actor_email=actor.email)
+        mode, source_kind = p.mode, _connection(session, "source_connection_id", p.source_connection_id, "source").kind
+    if mode == "FULL_LOAD_ONLY":
+        runner.start_full_load(pipeline_id, trigger="manual", actor_email=actor.email)
+    else:
+        if source_kind != "postgresql":
+            raise ValidationFailed("mode", f"embedded CDC from {source_kind} sources is not available in this version")
+        runner.start_cdc(pipeline_id, trigger="manual", actor_email=actor.email)
     return get_status(actor, pipeline_id)
 
 
 def stop_pipeline(actor: Actor, pipeline_id: int) -> PipelineStatus:
-    """Cancel a running load; the pipeline ends STOPPED."""
+    """Cancel a running load or stream; the pipeline ends STOPPED (a CDC slot is kept for the next start)."""
     require(actor.role, Action.manage_pipelines)
     with session_scope() as session:
         _load(session, pipeline_id)
     runner.stop(pipeline_id, wait=False, actor_email=actor.email)
     return get_status(actor, pipeline_id)
+
+
+def pause_pipeline(actor: Actor, pipeline_id: int) -> PipelineStatus:
+    """Pause a running CDC pipeline: reading stops, the slot keeps the changes for resume."""
+    require(actor.role, Action.manage_pipelines)
+    with session_scope() as session:
+        p = _load(session, pipeline_id)
+        if p.mode == "FULL_LOAD_ONLY" or p.state != "RUNNING":
+            raise Conflict(f"only a RUNNING CDC pipeline can be paused ('{p.name}' is {p.state}, {p.mode})")
+    runner.stop(pipeline_id, wait=True, actor_email=actor.email, pause=True)
+    return get_status(actor, pipeline_id)
+
+
+def resume_pipeline(actor: Actor, pipeline_id: int) -> PipelineStatus:
+    """Resume a paused CDC pipeline from where it stopped."""
+    require(actor.role, Action.manage_pipelines)
+    with session_scope() as session:
+        p = _load(session, pipeline_id)
+        if p.state != "PAUSED":
+            raise Conflict(f"pipeline '{p.name}' is {p.state}, not PAUSED")
+    runner.start_cdc(pipeline_id, trigger="resume", actor_email=actor.email)
+    return get_status(actor, pipeline_id)
+
+
+def lag(actor: Actor, pipeline_id: int) -> dict:
+    """Events/s, counts and lag: live from the worker while CDC runs, else from the source's slot."""
+    from core.cdc import pg_source
+
+    p, src, _tgt = _with_connections(actor, pipeline_id)
+    figures = runner.cdc_figures(pipeline_id)
+    if figures is None:
+        figures = {"events": 0, "insert_count": 0, "update_count": 0, "delete_count": 0, "events_per_second": 0.0,
+                   "seconds_behind": None, "last_commit_time": None}
+        slot = None
+        if p.mode != "FULL_LOAD_ONLY" and src.kind == "postgresql":
+            slot = pg_source.slot_status(_spec(src, p.source_database), pg_source.slot_name(pipeline_id))
+        figures.update(lag_bytes=slot["lag_bytes"] if slot else None,
+                       retained_wal_bytes=slot["retained_wal_bytes"] if slot else None,
+                       slot_active=slot["active"] if slot else None)
+    return {"pipeline_id": pipeline_id, "state": p.state, "cdc_status": p.cdc_status, **figures}
 
 
 # ---------------------------------------------------------------- preview, diff, validate
@@ -327,8 +389,12 @@ def validate(actor: Actor, pipeline_id: int) -> ValidationReport:
         rows = _preview_rows(_stored_request(p), src, tgt)
     except (ValidationFailed, ConnectorError) as exc:
         return ValidationReport(ok=False, errors=[str(exc)], warnings=[])
+    if p.mode != "FULL_LOAD_ONLY" and src.kind == "postgresql":
+        from core.cdc import pg_source
+
+        errors += pg_source.check_wal_level(_spec(src, p.source_database))
     for r in rows:
-        if r.target_status == "missing":
+        if r.target_status == "missing" and p.mode != "CDC_ONLY":
             errors.append(f"{r.target} does not exist and auto_create is off")
         if r.target_status == "exists_different" and p.target_table_policy != "drop_recreate":
             warnings.append(f"{r.target} exists with different columns: {describe_differences(r.differences)}")
@@ -369,3 +435,14 @@ def load_plan(pipeline_id: int):  # noqa: ANN201 - (source spec, target spec, [T
     plans = [TablePlan(p.source_schema, info.name, p.target_schema, target) for info, target in resolved.pairs]
     options = LoadOptions(auto_create=p.auto_create, target_table_policy=p.target_table_policy)
     return resolved.source, resolved.target, plans, options
+
+
+def cdc_plan(pipeline_id: int):  # noqa: ANN201 - core.cdc.engine.CdcPlan
+    """Resolve a stored pipeline into what the CDC engine runs."""
+    from core.cdc.engine import CdcPlan
+
+    source, target, plans, options = load_plan(pipeline_id)
+    with session_scope() as session:
+        p = _load(session, pipeline_id)
+        return CdcPlan(pipeline_id=pipeline_id, source=source, target=target, tables=plans, mode=p.mode,
+                       auto_create=p.auto_create, target_table_policy=p.target_table_policy)

@@ -32,6 +32,9 @@ class ActiveRun:
     cancel: threading.Event = field(default_factory=threading.Event)
     tables: dict[str, TableStatus] = field(default_factory=dict)
     thread: threading.Thread | None = None
+    kind: str = "FULL_LOAD"  # or CDC
+    worker: object | None = None  # core.cdc.engine.CdcWorker while CDC runs
+    pausing: bool = False
     _persisted_at: dict[str, float] = field(default_factory=dict)
 
     def join(self, timeout: float | None = None) -> None:
@@ -90,12 +93,15 @@ def start_full_load(pipeline_id: int, trigger: str = "manual", actor_email: str 
     return active
 
 
-def stop(pipeline_id: int, wait: bool = False, actor_email: str | None = None, timeout: float = 60) -> None:
-    """Ask a running load to cancel (and optionally wait for it); a stopped pipeline stays stopped."""
+def stop(
+    pipeline_id: int, wait: bool = False, actor_email: str | None = None, timeout: float = 60, pause: bool = False
+) -> None:
+    """Ask a running load or CDC stream to end (optionally waiting); with `pause` it ends PAUSED."""
     with _lock:
         active = _active.get(pipeline_id)
     if active is None:
         return
+    active.pausing = pause
     _set_pipeline(pipeline_id, state="STOPPING")
     active.cancel.set()
     log.info("stop of pipeline %s requested by %s", pipeline_id, actor_email or "-")
@@ -199,6 +205,100 @@ def recover_interrupted() -> None:
             run.status, run.completed_at, run.error_message = "FAILED", utcnow(), message
             session.add(run)
             p = pipe_db.get_pipeline(session=session, pipeline_id=run.pipeline_id)
+            if p is not None and p.mode != "FULL_LOAD_ONLY" and p.state in {"STARTING", "RUNNING"}:
+                continue  # resumed by start_services from the target's stored position
             if p is not None and p.state in {"STARTING", "RUNNING", "STOPPING"}:
                 p.state, p.full_load_status, p.error_message = "ERROR", "FAILED", message
                 session.add(p)
+
+
+# ---------------------------------------------------------------------------------------- CDC
+
+
+def start_cdc(pipeline_id: int, trigger: str = "manual", actor_email: str | None = None) -> ActiveRun:
+    """Start (or resume) a pipeline's CDC on a worker thread; Conflict if something already runs."""
+    from core.errors import Conflict, NotFound
+
+    with _lock:
+        if pipeline_id in _active:
+            raise Conflict(f"pipeline {pipeline_id} is already running; stop it or wait for the run to end")
+        with session_scope() as session:
+            p = pipe_db.get_pipeline(session=session, pipeline_id=pipeline_id)
+            if p is None:
+                raise NotFound(f"pipeline {pipeline_id} not found")
+            run = pipe_db.save(session=session, obj=PipelineRun(pipeline_id=pipeline_id, trigger=trigger,
+                                                                run_type="CDC"))
+            p.state, p.cdc_status, p.error_message, p.updated_at = "STARTING", "STARTING", None, utcnow()
+            pipe_db.save(session=session, obj=p)
+        active = ActiveRun(pipeline_id=pipeline_id, run_id=run.id, kind="CDC")
+        _active[pipeline_id] = active
+    bus.publish(Event("pipeline.state", {"state": "STARTING", "cdc_status": "STARTING"}, pipeline_id))
+    active.thread = threading.Thread(target=_execute_cdc, args=(active,), name=f"cdc-{pipeline_id}", daemon=True)
+    active.thread.start()
+    log.info("CDC of pipeline %s started (%s, by %s)", pipeline_id, trigger, actor_email or "-")
+    return active
+
+
+def cdc_figures(pipeline_id: int) -> dict | None:
+    """Live counts, rate and lag of a running CDC worker (None when none runs)."""
+    from core.cdc.engine import lag_dict
+
+    with _lock:
+        active = _active.get(pipeline_id)
+    worker = active.worker if active else None
+    return lag_dict(worker.counters) if worker is not None else None
+
+
+def _execute_cdc(active: ActiveRun) -> None:
+    from core.cdc.engine import CdcWorker
+    from core.pipelines import cdc_plan
+
+    pid = active.pipeline_id
+    worker = None
+    try:
+        plan = cdc_plan(pid)
+        if plan.mode == "FULL_LOAD_AND_CDC":
+            _init_tables(active, plan.tables)
+        worker = CdcWorker(plan, active.cancel, on_progress=lambda tp: _on_progress(active, tp),
+                           on_streaming=lambda: _streaming(active))
+        active.worker = worker
+        worker.run()
+        state = "PAUSED" if active.pausing else "STOPPED"
+        _finish_cdc(active, worker, "CANCELLED", None, state=state, cdc_status=state)
+    except Exception as exc:  # noqa: BLE001 - any failure must end in ERROR with its reason
+        log.warning("CDC of pipeline %s failed: %s", pid, exc)
+        _finish_cdc(active, worker, "FAILED", str(exc) or type(exc).__name__, state="ERROR", cdc_status="FAILED")
+    finally:
+        with _lock:
+            _active.pop(pid, None)
+
+
+def _streaming(active: ActiveRun) -> None:
+    values: dict[str, object] = {"state": "RUNNING", "cdc_status": "RUNNING"}
+    worker = active.worker
+    if worker is not None and worker.full_load_status:
+        values["full_load_status"] = worker.full_load_status
+    _set_pipeline(active.pipeline_id, **values)
+
+
+def _finish_cdc(active: ActiveRun, worker, status: str, error: str | None, **pipeline: object) -> None:  # noqa: ANN001
+    for t in active.tables.values():
+        _persist_table(active, t)
+    events = worker.counters.events if worker is not None else 0
+    with session_scope() as session:
+        run = session.get(PipelineRun, active.run_id)
+        if run is not None:
+            run.status, run.completed_at = ("COMPLETED" if status == "CANCELLED" else status), utcnow()
+            run.rows_processed, run.error_message = events, error
+            session.add(run)
+    if worker is not None and worker.full_load_status:
+        pipeline["full_load_status"] = worker.full_load_status
+    _set_pipeline(active.pipeline_id, error_message=error, **pipeline)
+    bus.publish(Event("pipeline.run", {"run_id": active.run_id, "status": status}, active.pipeline_id))
+
+
+def interrupted_cdc_pipelines() -> list[int]:
+    """CDC pipelines the previous process left running: start_services resumes them."""
+    with session_scope() as session:
+        return [p.id for p in pipe_db.list_pipelines(session=session)
+                if p.mode != "FULL_LOAD_ONLY" and p.state in {"STARTING", "RUNNING"}]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from nicegui import run, ui
 
+from components.cdc_stats import CdcStats
 from components.format import human_count, timestamp
 from components.frame import frame
 from components.live import on_events
@@ -66,13 +67,22 @@ async def pipeline_detail_page(pipeline_id: int) -> None:
         with ui.row().classes("gap-2"):
             start = ui.button("Start", icon="play_arrow").mark("start")
             stop = ui.button("Stop", icon="stop", color="negative").mark("stop")
+            pause = ui.button("Pause", icon="pause").props("outline").mark("pause")
+            resume = ui.button("Resume", icon="play_circle").props("outline").mark("resume")
             validate_btn = ui.button("Validate", icon="fact_check").props("outline").mark("validate")
             if editor:
                 ui.button("Delete", icon="delete", color="negative").props("outline").on_click(
                     lambda: confirm_delete()
                 ).mark("delete")
+        cdc = p.mode != "FULL_LOAD_ONLY"
         start.set_visibility(editor)
         stop.set_visibility(editor)
+        pause.set_visibility(editor and cdc)
+        resume.set_visibility(editor and cdc)
+        stats = None
+        if cdc:
+            ui.label("Change data capture").classes("text-lg font-semibold mt-2")
+            stats = CdcStats()
 
         ui.label("Tables").classes("text-lg font-semibold mt-2")
         progress = TableProgressList()
@@ -92,8 +102,10 @@ async def pipeline_detail_page(pipeline_id: int) -> None:
             error.text = message or ""
             error.visible = bool(message)
             busy = state_value in {"STARTING", "RUNNING", "STOPPING"}
-            start.enabled = not busy
-            stop.enabled = busy
+            start.enabled = not busy and state_value != "PAUSED"
+            stop.enabled = busy or state_value == "PAUSED"
+            pause.enabled = state_value == "RUNNING"
+            resume.enabled = state_value == "PAUSED"
 
         async def refresh_status() -> None:
             try:
@@ -172,6 +184,8 @@ async def pipeline_detail_page(pipeline_id: int) -> None:
 
         start.on_click(lambda: do(pipelines.start_pipeline, "Start"))
         stop.on_click(lambda: do(pipelines.stop_pipeline, "Stop"))
+        pause.on_click(lambda: do(pipelines.pause_pipeline, "Pause"))
+        resume.on_click(lambda: do(pipelines.resume_pipeline, "Resume"))
         validate_btn.on_click(do_validate)
 
         def on_batch(events: list[Event]) -> None:
@@ -181,6 +195,8 @@ async def pipeline_detail_page(pipeline_id: int) -> None:
                     latest[e.data["source"]] = TableStatus(**e.data)
                 elif e.topic == "pipeline.state" and "state" in e.data:
                     show_state(e.data["state"], e.data.get("full_load_status"), e.data.get("error_message"))
+                elif e.topic == "pipeline.lag" and stats is not None:
+                    stats.show(e.data)
             for t in latest.values():
                 progress.set_table(t)
             if any(e.topic == "pipeline.run" for e in events):
@@ -189,4 +205,12 @@ async def pipeline_detail_page(pipeline_id: int) -> None:
 
         on_events(on_batch, topics=("pipeline.",), pipeline_id=pipeline_id)
         await refresh_status()
+        if stats is not None:
+            try:
+                figures = await run.io_bound(pipelines.lag, actor, pipeline_id)
+            except StudioError as exc:
+                figures = None
+                ui.notify(f"Lag: {plain(exc)}", type="warning")
+            if figures:
+                stats.show(figures)
         await refresh_diff()

@@ -126,8 +126,20 @@ class PgCluster:
         conn.close()
 
     def drop_database(self, name: str) -> None:
+        """Drop a database, first removing replication slots a failed test may have left in it."""
         conn = self.connect()
         with conn.cursor() as cur:
+            for _ in range(50):
+                cur.execute("SELECT slot_name, active_pid FROM pg_replication_slots WHERE database = %s", (name,))
+                found = cur.fetchall()
+                if not found:
+                    break
+                for slot, pid in found:
+                    if pid:
+                        cur.execute("SELECT pg_terminate_backend(%s)", (pid,))
+                    else:
+                        cur.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+                time.sleep(0.1)
             cur.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.close()
 

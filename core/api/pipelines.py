@@ -80,6 +80,24 @@ def stop(pipeline_id: int, actor: Actor = Depends(current_actor)) -> PipelineSta
     return svc.stop_pipeline(actor, pipeline_id)
 
 
+@router.post("/{pipeline_id}/pause", response_model=PipelineStatus)
+def pause(pipeline_id: int, actor: Actor = Depends(current_actor)) -> PipelineStatus:
+    """Pause a running CDC pipeline (the slot keeps its changes)."""
+    return svc.pause_pipeline(actor, pipeline_id)
+
+
+@router.post("/{pipeline_id}/resume", response_model=PipelineStatus)
+def resume(pipeline_id: int, actor: Actor = Depends(current_actor)) -> PipelineStatus:
+    """Resume a paused CDC pipeline."""
+    return svc.resume_pipeline(actor, pipeline_id)
+
+
+@router.get("/{pipeline_id}/lag")
+def lag(pipeline_id: int, actor: Actor = Depends(current_actor)) -> dict:
+    """Events/s, counts by operation, WAL bytes behind, seconds behind, retained WAL of the slot."""
+    return svc.lag(actor, pipeline_id)
+
+
 @router.get("/{pipeline_id}/status", response_model=PipelineStatus)
 def status(pipeline_id: int, actor: Actor = Depends(current_actor)) -> PipelineStatus:
     """State, full-load and CDC status, per-table progress."""

@@ -2,63 +2,27 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
+from tests.appprocess import AppProcess
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD
-from tests.pgcluster import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
-
-
-def _wait_for_health(base: str, process: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"the app exited with code {process.returncode}")
-        try:
-            if httpx.get(f"{base}/api/v1/health", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise TimeoutError(f"{base}/api/v1/health did not answer within {timeout} s")
 
 
 @pytest.fixture
 def running_app(tmp_path: Path) -> Iterator[str]:
     """The app started as its own process on a free port; its base URL."""
-    port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("CDC_STUDIO_", "NICEGUI_", "PYTEST_"))},
-        "CDC_STUDIO_PORT": str(port),
-        "CDC_STUDIO_DATA_DIR": str(tmp_path / "data"),
-        "CDC_STUDIO_ADMIN_EMAIL": ADMIN_EMAIL,
-        "CDC_STUDIO_ADMIN_PASSWORD": ADMIN_PASSWORD,
-    }
-    env.pop("DATABASE_URL", None)
-    base = f"http://127.0.0.1:{port}"
-    with open(tmp_path / "app.log", "wb") as log:
-        process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            _wait_for_health(base, process)
-            yield base
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    app = AppProcess(tmp_path / "data", tmp_path / "app.log")
+    try:
+        app.start()
+        yield app.base
+    finally:
+        app.terminate()
 
 
 @pytest.mark.browser

@@ -125,3 +125,32 @@ async def test_viewer_cannot_start_or_create(app_env, user: User, pg: PgCluster,
     await user.should_not_see(marker="delete")
     await user.open("/pipelines/new")
     await user.should_see("You need the editor or admin role", retries=WAIT)
+
+
+async def test_cdc_pipeline_page_shows_live_counts_and_pauses(app_env, user: User, pg: PgCluster, dbs) -> None:
+    source_db, target_db = dbs
+    src = save_connection("s", pg, source_db)
+    tgt = save_connection("t", pg, target_db)
+    p = pipelines.create_pipeline(admin_actor(), PipelineCreate(
+        name="crm cdc", source_connection_id=src, target_connection_id=tgt, source_schema="crm",
+        target_schema="crm", tables=["accounts"], mode="CDC_ONLY"))
+    await login(user)
+    await user.open(f"/pipelines/{p.id}")
+    await user.should_see(marker="cdc-counts", retries=WAIT)
+    user.find(marker="start").click()
+    state = one(user, "pipeline-state")
+    await eventually(lambda: state.text == "RUNNING", timeout=30)
+    conn = pg.connect(source_db)
+    with conn.cursor() as cur:
+        cur.execute("INSERT INTO crm.accounts SELECT g, 'new' FROM generate_series(1001, 1003) g;"
+                    "UPDATE crm.accounts SET name = 'changed' WHERE id = 1; DELETE FROM crm.accounts WHERE id = 1003")
+    conn.close()
+    counts = one(user, "cdc-counts")
+    await eventually(lambda: counts.text == "3 · 1 · 1", timeout=30)
+    user.find(marker="pause").click()
+    await eventually(lambda: state.text == "PAUSED", timeout=30)
+    user.find(marker="resume").click()
+    await eventually(lambda: state.text == "RUNNING", timeout=30)
+    user.find(marker="stop").click()
+    await eventually(lambda: state.text == "STOPPED", timeout=30)
+    pipelines.delete_pipeline(admin_actor(), p.id)

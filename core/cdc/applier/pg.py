@@ -1,0 +1,282 @@
+"""PgApplier: apply batches of change events to a PostgreSQL target, exactly once.
+
+One batch = one target transaction: read (and lock) the stored offset, skip events at or before
+it, fold the rest into net changes per table, COPY them into TEMP staging tables, run the
+set-based statements (TRUNCATE, DELETE ... USING, INSERT ... ON CONFLICT, UPDATE ... FROM) and
+write the new offset, then commit. Any failure rolls all of it back and drops the session.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg2
+from psycopg2.extensions import connection as PgConnection
+
+from core.cdc.applier.catalog import SchemaMismatch, TargetTable, load_table, qualified
+from core.cdc.applier.copytext import MarkerInValue, payload
+from core.cdc.applier.netchange import Plan, TableChanges, collect
+from core.cdc.applier.statements import DELETE_GROUP, Statements
+from core.cdc.events import ChangeEvent
+from core.cdc.offsets import DEFAULT_SOURCE, ensure_offsets_table, read_offset, read_offset_for_update, write_offset
+from core.connectors.base import ConnectionSpec
+from core.connectors.postgres import translate_error
+
+APPLICATION_NAME = "cdc-studio-apply"
+_RESERVED_KEYWORDS = {"host", "port", "dbname", "user", "password", "connect_timeout"}
+_SESSION_SQL = "SET statement_timeout = 0; SET idle_in_transaction_session_timeout = 0; SET client_encoding = 'UTF8'"
+_COPY_CHUNK = 1 << 18
+
+SourceTable = tuple[str, str]
+
+
+@dataclass
+class ApplyStats:
+    """What one `apply()` did. Event counts are source changes; `rows_*` are net target row writes."""
+
+    position: int | None
+    applied: bool = False  # False when the whole batch was at or before the stored offset
+    events: int = 0
+    skipped: int = 0
+    inserts: int = 0
+    updates: int = 0
+    deletes: int = 0
+    truncates: int = 0
+    rows_upserted: int = 0
+    rows_deleted: int = 0
+    per_table: dict[str, dict[str, int]] = field(default_factory=dict)  # "schema.table" (source) -> op -> count
+    seconds: float = 0.0
+
+
+class PgApplier:
+    """Applies change batches to the PostgreSQL target of one pipeline; not thread-safe (one per pipeline)."""
+
+    def __init__(
+        self,
+        spec: ConnectionSpec,
+        pipeline_id: int,
+        tables: Mapping[SourceTable, tuple[str, str]],
+        *,
+        source: str = DEFAULT_SOURCE,
+    ) -> None:
+        """Connect to the target, create the offsets table if missing, and learn every mapped table.
+
+        Raises ValidationFailed for a target table without a primary key, ObjectNotFound for a missing one.
+        """
+        self.spec = spec
+        self.pipeline_id = pipeline_id
+        self.source = source
+        self._map: dict[SourceTable, tuple[str, str]] = dict(tables)
+        self._tables: dict[SourceTable, TargetTable] = {}
+        self._sql: dict[int, Statements] = {}  # by target oid
+        self._staged: set[int] = set()  # oids whose TEMP staging table exists in this session
+        self._conn: PgConnection | None = None
+        try:
+            conn = self._connection()
+            with conn.cursor() as cur:
+                ensure_offsets_table(cur)
+            conn.commit()
+            self.refresh()
+        except BaseException:
+            self.close()
+            raise
+
+    # ------------------------------------------------------------------ session
+
+    def _connection(self) -> PgConnection:
+        if self._conn is not None and not self._conn.closed:
+            return self._conn
+        s = self.spec
+        kwargs: dict[str, Any] = {k: v for k, v in s.options.items() if k not in _RESERVED_KEYWORDS}
+        kwargs.setdefault("application_name", APPLICATION_NAME)
+        kwargs.update(host=s.host, port=s.port or 5432, dbname=s.database, user=s.username, password=s.password,
+                      connect_timeout=s.connect_timeout_s)
+        try:
+            conn = psycopg2.connect(**kwargs)
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute(_SESSION_SQL)
+            conn.autocommit = False
+        except psycopg2.Error as exc:
+            raise translate_error(exc, s) from None
+        self._conn = conn
+        self._staged.clear()
+        self._sql.clear()
+        return conn
+
+    def _discard(self) -> None:
+        """Drop the session after a failure: its transaction is rolled back and TEMP tables vanish."""
+        conn, self._conn = self._conn, None
+        self._staged.clear()
+        self._sql.clear()
+        if conn is not None and not conn.closed:
+            try:
+                conn.rollback()
+            except psycopg2.Error:
+                pass
+            conn.close()
+
+    def close(self) -> None:
+        """Close the target session (nothing is pending between batches)."""
+        self._discard()
+
+    def __enter__(self) -> PgApplier:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ catalog
+
+    def refresh(self, source_table: SourceTable | None = None) -> None:
+        """Re-read target columns and keys (all tables, or one) after the target's schema changed."""
+        wanted = [source_table] if source_table is not None else list(self._map)
+        conn = self._connection()
+        try:
+            with conn.cursor() as cur:
+                for src in wanted:
+                    if src not in self._map:
+                        raise SchemaMismatch(f"source table {src[0]}.{src[1]} is not mapped to a target", table=src)
+                    old = self._tables.get(src)
+                    self._tables[src] = load_table(cur, *self._map[src])
+                    if old is not None and old.oid in self._staged:
+                        cur.execute(self._statements(old).drop_stage())
+                        self._staged.discard(old.oid)
+                    if old is not None:
+                        self._sql.pop(old.oid, None)
+            conn.commit()
+        except psycopg2.Error as exc:
+            self._discard()
+            raise translate_error(exc, self.spec) from None
+        except BaseException:
+            self._discard()
+            raise
+
+    def add_table(self, source_table: SourceTable, target_table: tuple[str, str]) -> None:
+        """Map one more source table (or re-map one) and learn its target."""
+        self._map[source_table] = target_table
+        self.refresh(source_table)
+
+    def target_table(self, source_table: SourceTable) -> TargetTable:
+        """What the applier knows about the target of a source table."""
+        try:
+            return self._tables[source_table]
+        except KeyError:
+            schema, table = source_table
+            raise SchemaMismatch(
+                f"changes arrived for source table {qualified(schema, table)}, which has no target in this pipeline",
+                table=source_table,
+            ) from None
+
+    def _statements(self, table: TargetTable) -> Statements:
+        st = self._sql.get(table.oid)
+        if st is None or st.table is not table:
+            st = self._sql[table.oid] = Statements(table, self._connection())
+        return st
+
+    # ------------------------------------------------------------------ apply
+
+    def stored_position(self) -> int | None:
+        """The last position applied to the target for this pipeline and source (None: nothing yet)."""
+        conn = self._connection()
+        try:
+            value = read_offset(conn, self.pipeline_id, self.source)
+            conn.commit()
+        except psycopg2.Error as exc:
+            self._discard()
+            raise translate_error(exc, self.spec) from None
+        return value
+
+    def apply(self, events: Sequence[ChangeEvent], position: int) -> ApplyStats:
+        """Apply whole source transactions and record `position`, in one target transaction.
+
+        Events at or before the stored offset are skipped (a re-delivery after a crash). An empty
+        batch with a newer position just moves the offset (heartbeats, filtered transactions).
+        """
+        started = time.perf_counter()
+        conn = self._connection()
+        try:
+            with conn.cursor() as cur:
+                stored = read_offset_for_update(cur, self.pipeline_id, self.source)
+                if stored is not None and position <= stored:
+                    conn.rollback()
+                    return ApplyStats(position=stored, skipped=len(events), seconds=time.perf_counter() - started)
+                live = events if stored is None else [e for e in events if e.position > stored]
+                stats = ApplyStats(position=position, applied=True, skipped=len(events) - len(live))
+                batches = collect(live, self.target_table)
+                work = [self._stage(cur, changes, stats) for changes in batches.values()]
+                statements = ";".join(s for statements in work for s in statements)
+                if statements:
+                    cur.execute(statements)
+                write_offset(cur, self.pipeline_id, position, self.source)
+            conn.commit()
+        except psycopg2.Error as exc:
+            self._discard()
+            raise translate_error(exc, self.spec) from None
+        except BaseException:
+            self._discard()
+            raise
+        stats.seconds = time.perf_counter() - started
+        return stats
+
+    def _stage(self, cur: Any, changes: TableChanges, stats: ApplyStats) -> list[str]:
+        """COPY one table's net changes into its staging table; return the statements that apply them."""
+        table = changes.table
+        st = self._statements(table)
+        for safe in (False, True):
+            plan = changes.plan(lambda t, key, cols: self._lookup(cur, st, key, cols), safe=safe)
+            try:
+                copies, statements = self._work(st, plan)
+                break
+            except MarkerInValue:  # a value holds a marker character: escape value by value instead
+                continue
+        self._count(changes, plan, stats)
+        if copies and table.oid not in self._staged:
+            cur.execute(st.create_stage())
+            self._staged.add(table.oid)
+        for statement, data in copies:
+            cur.copy_expert(statement, io.BytesIO(data), size=_COPY_CHUNK)
+        return statements
+
+    @staticmethod
+    def _work(st: Statements, plan: Plan) -> tuple[list[tuple[str, bytes]], list[str]]:
+        """(COPY statement, payload) pairs and the statements to run after them, in order."""
+        copies: list[tuple[str, bytes]] = []
+        out: list[str] = [st.truncate()] if plan.truncate else []
+        if plan.deletes:
+            copies.append((st.copy(st.table.primary_key), payload(plan.deletes, str(DELETE_GROUP)).encode()))
+            out.append(st.delete())
+        for columns, rows in plan.upserts.items():
+            copies.append((st.copy(columns), payload(rows, str(st.group_id("upsert", columns))).encode()))
+            out.append(st.upsert(columns))
+        for columns, rows in plan.updates.items():
+            statement = st.update(columns)
+            if statement is not None:
+                copies.append((st.copy(columns), payload(rows, str(st.group_id("update", columns))).encode()))
+                out.append(statement)
+        return copies, out
+
+    @staticmethod
+    def _lookup(cur: Any, st: Statements, key: Any, columns: tuple[str, ...]) -> dict[str, str | None] | None:
+        cur.execute(st.lookup(columns), st.table.key_values(key))
+        row = cur.fetchone()
+        return None if row is None else dict(zip(columns, row, strict=True))
+
+    @staticmethod
+    def _count(changes: TableChanges, plan: Plan, stats: ApplyStats) -> None:
+        c = changes.counts
+        stats.inserts += c["insert"]
+        stats.updates += c["update"]
+        stats.deletes += c["delete"]
+        stats.truncates += c["truncate"]
+        stats.events += sum(c.values())
+        stats.rows_deleted += len(plan.deletes)
+        stats.rows_upserted += plan.rows - len(plan.deletes)
+        label = f"{changes.source[0]}.{changes.source[1]}"
+        per = stats.per_table.setdefault(label, {"insert": 0, "update": 0, "delete": 0, "truncate": 0})
+        for op, n in c.items():
+            per[op] += n

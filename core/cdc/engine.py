@@ -1,0 +1,301 @@
+"""The embedded CDC engine for a PostgreSQL source: one worker thread per pipeline.
+
+Order of work: checks (wal_level, replica identity) -> publication -> slot (with an exported
+snapshot and a full load under it for FULL_LOAD_AND_CDC) -> stream. The stream is read in
+whole source transactions, several small ones grouped per apply; each apply commits rows and
+the source position together on the target, and only then is the position confirmed to the
+source. Events go to monitoring (rollups, log, live feed); nothing here touches UI elements.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+
+import psycopg2
+from psycopg2 import sql
+
+from core import monitoring
+from core.cdc import pg_source
+from core.cdc.applier import PgApplier
+from core.cdc.events import ChangeEvent
+from core.cdc.pgoutput import Decoder, RelationChanged, TxnEnd
+from core.connectors.base import ConnectionSpec
+from core.connectors.postgres import PostgresConnector, translate_error
+from core.errors import StudioError
+from core.events import Event, bus
+from core.fullload import LoadOptions, TablePlan, TableProgress, plan_target_ddl, run_full_load
+from core.typemap import map_type
+
+log = logging.getLogger(__name__)
+
+BATCH_EVENTS = 20_000  # apply at least this often (events), whatever the time
+BATCH_SECONDS = 0.05  # ... or when the oldest unapplied transaction is this old
+CHECK_EVERY_S = 10.0  # look for dropped source tables
+LAG_EVERY_S = 2.0
+
+
+class CdcFailed(StudioError):
+    """The pipeline cannot go on without a person: the message says why and what to do."""
+
+
+@dataclass
+class CdcCounters:
+    """Live figures of one worker (read by the status/lag API)."""
+
+    events: int = 0
+    inserts: int = 0
+    updates: int = 0
+    deletes: int = 0
+    last_commit_time: datetime | None = None
+    last_applied_at: datetime | None = None
+    lag_bytes: int | None = None
+    retained_wal_bytes: int | None = None
+    seconds_behind: float = 0.0
+    slot_active: bool | None = None
+    started: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class CdcPlan:
+    pipeline_id: int
+    source: ConnectionSpec
+    target: ConnectionSpec
+    tables: list[TablePlan]
+    mode: str
+    auto_create: bool
+    target_table_policy: str
+
+
+class CdcWorker:
+    """Runs one pipeline's CDC until `stop` is set or something fails (then `error` says why)."""
+
+    def __init__(self, plan: CdcPlan, stop: threading.Event,
+                 on_progress: Callable[[TableProgress], None] | None = None,
+                 on_streaming: Callable[[], None] | None = None) -> None:
+        self.plan = plan
+        self.stop = stop
+        self.on_progress = on_progress or (lambda _tp: None)
+        self.on_streaming = on_streaming or (lambda: None)
+        self.counters = CdcCounters()
+        self.slot = pg_source.slot_name(plan.pipeline_id)
+        self.publication = pg_source.publication_name(plan.pipeline_id)
+        self.full_load_status: str | None = None
+        self._pairs = {(t.source_schema, t.source_table): (t.target_schema, t.target_table) for t in plan.tables}
+
+    # ------------------------------------------------------------------ setup
+
+    def check(self) -> None:
+        """Refuse a source that cannot do CDC, with the fix in words."""
+        problems = pg_source.check_wal_level(self.plan.source)
+        problems += pg_source.check_replica_identity(self.plan.source, list(self._pairs))
+        if problems:
+            raise CdcFailed("; ".join(problems))
+
+    def prepare(self) -> None:
+        """Publication, slot and (FULL_LOAD_AND_CDC, first start) the full load under the slot's snapshot."""
+        src = self.plan.source
+        pg_source.ensure_publication(src, self.publication, list(self._pairs))
+        if pg_source.slot_status(src, self.slot) is not None:
+            return  # a restart: continue from the slot and the target's stored position
+        if self.plan.mode == "FULL_LOAD_AND_CDC":
+            self._load_under_snapshot()
+        else:
+            self._create_missing_targets()
+            pg_source.create_slot(src, self.slot)
+
+    def _load_under_snapshot(self) -> None:
+        options = LoadOptions(auto_create=self.plan.auto_create, target_table_policy=self.plan.target_table_policy)
+        with pg_source.create_slot_with_snapshot(self.plan.source, self.slot) as handle:
+            options = replace(options, snapshot_id=handle.snapshot_name)
+            self.full_load_status = "RUNNING"
+            result = run_full_load(self.plan.source, self.plan.target, self.plan.tables, options, self.on_progress,
+                                   self.stop)
+        self.full_load_status = result.status
+        if result.status != "COMPLETED":
+            # Without a complete copy the slot's position is meaningless: drop it so a new start reloads.
+            pg_source.drop_slot(self.plan.source, self.slot)
+            failed = [t for t in result.tables if t.status == "FAILED"]
+            reason = f"{failed[0].source}: {failed[0].error}" if failed else result.status.lower()
+            raise CdcFailed(f"the full load before CDC did not complete ({reason})")
+
+    def _create_missing_targets(self) -> None:
+        """CDC_ONLY applies changes to existing tables; with auto-create, empty ones are created first."""
+        target = PostgresConnector(self.plan.target)
+        for plan in self.plan.tables:
+            existing = {t.name for t in _tables_or_empty(target, plan.target_schema)}
+            if plan.target_table in existing:
+                continue
+            if not self.plan.auto_create:
+                raise CdcFailed(f"target table {plan.target_schema}.{plan.target_table} does not exist and "
+                                "auto-create is off")
+            _execute(self.plan.target, plan_target_ddl(self.plan.source, self.plan.target, plan))
+
+    # ------------------------------------------------------------------ streaming
+
+    def run(self) -> None:
+        """Check, prepare, then stream and apply until stopped. Raises on failure."""
+        self.check()
+        self.prepare()
+        if self.stop.is_set():
+            return
+        keys = self._source_keys()
+        with PgApplier(self.plan.target, self.plan.pipeline_id, self._pairs) as applier, \
+                pg_source.LogicalStream(self.plan.source, self.slot, self.publication,
+                                        decoder=Decoder(key_columns=keys)) as stream:
+            stored = applier.stored_position()
+            stream.start(start_lsn=stored + 1 if stored else 0)
+            self.on_streaming()
+            self._loop(applier, stream)
+
+    def _source_keys(self) -> dict[tuple[str, str], list[str]]:
+        src = PostgresConnector(self.plan.source)
+        return {(s, t): src.table_detail(self.plan.source.database, s, t).primary_key for s, t in self._pairs}
+
+    def _loop(self, applier: PgApplier, stream: pg_source.LogicalStream) -> None:
+        txn: list[ChangeEvent] = []
+        batch: list[ChangeEvent] = []
+        last: TxnEnd | None = None
+        batch_since = 0.0
+        next_check = next_lag = time.monotonic()
+        while not self.stop.is_set():
+            items = stream.poll(timeout_s=0.2)
+            for item in items:
+                if isinstance(item, ChangeEvent):
+                    txn.append(item)
+                elif isinstance(item, TxnEnd):
+                    if not batch:
+                        batch_since = time.monotonic()
+                    batch.extend(txn)
+                    txn = []
+                    last = item
+                elif isinstance(item, RelationChanged) and item.previous is not None:
+                    if batch and last is not None:
+                        self._apply(applier, stream, batch, last)
+                        batch = []
+                    self._evolve(applier, item)
+            now = time.monotonic()
+            due = len(batch) >= BATCH_EVENTS or (batch and now - batch_since >= BATCH_SECONDS) or not items
+            if last is not None and due and (batch or last.end_lsn > stream.confirmed_lsn):
+                self._apply(applier, stream, batch, last)
+                batch = []
+                last = None
+            if now >= next_check:
+                self._check_tables()
+                next_check = now + CHECK_EVERY_S
+            if now >= next_lag:
+                self._measure_lag()
+                next_lag = now + LAG_EVERY_S
+
+    def _apply(self, applier: PgApplier, stream: pg_source.LogicalStream, batch: list[ChangeEvent],
+               last: TxnEnd) -> None:
+        if batch:
+            applier.apply(batch, last.commit_lsn)
+        stream.confirm(last.end_lsn)  # only after the target committed rows and position together
+        if not batch:
+            return
+        c = self.counters
+        c.events += len(batch)
+        for e in batch:
+            if e.op == "insert":
+                c.inserts += 1
+            elif e.op == "update":
+                c.updates += 1
+            elif e.op == "delete":
+                c.deletes += 1
+        c.last_commit_time = last.commit_time
+        c.last_applied_at = datetime.now(UTC)
+        c.seconds_behind = max(0.0, (c.last_applied_at - last.commit_time).total_seconds())
+        monitoring.record_applied(self.plan.pipeline_id, batch, c.last_applied_at)
+
+    # ------------------------------------------------------------------ schema changes, dropped tables, lag
+
+    def _evolve(self, applier: PgApplier, change: RelationChanged) -> None:
+        """A new source column: add it to the target (auto-create on) or stop with the reason."""
+        key = (change.schema, change.table)
+        if key not in self._pairs or not change.added:
+            return
+        target_schema, target_table = self._pairs[key]
+        where = f"{change.schema}.{change.table}"
+        if not self.plan.auto_create:
+            raise CdcFailed(f"source table {where} has new column(s) {', '.join(change.added)}; add them to "
+                            f"{target_schema}.{target_table} or turn auto-create on, then start again")
+        detail = PostgresConnector(self.plan.source).table_detail(self.plan.source.database, *key)
+        types = {c.name: c.type for c in detail.columns}
+        statements = []
+        for name in change.added:
+            target_type = map_type(types[name], "postgresql", self.plan.target.kind, f"{where}.{name}")
+            statements.append(sql.SQL("ALTER TABLE {}.{} ADD COLUMN IF NOT EXISTS {} {}").format(
+                sql.Identifier(target_schema), sql.Identifier(target_table), sql.Identifier(name),
+                sql.SQL(target_type.sql)))
+        _execute(self.plan.target, statements)
+        applier.refresh(key)
+        log.info("pipeline %s: added column(s) %s to %s.%s", self.plan.pipeline_id, change.added, target_schema,
+                 target_table)
+        bus.publish(Event("pipeline.schema", {"table": where, "added": list(change.added)}, self.plan.pipeline_id))
+
+    def _check_tables(self) -> None:
+        src = PostgresConnector(self.plan.source)
+        for schema in {s for s, _ in self._pairs}:
+            present = {t.name for t in _tables_or_empty(src, schema)}
+            missing = [f"{s}.{t}" for s, t in self._pairs if s == schema and t not in present]
+            if missing:
+                raise CdcFailed(f"source table(s) {', '.join(missing)} no longer exist; the target keeps its rows. "
+                                "Remove them from the pipeline or restore them, then start again")
+
+    def _measure_lag(self) -> None:
+        status = pg_source.slot_status(self.plan.source, self.slot)
+        c = self.counters
+        if status is not None:
+            c.lag_bytes, c.retained_wal_bytes = status["lag_bytes"], status["retained_wal_bytes"]
+            c.slot_active = status["active"]
+        bus.publish(Event("pipeline.lag", lag_dict(c), self.plan.pipeline_id))
+
+
+def lag_dict(c: CdcCounters) -> dict:
+    """Counts, rate and lag of a worker, as the API and pages show them."""
+    elapsed = max(1e-6, time.monotonic() - c.started)
+    return {
+        "events": c.events, "insert_count": c.inserts, "update_count": c.updates, "delete_count": c.deletes,
+        "events_per_second": round(c.events / elapsed, 2), "lag_bytes": c.lag_bytes,
+        "retained_wal_bytes": c.retained_wal_bytes, "seconds_behind": round(c.seconds_behind, 3),
+        "last_commit_time": c.last_commit_time.isoformat() if c.last_commit_time else None,
+        "slot_active": c.slot_active,
+    }
+
+
+def _tables_or_empty(connector: PostgresConnector, schema: str) -> list:
+    try:
+        return connector.list_tables(connector.spec.database, schema)
+    except StudioError as exc:
+        if getattr(exc, "kind", "") == "object_not_found":
+            return []
+        raise
+
+
+def _execute(spec: ConnectionSpec, statements: list) -> None:
+    """Run DDL statements in one transaction on a database."""
+    try:
+        conn = psycopg2.connect(host=spec.host, port=spec.port, dbname=spec.database, user=spec.username,
+                                password=spec.password, connect_timeout=spec.connect_timeout_s,
+                                application_name="cdc-studio", **{k: v for k, v in spec.options.items()
+                                                                  if k not in {"host", "port", "dbname", "user",
+                                                                               "password", "connect_timeout"}})
+        try:
+            with conn, conn.cursor() as cur:
+                for statement in statements:
+                    cur.execute(statement)
+        finally:
+            conn.close()
+    except psycopg2.Error as exc:
+        raise translate_error(exc, spec) from None
+
+
+def drop_source_objects(spec: ConnectionSpec, pipeline_id: int) -> None:
+    """Remove the pipeline's slot and publication from the source (retrying while the slot is active)."""
+    pg_source.drop_slot_and_publication(spec, pg_source.slot_name(pipeline_id),
+                                        pg_source.publication_name(pipeline_id))
