@@ -72,6 +72,14 @@ def _set_pipeline(pipeline_id: int, **values: object) -> None:
 
 def start_full_load(pipeline_id: int, trigger: str = "manual", actor_email: str | None = None) -> ActiveRun:
     """Begin a full load on a worker thread; Conflict if this pipeline already runs one."""
+    active = _begin(pipeline_id, "FULL_LOAD", trigger, full_load_status="RUNNING")
+    _launch(active, _execute, f"full-load-{pipeline_id}")
+    log.info("full load of pipeline %s started (%s, by %s)", pipeline_id, trigger, actor_email or "-")
+    return active
+
+
+def _begin(pipeline_id: int, kind: str, trigger: str, **status: str) -> ActiveRun:
+    """Register a run (Conflict if one is active), record it, and mark the pipeline STARTING."""
     from core.errors import Conflict, NotFound
 
     with _lock:
@@ -81,16 +89,21 @@ def start_full_load(pipeline_id: int, trigger: str = "manual", actor_email: str 
             p = pipe_db.get_pipeline(session=session, pipeline_id=pipeline_id)
             if p is None:
                 raise NotFound(f"pipeline {pipeline_id} not found")
-            run = pipe_db.save(session=session, obj=PipelineRun(pipeline_id=pipeline_id, trigger=trigger))
-            p.state, p.full_load_status, p.error_message, p.updated_at = "STARTING", "RUNNING", None, utcnow()
+            run = pipe_db.save(session=session, obj=PipelineRun(pipeline_id=pipeline_id, trigger=trigger,
+                                                                run_type=kind))
+            p.state, p.error_message, p.updated_at = "STARTING", None, utcnow()
+            for key, value in status.items():
+                setattr(p, key, value)
             pipe_db.save(session=session, obj=p)
-        active = ActiveRun(pipeline_id=pipeline_id, run_id=run.id)
+        active = ActiveRun(pipeline_id=pipeline_id, run_id=run.id, kind=kind)
         _active[pipeline_id] = active
-    bus.publish(Event("pipeline.state", {"state": "STARTING", "full_load_status": "RUNNING"}, pipeline_id))
-    active.thread = threading.Thread(target=_execute, args=(active,), name=f"full-load-{pipeline_id}", daemon=True)
-    active.thread.start()
-    log.info("full load of pipeline %s started (%s, by %s)", pipeline_id, trigger, actor_email or "-")
+    bus.publish(Event("pipeline.state", {"state": "STARTING", **status}, pipeline_id))
     return active
+
+
+def _launch(active: ActiveRun, target, name: str) -> None:  # noqa: ANN001
+    active.thread = threading.Thread(target=target, args=(active,), name=name, daemon=True)
+    active.thread.start()
 
 
 def stop(
@@ -217,24 +230,8 @@ def recover_interrupted() -> None:
 
 def start_cdc(pipeline_id: int, trigger: str = "manual", actor_email: str | None = None) -> ActiveRun:
     """Start (or resume) a pipeline's CDC on a worker thread; Conflict if something already runs."""
-    from core.errors import Conflict, NotFound
-
-    with _lock:
-        if pipeline_id in _active:
-            raise Conflict(f"pipeline {pipeline_id} is already running; stop it or wait for the run to end")
-        with session_scope() as session:
-            p = pipe_db.get_pipeline(session=session, pipeline_id=pipeline_id)
-            if p is None:
-                raise NotFound(f"pipeline {pipeline_id} not found")
-            run = pipe_db.save(session=session, obj=PipelineRun(pipeline_id=pipeline_id, trigger=trigger,
-                                                                run_type="CDC"))
-            p.state, p.cdc_status, p.error_message, p.updated_at = "STARTING", "STARTING", None, utcnow()
-            pipe_db.save(session=session, obj=p)
-        active = ActiveRun(pipeline_id=pipeline_id, run_id=run.id, kind="CDC")
-        _active[pipeline_id] = active
-    bus.publish(Event("pipeline.state", {"state": "STARTING", "cdc_status": "STARTING"}, pipeline_id))
-    active.thread = threading.Thread(target=_execute_cdc, args=(active,), name=f"cdc-{pipeline_id}", daemon=True)
-    active.thread.start()
+    active = _begin(pipeline_id, "CDC", trigger, cdc_status="STARTING")
+    _launch(active, _execute_cdc, f"cdc-{pipeline_id}")
     log.info("CDC of pipeline %s started (%s, by %s)", pipeline_id, trigger, actor_email or "-")
     return active
 

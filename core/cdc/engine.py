@@ -16,7 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-import psycopg2
 from psycopg2 import sql
 
 from core import monitoring
@@ -25,10 +24,10 @@ from core.cdc.applier import PgApplier
 from core.cdc.events import ChangeEvent
 from core.cdc.pgoutput import Decoder, RelationChanged, TxnEnd
 from core.connectors.base import ConnectionSpec
-from core.connectors.postgres import PostgresConnector, translate_error
+from core.connectors.postgres import PostgresConnector
 from core.errors import StudioError
 from core.events import Event, bus
-from core.fullload import LoadOptions, TablePlan, TableProgress, plan_target_ddl, run_full_load
+from core.fullload import LoadOptions, TablePlan, TableProgress, pgsql, plan_target_ddl, run_full_load
 from core.typemap import map_type
 
 log = logging.getLogger(__name__)
@@ -279,20 +278,15 @@ def _tables_or_empty(connector: PostgresConnector, schema: str) -> list:
 
 def _execute(spec: ConnectionSpec, statements: list) -> None:
     """Run DDL statements in one transaction on a database."""
+    conn = pgsql.connect(spec)
     try:
-        conn = psycopg2.connect(host=spec.host, port=spec.port, dbname=spec.database, user=spec.username,
-                                password=spec.password, connect_timeout=spec.connect_timeout_s,
-                                application_name="cdc-studio", **{k: v for k, v in spec.options.items()
-                                                                  if k not in {"host", "port", "dbname", "user",
-                                                                               "password", "connect_timeout"}})
-        try:
-            with conn, conn.cursor() as cur:
-                for statement in statements:
-                    cur.execute(statement)
-        finally:
-            conn.close()
-    except psycopg2.Error as exc:
-        raise translate_error(exc, spec) from None
+        with pgsql.pg_errors(spec), conn.cursor() as cur:
+            cur.execute("BEGIN")
+            for statement in statements:
+                cur.execute(statement)
+            cur.execute("COMMIT")
+    finally:
+        conn.close()
 
 
 def drop_source_objects(spec: ConnectionSpec, pipeline_id: int) -> None:
