@@ -263,6 +263,30 @@ def test_replayed_events_are_skipped(spec, db, items) -> None:
     assert content(db) == [(1, "b", 100), (2, "c", 3)]
 
 
+def test_streams_keep_their_own_offsets_in_one_transaction(spec, db, items) -> None:
+    """Kafka partitions: each stream skips only what it already applied; offsets move together with rows."""
+    run(db, "CREATE TABLE other (id int PRIMARY KEY, v text)")
+    other = ("public", "other")
+    a, b = "kafka:t.items:0", "kafka:t.other:0"
+    with PgApplier(spec, 3, {ITEMS: ITEMS, other: other}) as ap:
+        stats = ap.apply_streams({a: ([ins("items", 0, id=1, name="x", qty=1), ins("items", 1, id=2, name="y",
+                                                                                   qty=2)], 1),
+                                  b: ([ins("other", 0, id=1, v="p")], 0)})
+        assert (stats.applied, stats.inserts) == (True, 3)
+        assert ap.stored_positions("kafka:") == {a: 1, b: 0}
+        # Read again after a crash: stream a is all old, stream b has one old and one new message.
+        stats = ap.apply_streams({a: ([ins("items", 1, id=2, name="CHANGED", qty=9)], 1),
+                                  b: ([ins("other", 0, id=1, v="CHANGED"), upd("other", 1, {"id": 1}, id=1, v="q")],
+                                      1)})
+        assert (stats.applied, stats.skipped, stats.updates) == (True, 2, 1)
+        assert ap.stored_positions("kafka:") == {a: 1, b: 1}
+        assert ap.stored_positions("postgres") == {}
+        # Nothing new anywhere: nothing applied, nothing moved.
+        assert not ap.apply_streams({a: ([], 1), b: ([], 1)}).applied
+    assert content(db) == [(1, "x", 1), (2, "y", 2)]
+    assert content(db, "other") == [(1, "q")]
+
+
 def test_mixed_case_and_reserved_identifiers(spec, db) -> None:
     run(db, 'CREATE SCHEMA "My Schema"; CREATE TABLE "My Schema"."Order" '
             '("Id" int PRIMARY KEY, "select" text, "from" int, "user" text, "Mixed ""Quote""" text)')

@@ -197,22 +197,41 @@ class PgApplier:
         Events at or before the stored offset are skipped (a re-delivery after a crash). An empty
         batch with a newer position just moves the offset (heartbeats, filtered transactions).
         """
+        return self.apply_streams({self.source: (events, position)})
+
+    def apply_streams(self, streams: Mapping[str, tuple[Sequence[ChangeEvent], int]]) -> ApplyStats:
+        """Apply the events of several source streams and record each stream's position, in one transaction.
+
+        `streams` maps a stream name (e.g. 'kafka:<topic>:<partition>') to its events, in stream
+        order, and the position of the last of them. Per stream, events at or before its stored
+        offset are skipped, so a batch read again after a crash changes nothing twice.
+        """
         started = time.perf_counter()
         conn = self._connection()
         try:
             with conn.cursor() as cur:
-                stored = read_offset_for_update(cur, self.pipeline_id, self.source)
-                if stored is not None and position <= stored:
+                live: list[ChangeEvent] = []
+                moved: dict[str, int] = {}
+                total = 0
+                for name, (events, position) in streams.items():
+                    total += len(events)
+                    stored = read_offset_for_update(cur, self.pipeline_id, name)
+                    if stored is not None and position <= stored:
+                        continue
+                    moved[name] = position
+                    live.extend(events if stored is None else [e for e in events if e.position > stored])
+                if not moved:
                     conn.rollback()
-                    return ApplyStats(position=stored, skipped=len(events), seconds=time.perf_counter() - started)
-                live = events if stored is None else [e for e in events if e.position > stored]
-                stats = ApplyStats(position=position, applied=True, skipped=len(events) - len(live))
+                    last = max((p for _e, p in streams.values()), default=None)
+                    return ApplyStats(position=last, skipped=total, seconds=time.perf_counter() - started)
+                stats = ApplyStats(position=max(moved.values()), applied=True, skipped=total - len(live))
                 batches = collect(live, self.target_table)
                 work = [self._stage(cur, changes, stats) for changes in batches.values()]
                 statements = ";".join(s for statements in work for s in statements)
                 if statements:
                     cur.execute(statements)
-                write_offset(cur, self.pipeline_id, position, self.source)
+                for name, position in moved.items():
+                    write_offset(cur, self.pipeline_id, position, name)
             conn.commit()
         except psycopg2.Error as exc:
             self._discard()
@@ -222,6 +241,24 @@ class PgApplier:
             raise
         stats.seconds = time.perf_counter() - started
         return stats
+
+    def stored_positions(self, prefix: str) -> dict[str, int]:
+        """Every stored stream position of this pipeline whose stream name starts with `prefix`."""
+        conn = self._connection()
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT to_regclass('cdc_studio.offsets') IS NOT NULL")
+                if not cur.fetchone()[0]:
+                    conn.commit()
+                    return {}
+                cur.execute("SELECT source, position FROM cdc_studio.offsets WHERE pipeline_id = %s "
+                            "AND left(source, %s) = %s", (self.pipeline_id, len(prefix), prefix))
+                rows = cur.fetchall()
+            conn.commit()
+        except psycopg2.Error as exc:
+            self._discard()
+            raise translate_error(exc, self.spec) from None
+        return {name: int(position) for name, position in rows}
 
     def _stage(self, cur: Any, changes: TableChanges, stats: ApplyStats) -> list[str]:
         """COPY one table's net changes into its staging table; return the statements that apply them."""
