@@ -19,10 +19,11 @@ from datetime import UTC, datetime
 from psycopg2 import sql
 
 from core import monitoring
-from core.cdc import pg_source
+from core.cdc import mssql_source, offsets, pg_source
 from core.cdc.applier import PgApplier
 from core.cdc.events import ChangeEvent
 from core.cdc.pgoutput import Decoder, RelationChanged, TxnEnd
+from core.connectors import get_connector
 from core.connectors.base import ConnectionSpec
 from core.connectors.postgres import PostgresConnector
 from core.errors import StudioError
@@ -68,6 +69,8 @@ class CdcPlan:
     mode: str
     auto_create: bool
     target_table_policy: str
+    engine: str = "embedded"
+    sink: str = "studio"
 
 
 class CdcWorker:
@@ -90,6 +93,14 @@ class CdcWorker:
 
     def check(self) -> None:
         """Refuse a source that cannot do CDC, with the fix in words."""
+        if self.plan.source.kind == "sqlserver":
+            problems = mssql_source.check_cdc(self.plan.source, list(self._pairs))
+            if problems:
+                raise CdcFailed("; ".join(problems))
+            warning = mssql_source.agent_warning(self.plan.source)
+            if warning:
+                log.warning("pipeline %s: %s", self.plan.pipeline_id, warning)
+            return
         problems = pg_source.check_wal_level(self.plan.source)
         problems += pg_source.check_replica_identity(self.plan.source, list(self._pairs))
         if problems:
@@ -139,6 +150,9 @@ class CdcWorker:
     def run(self) -> None:
         """Check, prepare, then stream and apply until stopped. Raises on failure."""
         self.check()
+        if self.plan.source.kind == "sqlserver":
+            self._run_sqlserver()
+            return
         self.prepare()
         if self.stop.is_set():
             return
@@ -151,8 +165,54 @@ class CdcWorker:
             self.on_streaming()
             self._loop(applier, stream)
 
+    def _run_sqlserver(self) -> None:
+        """SQL Server: read the CDC change tables from the max LSN read before the full load.
+
+        The full load is not a snapshot at that LSN: changes committed while it copies are read
+        again afterwards. Applying them again converges (inserts and updates are upserts of the
+        whole row, deletes by key), so the target ends equal to the source.
+        """
+        src = self.plan.source
+        stored = _stored_offset(self.plan.target, self.plan.pipeline_id, "mssql")
+        start = stored
+        if stored is None:
+            start = self._first_max_lsn()  # before the load: nothing committed after it is missed
+            if self.plan.mode == "FULL_LOAD_AND_CDC":
+                options = LoadOptions(auto_create=self.plan.auto_create,
+                                      target_table_policy=self.plan.target_table_policy)
+                self.full_load_status = "RUNNING"
+                result = run_full_load(src, self.plan.target, self.plan.tables, options, self.on_progress, self.stop)
+                self.full_load_status = result.status
+                if result.status != "COMPLETED":
+                    failed = [t for t in result.tables if t.status == "FAILED"]
+                    reason = f"{failed[0].source}: {failed[0].error}" if failed else result.status.lower()
+                    raise CdcFailed(f"the full load before CDC did not complete ({reason})")
+            else:
+                self._create_missing_targets()
+        if self.stop.is_set():
+            return
+        with PgApplier(self.plan.target, self.plan.pipeline_id, self._pairs, source="mssql") as applier:
+            if stored is None and start:
+                applier.apply([], start)  # the start position survives a crash before the first change
+            with mssql_source.MssqlCdcStream(src, self._source_keys(), idle_txn_end=True) as stream:
+                stream.start(start or 0)  # strictly after the stored LSN
+                self.on_streaming()
+                self._loop(applier, stream)
+
+    def _first_max_lsn(self, timeout_s: float = 120.0) -> int:
+        """The change tables' max LSN; right after CDC is enabled it is NULL until the capture job's first scan."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            lsn = mssql_source.max_lsn(self.plan.source)
+            if lsn or self.stop.is_set():
+                return lsn
+            if time.monotonic() > deadline:
+                raise CdcFailed("SQL Server's CDC capture job has not captured anything yet (sys.fn_cdc_get_max_lsn() "
+                                "is NULL): make sure SQL Server Agent runs, then start again")
+            time.sleep(1.0)
+
     def _source_keys(self) -> dict[tuple[str, str], list[str]]:
-        src = PostgresConnector(self.plan.source)
+        src = get_connector(self.plan.source)
         return {(s, t): src.table_detail(self.plan.source.database, s, t).primary_key for s, t in self._pairs}
 
     def _loop(self, applier: PgApplier, stream: pg_source.LogicalStream) -> None:
@@ -192,7 +252,9 @@ class CdcWorker:
 
     def _apply(self, applier: PgApplier, stream: pg_source.LogicalStream, batch: list[ChangeEvent],
                last: TxnEnd) -> None:
-        if batch:
+        if batch or self.plan.source.kind == "sqlserver":
+            # SQL Server has no slot: the target's offset is the only position kept, so it follows even
+            # transactions of other tables, or a quiet pipeline would fall behind the CDC cleanup job.
             applier.apply(batch, last.commit_lsn)
         stream.confirm(last.end_lsn)  # only after the target committed rows and position together
         if not batch:
@@ -238,7 +300,7 @@ class CdcWorker:
         bus.publish(Event("pipeline.schema", {"table": where, "added": list(change.added)}, self.plan.pipeline_id))
 
     def _check_tables(self) -> None:
-        src = PostgresConnector(self.plan.source)
+        src = get_connector(self.plan.source)
         for schema in {s for s, _ in self._pairs}:
             present = {t.name for t in _tables_or_empty(src, schema)}
             missing = [f"{s}.{t}" for s, t in self._pairs if s == schema and t not in present]
@@ -247,7 +309,7 @@ class CdcWorker:
                                 "Remove them from the pipeline or restore them, then start again")
 
     def _measure_lag(self) -> None:
-        status = pg_source.slot_status(self.plan.source, self.slot)
+        status = pg_source.slot_status(self.plan.source, self.slot) if self.plan.source.kind == "postgresql" else None
         c = self.counters
         if status is not None:
             c.lag_bytes, c.retained_wal_bytes = status["lag_bytes"], status["retained_wal_bytes"]
@@ -267,7 +329,17 @@ def lag_dict(c: CdcCounters) -> dict:
     }
 
 
-def _tables_or_empty(connector: PostgresConnector, schema: str) -> list:
+def _stored_offset(spec: ConnectionSpec, pipeline_id: int, source: str) -> int | None:
+    """The target's stored position of one stream (None: nothing applied yet, or no offsets table)."""
+    conn = pgsql.connect(spec)
+    try:
+        with pgsql.pg_errors(spec):
+            return offsets.read_offset(conn, pipeline_id, source)
+    finally:
+        conn.close()
+
+
+def _tables_or_empty(connector, schema: str) -> list:  # noqa: ANN001 - any Connector
     try:
         return connector.list_tables(connector.spec.database, schema)
     except StudioError as exc:

@@ -22,7 +22,7 @@ _CREATE_TABLE_SQL = """
 CREATE TABLE IF NOT EXISTS cdc_studio.offsets (
     pipeline_id bigint NOT NULL,
     source text NOT NULL,
-    position bigint NOT NULL,
+    position numeric(25, 0) NOT NULL,
     updated_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (pipeline_id, source)
 )
@@ -36,10 +36,19 @@ ON CONFLICT (pipeline_id, source) DO UPDATE SET position = EXCLUDED.position, up
 _DELETE_SQL = "DELETE FROM cdc_studio.offsets WHERE pipeline_id = %s"
 
 
+_POSITION_TYPE_SQL = ("SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+                      "WHERE attrelid = 'cdc_studio.offsets'::regclass AND attname = 'position'")
+# SQL Server LSNs are 80-bit numbers: positions are numeric (tables made by earlier versions had bigint).
+_WIDEN_SQL = "ALTER TABLE cdc_studio.offsets ALTER COLUMN position TYPE numeric(25, 0)"
+
+
 def ensure_offsets_table(cur: PgCursor) -> None:
     """Create schema cdc_studio and its offsets table when missing (checks first: needs no rights if present)."""
     cur.execute(_EXISTS_SQL)
     if cur.fetchone()[0]:
+        cur.execute(_POSITION_TYPE_SQL)
+        if cur.fetchone()[0] == "bigint":
+            cur.execute(_WIDEN_SQL)
         return
     cur.execute(_SCHEMA_EXISTS_SQL)
     if not cur.fetchone()[0]:

@@ -371,6 +371,13 @@ def test_offsets_table(db) -> None:
     assert read_offset(db, 1, "kafka:orders:0") == 7
     assert read_offset(db, 1, "kafka:orders:1") is None
     assert read_offset(db, 2) == 5
+    # SQL Server LSNs are 80-bit numbers; a table made with a bigint position is widened in place.
+    lsn = int("00000fff0000abcd0012", 16) * 4096
+    with db.cursor() as cur:
+        cur.execute("ALTER TABLE cdc_studio.offsets ALTER COLUMN position TYPE bigint")
+        ensure_offsets_table(cur)
+        write_offset(cur, 3, lsn, "mssql")
+    assert read_offset(db, 3, "mssql") == lsn and lsn > 2**64
 
 
 def test_payload_escaping() -> None:
