@@ -14,6 +14,7 @@ NAV = [
     ("Dashboard", "/", "dashboard"),
     ("Connections", "/connections", "cable"),
     ("Pipelines", "/pipelines", "account_tree"),
+    ("Connectors", "/connectors", "hub"),
     ("Live events", "/events", "bolt"),
     ("Users", "/users", "group"),
 ]

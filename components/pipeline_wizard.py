@@ -109,6 +109,20 @@ class PipelineWizard:
                     .mark("p-schedule")
                 )
                 self.schedule.bind_enabled_from(self.mode, "value", backward=lambda m: m == "FULL_LOAD_ONLY")
+                self.engine = (
+                    ui.select({"embedded": "Embedded (inside the app)", "kafka_connect": "Debezium on Kafka Connect"},
+                              value="embedded", label="CDC engine")
+                    .classes("w-96")
+                    .mark("p-engine")
+                )
+                self.engine.bind_enabled_from(self.mode, "value", backward=lambda m: m != "FULL_LOAD_ONLY")
+                self.sink = (
+                    ui.select({"studio": "The app applies the changes", "connect": "A JDBC sink connector on Connect"},
+                              value="studio", label="Who applies the changes (Kafka Connect engine)")
+                    .classes("w-96")
+                    .mark("p-sink")
+                )
+                self.sink.bind_visibility_from(self.engine, "value", backward=lambda e: e == "kafka_connect")
                 self.error = ui.label().classes("text-negative whitespace-pre-wrap").mark("p-error")
                 with ui.stepper_navigation():
                     ui.button("Back", on_click=self.stepper.previous).props("flat")
@@ -192,6 +206,8 @@ class PipelineWizard:
             auto_create=self.auto_create.value,
             target_table_policy=self.policy.value,
             schedule=self.schedule.value or None,
+            engine=self.engine.value if self.mode.value != "FULL_LOAD_ONLY" else "embedded",
+            sink=self.sink.value if self.engine.value == "kafka_connect" else "studio",
         )
 
     def _show_invalid(self, exc: ValidationError) -> None:

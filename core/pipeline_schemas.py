@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 Mode = Literal["FULL_LOAD_ONLY", "CDC_ONLY", "FULL_LOAD_AND_CDC"]
 Policy = Literal["fail", "truncate", "append", "drop_recreate"]
 Engine = Literal["embedded", "kafka_connect"]
+Sink = Literal["studio", "connect"]  # kafka_connect: the app applies (studio) or a JDBC sink connector does
 
 MODES: tuple[str, ...] = ("FULL_LOAD_ONLY", "CDC_ONLY", "FULL_LOAD_AND_CDC")
 POLICIES: tuple[str, ...] = ("fail", "truncate", "append", "drop_recreate")
@@ -45,6 +46,7 @@ class PipelineCreate(_Base):
     target_table_policy: Policy = "fail"
     schedule: str | None = Field(default=None, max_length=120)
     engine: Engine = "embedded"
+    sink: Sink = "studio"
 
 
 class PipelineUpdate(_Base):
@@ -66,6 +68,7 @@ class PipelineUpdate(_Base):
     target_table_policy: Policy | None = None
     schedule: str | None = Field(default=None, max_length=120)
     engine: Engine | None = None
+    sink: Sink | None = None
 
 
 class RunPublic(BaseModel):
@@ -100,6 +103,7 @@ class PipelinePublic(BaseModel):
     target_table_policy: str
     schedule: str | None
     engine: str
+    sink: str = "studio"
     state: str
     full_load_status: str
     cdc_status: str
@@ -129,6 +133,8 @@ class PipelineStatus(BaseModel):
     cdc_status: str
     error_message: str | None
     tables: list[TableStatus]
+    engine: str = "embedded"
+    connector: dict | None = None  # kafka_connect: {name, state, tasks: [{id, state, worker_id, trace}]}
 
 
 class PreviewRow(BaseModel):

@@ -9,10 +9,11 @@ from __future__ import annotations
 import dataclasses
 
 from core import runner, scheduler
+from core.config import get_settings
 from core.connections import spec_of
 from core.connectors import get_connector
 from core.connectors.base import ConnectionSpec, TableInfo
-from core.errors import Conflict, ConnectorError, NotFound, ValidationFailed
+from core.errors import Conflict, ConnectorError, NotFound, StudioError, ValidationFailed
 from core.pipeline_schemas import (
     PipelineCreate,
     PipelinePublic,
@@ -96,7 +97,8 @@ def get_status(actor: Actor, pipeline_id: int) -> PipelineStatus:
         if live:
             tables = [live.get(t.source, t) for t in tables] or list(live.values())
         return PipelineStatus(id=p.id, state=p.state, full_load_status=p.full_load_status, cdc_status=p.cdc_status,
-                              error_message=p.error_message, tables=tables)
+                              error_message=p.error_message, tables=tables, engine=p.engine,
+                              connector=runner.connector_status(pipeline_id))
 
 
 # ---------------------------------------------------------------- validation
@@ -161,8 +163,36 @@ def _check_fields(data: PipelineCreate) -> None:
         if data.mode != "FULL_LOAD_ONLY":
             raise ValidationFailed("schedule", "only FULL_LOAD_ONLY pipelines run on a schedule")
         scheduler.parse_cron(data.schedule)
-    if data.engine != "embedded":
-        raise ValidationFailed("engine", "the kafka_connect engine is not available in this version; use embedded")
+    if data.engine == "kafka_connect":
+        if data.mode == "FULL_LOAD_ONLY":
+            raise ValidationFailed("engine", "the kafka_connect engine streams changes: choose CDC_ONLY or "
+                                   "FULL_LOAD_AND_CDC, or the embedded engine for FULL_LOAD_ONLY")
+        settings = get_settings()
+        if not settings.kafka_connect_url or not settings.kafka_bootstrap_servers:
+            raise ValidationFailed("engine", "the kafka_connect engine needs KAFKA_CONNECT_URL and "
+                                   "KAFKA_BOOTSTRAP_SERVERS set for the app; set them and restart, or use embedded")
+        if data.sink == "connect":
+            _check_jdbc_sink()
+    elif data.sink != "studio":
+        raise ValidationFailed("sink", "sink 'connect' (a JDBC sink connector on Kafka Connect) needs the "
+                               "kafka_connect engine")
+
+
+def _check_jdbc_sink() -> None:
+    """Sink `connect` only when the cluster has a JDBC sink plugin; otherwise say which plugins it has."""
+    from core.kafka.debezium import JDBC_SINKS
+    from core.kafka.engine import connect_client
+
+    try:
+        with connect_client() as client:
+            plugins = client.plugins()
+    except StudioError as exc:
+        raise ValidationFailed("sink", f"cannot list the Connect cluster's plugins: {exc}") from None
+    if not any(p.class_name in JDBC_SINKS for p in plugins):
+        sinks = [p.class_name for p in plugins if p.type == "sink"] or ["none"]
+        raise ValidationFailed("sink", "the Kafka Connect cluster has no JDBC sink connector plugin (sink plugins: "
+                               f"{', '.join(sinks)}); install the Debezium JDBC sink on the workers, or use sink "
+                               "'studio' (the app applies the changes)")
 
 
 # ---------------------------------------------------------------- writing
@@ -238,12 +268,24 @@ def delete_pipeline(actor: Actor, pipeline_id: int) -> None:
 
 
 def _drop_cdc_objects(pipeline_id: int) -> None:
-    """Drop the pipeline's slot and publication on the source; refuse the delete if that fails."""
+    """Delete the pipeline's connector (kafka_connect) and drop its slot and publication on the source.
+
+    Debezium leaves the slot and publication behind when its connector is deleted; a slot left
+    behind makes the source keep WAL forever. If either cannot be removed, the delete is refused.
+    """
     from core.cdc.engine import drop_source_objects
 
     with session_scope() as session:
         p = _load(session, pipeline_id)
         src = conn_db.get_connection(session=session, connection_id=p.source_connection_id)
+    if p.engine == "kafka_connect":
+        from core.kafka.engine import delete_connector
+
+        try:
+            delete_connector(pipeline_id)
+        except StudioError as exc:
+            raise Conflict(f"cannot delete the pipeline's connector on Kafka Connect ({exc}); the pipeline is kept: "
+                           "make the Connect cluster reachable and delete again") from None
     if src is None or src.kind != "postgresql":
         return
     try:
@@ -315,7 +357,33 @@ def lag(actor: Actor, pipeline_id: int) -> dict:
         figures.update(lag_bytes=slot["lag_bytes"] if slot else None,
                        retained_wal_bytes=slot["retained_wal_bytes"] if slot else None,
                        slot_active=slot["active"] if slot else None)
-    return {"pipeline_id": pipeline_id, "state": p.state, "cdc_status": p.cdc_status, **figures}
+    out = {"pipeline_id": pipeline_id, "state": p.state, "cdc_status": p.cdc_status, "engine": p.engine, **figures}
+    if p.engine == "kafka_connect":
+        connector = runner.connector_status(pipeline_id)
+        out["connector"] = connector
+        # Connect keeps a connector RUNNING while it quietly retries a source that is down: look at the source side.
+        if connector and connector["state"] == "RUNNING" and figures.get("slot_active") is False:
+            out["warning"] = ("the connector says RUNNING but it is not reading the replication slot: the source "
+                              "database may be down or unreachable from the Connect workers")
+    return out
+
+
+def restart_pipeline(actor: Actor, pipeline_id: int, only_failed: bool = True) -> PipelineStatus:
+    """Restart a kafka_connect pipeline's connector and tasks (by default only what FAILED)."""
+    from core.kafka.debezium import connector_name
+    from core.kafka.engine import connect_client
+
+    require(actor.role, Action.manage_pipelines)
+    with session_scope() as session:
+        p = _load(session, pipeline_id)
+        if p.engine != "kafka_connect":
+            raise Conflict(f"pipeline '{p.name}' runs on the embedded engine; restart is for kafka_connect pipelines "
+                           "(stop and start it instead)")
+        audit.record(session=session, user_email=actor.email, action="pipeline.restart", target=p.name,
+                     detail="only_failed" if only_failed else "all")
+    with connect_client() as client:
+        client.restart(connector_name(pipeline_id), include_tasks=True, only_failed=only_failed)
+    return get_status(actor, pipeline_id)
 
 
 # ---------------------------------------------------------------- preview, diff, validate
@@ -393,6 +461,14 @@ def validate(actor: Actor, pipeline_id: int) -> ValidationReport:
         from core.cdc import pg_source
 
         errors += pg_source.check_wal_level(_spec(src, p.source_database))
+    if p.mode != "FULL_LOAD_ONLY" and src.kind == "sqlserver":
+        from core.cdc import mssql_source
+
+        tables = [(p.source_schema, r.source.split(".", 1)[1]) for r in rows]
+        try:
+            errors += mssql_source.check_cdc(_spec(src, p.source_database), tables)
+        except ConnectorError as exc:
+            errors.append(f"cannot check SQL Server CDC on the source: {exc}")
     for r in rows:
         if r.target_status == "missing" and p.mode != "CDC_ONLY":
             errors.append(f"{r.target} does not exist and auto_create is off")
@@ -445,4 +521,5 @@ def cdc_plan(pipeline_id: int):  # noqa: ANN201 - core.cdc.engine.CdcPlan
     with session_scope() as session:
         p = _load(session, pipeline_id)
         return CdcPlan(pipeline_id=pipeline_id, source=source, target=target, tables=plans, mode=p.mode,
-                       auto_create=p.auto_create, target_table_policy=p.target_table_policy)
+                       auto_create=p.auto_create, target_table_policy=p.target_table_policy, engine=p.engine,
+                       sink=p.sink)

@@ -35,6 +35,8 @@ class ActiveRun:
     kind: str = "FULL_LOAD"  # or CDC
     worker: object | None = None  # core.cdc.engine.CdcWorker while CDC runs
     pausing: bool = False
+    streaming: bool = False  # CDC reached its stream (after any full load)
+    connector_failed: bool = False
     _persisted_at: dict[str, float] = field(default_factory=dict)
 
     def join(self, timeout: float | None = None) -> None:
@@ -256,10 +258,18 @@ def _execute_cdc(active: ActiveRun) -> None:
         plan = cdc_plan(pid)
         if plan.mode == "FULL_LOAD_AND_CDC":
             _init_tables(active, plan.tables)
-        worker = CdcWorker(plan, active.cancel, on_progress=lambda tp: _on_progress(active, tp),
-                           on_streaming=lambda: _streaming(active))
+        callbacks = {"on_progress": lambda tp: _on_progress(active, tp), "on_streaming": lambda: _streaming(active)}
+        if plan.engine == "kafka_connect":
+            from core.kafka.engine import KafkaCdcWorker
+
+            worker = KafkaCdcWorker(plan, active.cancel, on_connector=lambda s: _connector_state(active, s),
+                                    **callbacks)
+        else:
+            worker = CdcWorker(plan, active.cancel, **callbacks)
         active.worker = worker
         worker.run()
+        if plan.engine == "kafka_connect":
+            worker.finish(paused=active.pausing)
         state = "PAUSED" if active.pausing else "STOPPED"
         _finish_cdc(active, worker, "CANCELLED", None, state=state, cdc_status=state)
     except Exception as exc:  # noqa: BLE001 - any failure must end in ERROR with its reason
@@ -271,11 +281,42 @@ def _execute_cdc(active: ActiveRun) -> None:
 
 
 def _streaming(active: ActiveRun) -> None:
+    active.streaming = True
     values: dict[str, object] = {"state": "RUNNING", "cdc_status": "RUNNING"}
     worker = active.worker
     if worker is not None and worker.full_load_status:
         values["full_load_status"] = worker.full_load_status
     _set_pipeline(active.pipeline_id, **values)
+
+
+def _connector_state(active: ActiveRun, status) -> None:  # noqa: ANN001 - core.kafka.connect_client.ConnectorStatus
+    """A kafka_connect pipeline follows its connector: a FAILED task puts it in ERROR with the trace."""
+    if active.cancel.is_set():
+        return
+    failed = [t for t in status.tasks if t.state == "FAILED"]
+    if failed or status.state == "FAILED":
+        active.connector_failed = True
+        trace = (failed[0].trace if failed else status.trace) or ""
+        first = trace.strip().splitlines()[0] if trace.strip() else "no trace given"
+        where = f"task {failed[0].id}" if failed else "connector"
+        _set_pipeline(active.pipeline_id, state="ERROR", cdc_status="FAILED",
+                      error_message=f"Debezium {where} FAILED: {first} (use Restart failed)")
+    elif active.connector_failed and status.healthy:  # restarted: back to RUNNING
+        active.connector_failed = False
+        if active.streaming:
+            _set_pipeline(active.pipeline_id, state="RUNNING", cdc_status="RUNNING", error_message=None)
+
+
+def connector_status(pipeline_id: int) -> dict | None:
+    """The connector state a running kafka_connect worker last saw (None when none runs)."""
+    with _lock:
+        active = _active.get(pipeline_id)
+    status = getattr(active.worker, "connector_status", None) if active else None
+    if status is None:
+        return None
+    return {"name": status.name, "state": status.state,
+            "tasks": [{"id": t.id, "state": t.state, "worker_id": t.worker_id, "trace": t.trace}
+                      for t in status.tasks]}
 
 
 def _finish_cdc(active: ActiveRun, worker, status: str, error: str | None, **pipeline: object) -> None:  # noqa: ANN001

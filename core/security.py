@@ -111,6 +111,17 @@ def decrypt_secret(token: str) -> str:
         ) from exc
 
 
+def instance_tag() -> str:
+    """A short, stable name of this installation (from its secret key; replicas sharing the key share it).
+
+    It keeps the names this app gives to shared outside objects (Kafka Connect connectors, topics)
+    apart from another installation's, whose pipeline ids overlap with ours.
+    """
+    if settings_instance := get_settings().instance:
+        return settings_instance
+    return _derive(_master_secret(get_settings()), b"instance-tag").hex()[:6]
+
+
 def token_signing_key() -> bytes:
     """The key API tokens and UI sessions are signed with."""
     return _derive(_master_secret(get_settings()), b"api-tokens")

@@ -88,6 +88,7 @@ class Pipeline(SQLModel, table=True):
     target_table_policy: str = Field(default="fail", max_length=20)
     schedule: str | None = Field(default=None, max_length=120)
     engine: str = Field(default="embedded", max_length=20)
+    sink: str = Field(default="studio", max_length=20)
     state: str = Field(default="NOT_STARTED", max_length=20)
     full_load_status: str = Field(default="NOT_STARTED", max_length=20)
     cdc_status: str = Field(default="NOT_STARTED", max_length=20)

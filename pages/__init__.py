@@ -13,6 +13,7 @@ def register(app: FastAPI) -> None:
     from pages import (
         connection_detail,
         connections,
+        connectors,
         dashboard,
         events,
         login,
@@ -30,6 +31,7 @@ def register(app: FastAPI) -> None:
     ui.page("/pipelines", title="Pipelines · CDC Studio")(pipelines.pipelines_page)
     ui.page("/pipelines/new", title="New pipeline · CDC Studio")(pipeline_new.pipeline_new_page)
     ui.page("/pipelines/{pipeline_id}", title="Pipeline · CDC Studio")(pipeline_detail.pipeline_detail_page)
+    ui.page("/connectors", title="Connectors · CDC Studio")(connectors.connectors_page)
     ui.page("/events", title="Live events · CDC Studio")(events.events_page)
     ui.page("/users", title="Users · CDC Studio")(users.users_page)
     app.add_middleware(AuthMiddleware)

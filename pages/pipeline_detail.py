@@ -53,7 +53,7 @@ async def pipeline_detail_page(pipeline_id: int) -> None:
             ui.label(p.name).classes("text-xl font-semibold")
             state = ui.badge(p.state).mark("pipeline-state")
             ui.label(
-                f"{p.mode} · {p.source_connection_name}:{p.source_database}.{p.source_schema} → "
+                f"{p.mode} · {p.engine} · {p.source_connection_name}:{p.source_database}.{p.source_schema} → "
                 f"{p.target_connection_name}:{p.target_database}.{p.target_schema}"
             ).classes("text-grey-8")
         if p.description:
@@ -69,6 +69,7 @@ async def pipeline_detail_page(pipeline_id: int) -> None:
             stop = ui.button("Stop", icon="stop", color="negative").mark("stop")
             pause = ui.button("Pause", icon="pause").props("outline").mark("pause")
             resume = ui.button("Resume", icon="play_circle").props("outline").mark("resume")
+            restart = ui.button("Restart failed", icon="healing").props("outline").mark("restart-failed")
             validate_btn = ui.button("Validate", icon="fact_check").props("outline").mark("validate")
             if editor:
                 ui.button("Delete", icon="delete", color="negative").props("outline").on_click(
@@ -79,6 +80,10 @@ async def pipeline_detail_page(pipeline_id: int) -> None:
         stop.set_visibility(editor)
         pause.set_visibility(editor and cdc)
         resume.set_visibility(editor and cdc)
+        kafka = p.engine == "kafka_connect"
+        restart.set_visibility(editor and kafka)
+        connector_line = ui.label().classes("text-grey-8").mark("connector-state")
+        connector_line.set_visibility(kafka)
         stats = None
         if cdc:
             ui.label("Change data capture").classes("text-lg font-semibold mt-2")
@@ -117,6 +122,13 @@ async def pipeline_detail_page(pipeline_id: int) -> None:
             if status is None or history is None:  # the app is shutting down
                 return
             show_state(status.state, status.full_load_status, status.error_message)
+            if kafka:
+                c = status.connector
+                tasks = ", ".join(f"task {t['id']} {t['state']}" for t in c["tasks"]) if c else ""
+                connector_line.text = (f"Connector {c['name']}: {c['state']} · {tasks}" if c
+                                       else "Connector: not running (the app starts it with the pipeline)")
+                if c is not None:
+                    stop.enabled = True  # the consumer runs, also while a task FAILED
             progress.show(status.tables)
             runs_table.rows = [
                 {
@@ -186,6 +198,7 @@ async def pipeline_detail_page(pipeline_id: int) -> None:
         stop.on_click(lambda: do(pipelines.stop_pipeline, "Stop"))
         pause.on_click(lambda: do(pipelines.pause_pipeline, "Pause"))
         resume.on_click(lambda: do(pipelines.resume_pipeline, "Resume"))
+        restart.on_click(lambda: do(pipelines.restart_pipeline, "Restart failed"))
         validate_btn.on_click(do_validate)
 
         def on_batch(events: list[Event]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
 
-from core.api import auth, connections, monitoring, pipelines, users
+from core.api import auth, connect, connections, monitoring, pipelines, users
 from core.api.errors import install_error_handlers
 
 PREFIX = "/api/v1"
@@ -19,5 +19,6 @@ def install_api(app: FastAPI) -> None:
     router.include_router(connections.router)
     router.include_router(pipelines.router)
     router.include_router(monitoring.router)
+    router.include_router(connect.router)
     app.include_router(router)
     install_error_handlers(app)

@@ -86,6 +86,12 @@ def pause(pipeline_id: int, actor: Actor = Depends(current_actor)) -> PipelineSt
     return svc.pause_pipeline(actor, pipeline_id)
 
 
+@router.post("/{pipeline_id}/restart", response_model=PipelineStatus)
+def restart(pipeline_id: int, only_failed: bool = True, actor: Actor = Depends(current_actor)) -> PipelineStatus:
+    """Restart a kafka_connect pipeline's connector and tasks (`only_failed=true`: only what FAILED)."""
+    return svc.restart_pipeline(actor, pipeline_id, only_failed=only_failed)
+
+
 @router.post("/{pipeline_id}/resume", response_model=PipelineStatus)
 def resume(pipeline_id: int, actor: Actor = Depends(current_actor)) -> PipelineStatus:
     """Resume a paused CDC pipeline."""

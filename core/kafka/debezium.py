@@ -35,19 +35,33 @@ _FALSE = {"no", "false", "0", "optional", "off"}
 # -- names ------------------------------------------------------------------------------------
 
 
-def connector_name(pipeline_id: int) -> str:
-    """The source connector of a pipeline on the Kafka Connect cluster."""
-    return f"cdc-studio-p{int(pipeline_id)}"
+def _tag(instance: str | None) -> str:
+    if instance is None:
+        from core.security import instance_tag
+
+        instance = instance_tag()
+    return instance
 
 
-def sink_connector_name(pipeline_id: int) -> str:
+def connector_name(pipeline_id: int, instance: str | None = None) -> str:
+    """The source connector of a pipeline on the Kafka Connect cluster (`instance`: this installation's tag)."""
+    return f"cdc-studio-{_tag(instance)}-p{int(pipeline_id)}"
+
+
+def sink_connector_name(pipeline_id: int, instance: str | None = None) -> str:
     """The JDBC sink connector of a pipeline (sink mode `connect`)."""
-    return f"cdc-studio-p{int(pipeline_id)}-sink"
+    return f"{connector_name(pipeline_id, instance)}-sink"
 
 
-def topic_prefix(pipeline_id: int) -> str:
+def topic_prefix(pipeline_id: int, instance: str | None = None) -> str:
     """Debezium's `topic.prefix` for a pipeline (only characters valid in topic names)."""
-    return f"cdcstudio_p{int(pipeline_id)}"
+    return f"cdcstudio_{_tag(instance)}_p{int(pipeline_id)}"
+
+
+def parse_connector_name(name: str, instance: str | None = None) -> int | None:
+    """The pipeline id of one of this installation's connectors (None for anything else)."""
+    m = re.fullmatch(rf"cdc-studio-{re.escape(_tag(instance))}-p(\d+)", name)
+    return int(m.group(1)) if m else None
 
 
 def sanitize_topic_part(part: str) -> str:

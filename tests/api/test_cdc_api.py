@@ -54,8 +54,19 @@ async def converge(pg: PgCluster, source_db: str, target_db: str, query_src: str
             tgt = [repr(exc)]
         if src == tgt:
             return
-        assert loop.time() < deadline, (len(src), len(tgt), set(src) ^ set(tgt))
+        assert loop.time() < deadline, (len(src), len(tgt), _differences(src, tgt))
         await asyncio.sleep(0.3)
+
+
+def _differences(src: list[tuple], tgt: list[tuple]) -> list:
+    """The first differing rows, column by column (for failure messages)."""
+    out = []
+    for r, t in zip(src, tgt, strict=False):
+        if r != t:
+            out.append([(i, a, b) for i, (a, b) in enumerate(zip(r, t, strict=False)) if a != b] or (r, t))
+        if len(out) == 3:
+            break
+    return out
 
 
 def writer(pg: PgCluster, db: str, stop: threading.Event, seed: int) -> None:

@@ -49,15 +49,26 @@ MSSQL = ConnectionSpec(
 )
 
 
+@pytest.fixture(autouse=True)
+def instance(monkeypatch: pytest.MonkeyPatch):
+    """This installation's tag, as CDC_STUDIO_INSTANCE sets it (names of connectors and topics carry it)."""
+    from core.config import get_settings
+
+    monkeypatch.setenv("CDC_STUDIO_INSTANCE", "i1")
+    get_settings.cache_clear()
+    yield "i1"
+    get_settings.cache_clear()
+
+
 def test_names() -> None:
-    assert connector_name(7) == "cdc-studio-p7"
-    assert topic_prefix(7) == "cdcstudio_p7"
-    assert table_topic(7, "postgresql", "public", "orders") == "cdcstudio_p7.public.orders"
-    assert table_topic(7, "sqlserver", "dbo", "Orders", database="Sales") == "cdcstudio_p7.Sales.dbo.Orders"
+    assert connector_name(7) == "cdc-studio-i1-p7"
+    assert topic_prefix(7) == "cdcstudio_i1_p7"
+    assert table_topic(7, "postgresql", "public", "orders") == "cdcstudio_i1_p7.public.orders"
+    assert table_topic(7, "sqlserver", "dbo", "Orders", database="Sales") == "cdcstudio_i1_p7.Sales.dbo.Orders"
     # Characters Kafka rejects in topic names are replaced the way Debezium does it.
-    assert table_topic(7, "postgresql", "my schema", "ördérs") == "cdcstudio_p7.my_schema._rd_rs"
-    assert topic_name(7, "public", "orders") == "cdcstudio_p7.public.orders"
-    assert topic_name(7, "dbo", "Orders", database="Sales") == "cdcstudio_p7.Sales.dbo.Orders"
+    assert table_topic(7, "postgresql", "my schema", "ördérs") == "cdcstudio_i1_p7.my_schema._rd_rs"
+    assert topic_name(7, "public", "orders") == "cdcstudio_i1_p7.public.orders"
+    assert topic_name(7, "dbo", "Orders", database="Sales") == "cdcstudio_i1_p7.Sales.dbo.Orders"
     with pytest.raises(ValidationFailed):
         table_topic(7, "sqlserver", "dbo", "Orders")
     with pytest.raises(ValidationFailed):
@@ -80,7 +91,7 @@ def test_postgres_source_config() -> None:
         "publication.name": publication_name(3),
         "publication.autocreate.mode": "filtered",
         "table.include.list": r"^public\.orders$,^sales\.order\.lines$",
-        "topic.prefix": "cdcstudio_p3",
+        "topic.prefix": "cdcstudio_i1_p3",
         "snapshot.mode": "no_data",
         "decimal.handling.mode": "string",
         "time.precision.mode": "adaptive_time_microseconds",
@@ -142,9 +153,9 @@ def test_sqlserver_source_config() -> None:
     assert config["database.encrypt"] == "true"
     assert config["database.trustServerCertificate"] == "true"
     assert config["table.include.list"] == r"^dbo\.Orders$"
-    assert config["topic.prefix"] == "cdcstudio_p4"
+    assert config["topic.prefix"] == "cdcstudio_i1_p4"
     assert config["schema.history.internal.kafka.bootstrap.servers"] == "kafka:9092"
-    assert config["schema.history.internal.kafka.topic"] == "cdcstudio_p4.schema-history"
+    assert config["schema.history.internal.kafka.topic"] == "cdcstudio_i1_p4.schema-history"
     assert config["snapshot.mode"] == "no_data"
     assert config["decimal.handling.mode"] == "string"
     assert config["time.precision.mode"] == "adaptive"
@@ -186,7 +197,7 @@ def test_jdbc_url() -> None:
 def test_jdbc_sink_refused_without_plugin_names_what_was_found() -> None:
     plugins = [PluginInfo("io.debezium.connector.postgresql.PostgresConnector", "source", "3.0")]
     with pytest.raises(ValidationFailed) as info:
-        jdbc_sink_config(1, PG, ["cdcstudio_p1.public.a"], plugins)
+        jdbc_sink_config(1, PG, ["cdcstudio_i1_p1.public.a"], plugins)
     assert info.value.field == "sink"
     assert "io.debezium.connector.postgresql.PostgresConnector" in info.value.message
     assert DEBEZIUM_JDBC_SINK in info.value.message
@@ -194,9 +205,9 @@ def test_jdbc_sink_refused_without_plugin_names_what_was_found() -> None:
 
 def test_jdbc_sink_debezium() -> None:
     plugins = [PluginInfo(DEBEZIUM_JDBC_SINK, "sink"), PluginInfo(CONFLUENT_JDBC_SINK, "sink")]
-    config = jdbc_sink_config(1, PG, ["cdcstudio_p1.public.a", "cdcstudio_p1.public.b"], plugins)
+    config = jdbc_sink_config(1, PG, ["cdcstudio_i1_p1.public.a", "cdcstudio_i1_p1.public.b"], plugins)
     assert config["connector.class"] == DEBEZIUM_JDBC_SINK
-    assert config["topics"] == "cdcstudio_p1.public.a,cdcstudio_p1.public.b"
+    assert config["topics"] == "cdcstudio_i1_p1.public.a,cdcstudio_i1_p1.public.b"
     assert config["connection.url"] == "jdbc:postgresql://pg.local:5433/shop?sslmode=require"
     assert config["connection.username"] == "cdc" and config["connection.password"] == "pw"
     assert config["insert.mode"] == "upsert"
@@ -207,14 +218,14 @@ def test_jdbc_sink_debezium() -> None:
 
 
 def test_jdbc_sink_confluent_fallback_accepts_plain_class_names() -> None:
-    config = jdbc_sink_config(1, MSSQL, ["cdcstudio_p1.Sales.dbo.T"], [CONFLUENT_JDBC_SINK])
+    config = jdbc_sink_config(1, MSSQL, ["cdcstudio_i1_p1.Sales.dbo.T"], [CONFLUENT_JDBC_SINK])
     assert config["connector.class"] == CONFLUENT_JDBC_SINK
     assert config["pk.mode"] == "record_key" and config["insert.mode"] == "upsert"
     assert config["connection.user"] == "sa"
     pattern, replacement = config["transforms.route.regex"], config["transforms.route.replacement"]
     as_python = replacement.replace("$", "\\")
-    assert re.sub(f"^{pattern}$", as_python, "cdcstudio_p1.Sales.dbo.T") == "dbo.T"
-    assert re.sub(f"^{pattern}$", as_python, "cdcstudio_p1.public.orders") == "public.orders"
+    assert re.sub(f"^{pattern}$", as_python, "cdcstudio_i1_p1.Sales.dbo.T") == "dbo.T"
+    assert re.sub(f"^{pattern}$", as_python, "cdcstudio_i1_p1.public.orders") == "public.orders"
 
 
 def test_kafka_client_settings() -> None:

@@ -1,0 +1,408 @@
+"""The Kafka Connect engine: Debezium captures, Kafka carries, the app applies (sink `studio`).
+
+Per pipeline: the source side is prepared exactly as for the embedded engine (publication, slot,
+and for FULL_LOAD_AND_CDC the app's own fast full load under the slot's exported snapshot), then
+a Debezium connector is put on the Connect cluster *on that slot* with snapshot.mode=no_data, so
+the handoff has no gap and no duplicate. A consumer thread reads the pipeline's change topics,
+turns the Debezium envelopes into ChangeEvents and applies them with the same applier as the
+embedded engine; the Kafka offsets of each partition are written in the target's offsets table
+in the same transaction as the rows, and the consumer seeks from there on every start, so a
+crash neither loses nor repeats a change. Nothing here touches UI elements.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from core import monitoring
+from core.cdc import pg_source
+from core.cdc.applier import PgApplier
+from core.cdc.engine import CdcFailed, CdcPlan, CdcWorker
+from core.cdc.events import ChangeEvent
+from core.cdc.pgoutput import RelationChanged
+from core.config import get_settings
+from core.connectors import get_connector
+from core.errors import ConnectorError, StudioError
+from core.events import Event, bus
+from core.fullload import TableProgress
+from core.kafka import debezium
+from core.kafka.connect_client import ConnectNotFound, ConnectorStatus, KafkaConnectClient
+from core.kafka.values import TableConverter, UnknownColumns
+
+log = logging.getLogger(__name__)
+
+BATCH_MESSAGES = 20_000
+BATCH_SECONDS = 0.05
+STATUS_EVERY_S = 3.0
+RUNNING_TIMEOUT_S = 90.0
+STREAM_PREFIX = "kafka:"
+
+
+def stream_name(topic: str, partition: int) -> str:
+    """The offsets-table name of one Kafka partition."""
+    return f"{STREAM_PREFIX}{topic}:{partition}"
+
+
+def consumer_config(pipeline_id: int, settings: Any = None) -> dict[str, Any]:
+    """confluent-kafka consumer settings of a pipeline (offsets live in the target, not in Kafka)."""
+    settings = settings or get_settings()
+    config = debezium.kafka_client_settings(settings)
+    config.update({
+        "group.id": debezium.connector_name(pipeline_id),
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": int(getattr(settings, "kafka_session_timeout_ms", 10_000)),
+        "heartbeat.interval.ms": max(100, int(getattr(settings, "kafka_session_timeout_ms", 10_000)) // 3),
+        "topic.metadata.refresh.interval.ms": 1000,
+        "fetch.wait.max.ms": 50,
+        "client.id": debezium.connector_name(pipeline_id),
+    })
+    return config
+
+
+def connect_client(settings: Any = None) -> KafkaConnectClient:
+    settings = settings or get_settings()
+    if not settings.kafka_connect_url:
+        raise CdcFailed("the kafka_connect engine needs KAFKA_CONNECT_URL (the Kafka Connect REST address, e.g. "
+                        "http://connect:8083); set it and restart the app, or use the embedded engine")
+    return KafkaConnectClient.from_settings(settings)
+
+
+class KafkaCdcWorker(CdcWorker):
+    """Runs one kafka_connect pipeline: connector on the cluster, consumer and applier in this thread."""
+
+    def __init__(self, plan: CdcPlan, stop: threading.Event,
+                 on_progress: Callable[[TableProgress], None] | None = None,
+                 on_streaming: Callable[[], None] | None = None,
+                 on_connector: Callable[[ConnectorStatus], None] | None = None) -> None:
+        super().__init__(plan, stop, on_progress, on_streaming)
+        self.on_connector = on_connector or (lambda _s: None)
+        self.connector = debezium.connector_name(plan.pipeline_id)
+        self.prefix = debezium.topic_prefix(plan.pipeline_id)
+        self.connector_status: ConnectorStatus | None = None
+        self.settings = get_settings()
+        self._converters: dict[tuple[str, str], TableConverter] = {}
+        self._topics: dict[str, tuple[str, str]] = {}
+        self._pending_lag: list[int] = []
+
+    # ------------------------------------------------------------------ setup
+
+    def check(self) -> None:
+        if not self.settings.kafka_bootstrap_servers:
+            raise CdcFailed("the kafka_connect engine needs KAFKA_BOOTSTRAP_SERVERS (the Kafka brokers the Connect "
+                            "cluster writes to); set it and restart the app, or use the embedded engine")
+        if self.plan.source.kind != "postgresql":
+            raise CdcFailed("the kafka_connect engine streams PostgreSQL sources in this version; SQL Server "
+                            "sources use the embedded engine")
+        super().check()
+
+    def connector_config(self) -> dict[str, str]:
+        return debezium.postgres_source_config(
+            self.plan.pipeline_id, self.plan.source, list(self._pairs), slot=self.slot,
+            publication=self.publication, heartbeat_ms=int(getattr(self.settings, "kafka_heartbeat_ms", 10_000)),
+            with_schemas=self.plan.sink == "connect", extra={
+                "skipped.operations": "none",  # TRUNCATE reaches the target too
+                "topic.creation.default.partitions": "1",
+                "topic.creation.default.replication.factor": str(self.settings.kafka_topic_replication_factor),
+            })
+
+    def ensure_connector(self, client: KafkaConnectClient, name: str | None = None,
+                         config: dict[str, str] | None = None) -> ConnectorStatus:
+        """Create or update a connector of the pipeline, resume it if paused/stopped, wait until it runs."""
+        name = name or self.connector
+        config = config or self.connector_config()
+        try:
+            current = client.config(name)
+        except ConnectNotFound:
+            current = None
+        if current is None:
+            client.create(name, config)
+        elif {k: str(v) for k, v in current.items() if k != "name"} != {k: str(v) for k, v in config.items()}:
+            client.put_config(name, config)
+        deadline = time.monotonic() + RUNNING_TIMEOUT_S
+        while True:
+            try:
+                status = client.status(name)
+            except ConnectNotFound:
+                status = None
+            if status is not None:
+                if status.state in ("PAUSED", "STOPPED"):
+                    client.resume(self.connector)
+                elif status.failed_tasks or status.state == "FAILED":
+                    raise CdcFailed(f"connector {name} failed: {_trace(status)}")
+                elif status.healthy:
+                    if name == self.connector:
+                        self._connector_seen(status)
+                    return status
+            if self.stop.is_set():
+                return status
+            if time.monotonic() > deadline:
+                state = status.state if status else "missing"
+                raise CdcFailed(f"connector {name} did not reach RUNNING within {RUNNING_TIMEOUT_S:.0f} s "
+                                f"(it is {state}); look at the Connect worker's log")
+            time.sleep(0.5)
+
+    def _connector_seen(self, status: ConnectorStatus) -> None:
+        changed = self.connector_status is None or _summary(self.connector_status) != _summary(status)
+        self.connector_status = status
+        if changed:
+            self.on_connector(status)
+            bus.publish(Event("pipeline.connector", _status_dict(status), self.plan.pipeline_id))
+
+    # ------------------------------------------------------------------ streaming
+
+    def run(self) -> None:
+        from confluent_kafka import Consumer
+
+        self.check()
+        client = connect_client(self.settings)
+        try:
+            self.prepare()
+            if self.stop.is_set():
+                return
+            self._learn_tables()
+            self.ensure_connector(client)
+            if self.stop.is_set():
+                return
+            if self.plan.sink == "connect":
+                self._run_connect_sink(client)
+                return
+            with PgApplier(self.plan.target, self.plan.pipeline_id, self._pairs) as applier:
+                consumer = Consumer(consumer_config(self.plan.pipeline_id, self.settings), logger=log)
+                try:
+                    stored = applier.stored_positions(STREAM_PREFIX)
+                    consumer.subscribe([self._topic_pattern()], on_assign=lambda c, parts: self._assign(c, parts,
+                                                                                                     stored))
+                    self.on_streaming()
+                    self._consume(consumer, applier, client, stored)
+                finally:
+                    consumer.close()
+        finally:
+            client.close()
+
+    def _run_connect_sink(self, client: KafkaConnectClient) -> None:
+        """Sink `connect`: a JDBC sink connector applies the topics; the app follows both connectors."""
+        config = debezium.jdbc_sink_config(self.plan.pipeline_id, self.plan.target, list(self._topics),
+                                           client.plugins())
+        self.ensure_connector(client, debezium.sink_connector_name(self.plan.pipeline_id), config)
+        self.on_streaming()
+        while not self.stop.wait(STATUS_EVERY_S):
+            self._watch_connector(client)
+            self._measure_lag()
+
+    def _topic_pattern(self) -> str:
+        names = "|".join(re.escape(t) for t in self._topics)
+        return f"^({names})$"
+
+    def _learn_tables(self) -> None:
+        src = get_connector(self.plan.source)
+        for schema, table in self._pairs:
+            detail = src.table_detail(self.plan.source.database, schema, table)
+            self._converters[(schema, table)] = TableConverter(
+                schema, table, {c.name: c.type for c in detail.columns}, detail.primary_key)
+            self._topics[debezium.topic_name(self.plan.pipeline_id, schema, table)] = (schema, table)
+
+    @staticmethod
+    def _assign(consumer: Any, partitions: list, stored: dict[str, int]) -> None:
+        from confluent_kafka import OFFSET_BEGINNING
+
+        for p in partitions:
+            position = stored.get(stream_name(p.topic, p.partition))
+            p.offset = position + 1 if position is not None else OFFSET_BEGINNING
+        consumer.assign(partitions)
+
+    def _consume(self, consumer: Any, applier: PgApplier, client: KafkaConnectClient, stored: dict[str, int]) -> None:
+        from confluent_kafka import KafkaError
+
+        groups: dict[str, tuple[list[ChangeEvent], int]] = {}
+        partitions: dict[str, Any] = {}
+        pending = 0
+        since = 0.0
+        next_status = next_lag = time.monotonic() + STATUS_EVERY_S
+        while not self.stop.is_set():
+            messages = consumer.consume(num_messages=5000, timeout=0.2)
+            for msg in messages:
+                err = msg.error()
+                if err is not None:
+                    if err.code() in (KafkaError._PARTITION_EOF, KafkaError.UNKNOWN_TOPIC_OR_PART):
+                        continue
+                    if err.fatal():
+                        raise CdcFailed(f"Kafka consumer failed: {err.str()}")
+                    log.warning("pipeline %s: Kafka: %s", self.plan.pipeline_id, err.str())
+                    continue
+                name = stream_name(msg.topic(), msg.partition())
+                events, _last = groups.get(name, ([], -1))
+                event = self._event(applier, msg)
+                if event is not None:
+                    events.append(event)
+                groups[name] = (events, msg.offset())
+                partitions[name] = (msg.topic(), msg.partition(), msg.offset())
+                if not pending:
+                    since = time.monotonic()
+                pending += 1
+            now = time.monotonic()
+            if groups and (pending >= BATCH_MESSAGES or now - since >= BATCH_SECONDS or not messages):
+                self._apply_groups(applier, consumer, groups, partitions)
+                groups, partitions, pending = {}, {}, 0
+            if now >= next_status:
+                self._watch_connector(client)
+                next_status = now + STATUS_EVERY_S
+            if now >= next_lag:
+                self._measure_lag()
+                next_lag = now + 2.0
+        if groups:
+            self._apply_groups(applier, consumer, groups, partitions)
+
+    def _event(self, applier: PgApplier, msg: Any) -> ChangeEvent | None:
+        raw = msg.value()
+        if raw is None:
+            return None  # the tombstone Debezium sends after a delete (for log compaction)
+        envelope = json.loads(raw)
+        if isinstance(envelope, dict) and "payload" in envelope and "op" not in envelope:
+            envelope = envelope["payload"]  # a JsonConverter with schemas enabled
+        if not envelope or "op" not in envelope:
+            return None
+        table = self._topics.get(msg.topic())
+        if table is None:
+            return None
+        converter = self._converters[table]
+        try:
+            return converter.event(envelope, msg.offset())
+        except UnknownColumns as exc:
+            self._evolve_kafka(applier, table, exc.columns)
+            return self._converters[table].event(envelope, msg.offset())
+
+    def _evolve_kafka(self, applier: PgApplier, table: tuple[str, str], columns: list[str]) -> None:
+        detail = get_connector(self.plan.source).table_detail(self.plan.source.database, *table)
+        known = {c.name for c in detail.columns}
+        missing = [c for c in columns if c not in known]
+        if missing:
+            raise CdcFailed(f"messages of {table[0]}.{table[1]} carry column(s) {', '.join(missing)} that the "
+                            "source table does not have")
+        relation = _RelationStub(table[0], table[1])
+        self._evolve(applier, RelationChanged(relation=relation, previous=relation, added=tuple(columns)))  # type: ignore[arg-type]
+        self._converters[table] = TableConverter(table[0], table[1], {c.name: c.type for c in detail.columns},
+                                                 detail.primary_key)
+
+    def _apply_groups(self, applier: PgApplier, consumer: Any, groups: dict, partitions: dict) -> None:
+        from confluent_kafka import TopicPartition
+
+        stats = applier.apply_streams(groups)
+        offsets = [TopicPartition(t, p, o + 1) for t, p, o in partitions.values()]
+        try:
+            consumer.commit(offsets=offsets, asynchronous=True)  # for tools that read group lag; truth is the target
+        except Exception as exc:  # noqa: BLE001 - informational only
+            log.debug("offset commit to Kafka failed: %s", exc)
+        batch = [e for events, _o in groups.values() for e in events]
+        if not batch or not stats.applied:
+            return
+        c = self.counters
+        c.events += len(batch)
+        for e in batch:
+            if e.op == "insert":
+                c.inserts += 1
+            elif e.op == "update":
+                c.updates += 1
+            elif e.op == "delete":
+                c.deletes += 1
+        c.last_applied_at = datetime.now(UTC)
+        times = [e.commit_time for e in batch if e.commit_time is not None]
+        if times:
+            c.last_commit_time = max(times)
+            c.seconds_behind = max(0.0, (c.last_applied_at - c.last_commit_time).total_seconds())
+        monitoring.record_applied(self.plan.pipeline_id, batch, c.last_applied_at)
+
+    def _watch_connector(self, client: KafkaConnectClient) -> None:
+        """Follow the connector's state; a FAILED task is reported with its trace (the consumer keeps going)."""
+        try:
+            status = client.status(self.connector)
+        except ConnectNotFound:
+            raise CdcFailed(f"connector {self.connector} was deleted from the Connect cluster; start the pipeline "
+                            "again to re-create it") from None
+        except ConnectorError as exc:
+            log.warning("pipeline %s: cannot read connector status: %s", self.plan.pipeline_id, exc)
+            return
+        self._connector_seen(status)
+
+    def finish(self, paused: bool) -> None:
+        """After the consumer stopped: pause (resume later) or stop the pipeline's connectors on the cluster."""
+        names = [self.connector]
+        if self.plan.sink == "connect":
+            names.append(debezium.sink_connector_name(self.plan.pipeline_id))
+        try:
+            with connect_client(self.settings) as client:
+                for name in names:
+                    try:
+                        (client.pause if paused else client.stop)(name)
+                    except ConnectNotFound:
+                        pass
+        except StudioError as exc:
+            log.warning("pipeline %s: could not %s connector %s: %s", self.plan.pipeline_id,
+                        "pause" if paused else "stop", self.connector, exc)
+
+
+class _RelationStub:
+    """Just what CdcWorker._evolve reads of a relation: its schema and table."""
+
+    def __init__(self, schema: str, table: str) -> None:
+        self.schema, self.table = schema, table
+
+
+def _summary(status: ConnectorStatus) -> tuple:
+    return status.state, tuple((t.id, t.state) for t in status.tasks)
+
+
+def _trace(status: ConnectorStatus) -> str:
+    failed = status.failed_tasks
+    trace = (failed[0].trace if failed else None) or getattr(status, "trace", None) or status.state
+    return trace.strip().splitlines()[0] if trace else status.state
+
+
+def _status_dict(status: ConnectorStatus) -> dict:
+    return {"connector": status.name if hasattr(status, "name") else None, "state": status.state,
+            "tasks": [{"id": t.id, "state": t.state, "worker_id": t.worker_id, "trace": t.trace}
+                      for t in status.tasks]}
+
+
+def delete_connector(pipeline_id: int, settings: Any = None) -> None:
+    """Remove the pipeline's connectors from the cluster, with the source offsets Connect keeps for them.
+
+    Connect keeps a deleted connector's offsets: a later connector of the same name would start
+    from a position that no longer exists. So: stop, reset the offsets, then delete.
+    """
+    with connect_client(settings) as client:
+        for name in (debezium.connector_name(pipeline_id), debezium.sink_connector_name(pipeline_id)):
+            try:
+                client.stop(name)
+                _reset_offsets(client, name)
+                client.delete(name)
+            except ConnectNotFound:
+                pass
+
+
+def _reset_offsets(client: KafkaConnectClient, name: str, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            client.reset_offsets(name)
+            return
+        except ConnectNotFound:
+            raise
+        except StudioError as exc:  # not STOPPED yet (stop is asynchronous), or a rebalance
+            if time.monotonic() > deadline:
+                log.warning("connector %s: offsets not reset (%s); deleting it anyway", name, exc)
+                return
+            time.sleep(0.5)
+
+
+def drop_source_objects(spec: Any, pipeline_id: int) -> None:
+    """Debezium leaves its slot and publication behind when a connector is deleted: drop them."""
+    pg_source.drop_slot_and_publication(spec, pg_source.slot_name(pipeline_id), pg_source.publication_name(pipeline_id))
