@@ -361,10 +361,10 @@ def lag(actor: Actor, pipeline_id: int) -> dict:
     if p.engine == "kafka_connect":
         connector = runner.connector_status(pipeline_id)
         out["connector"] = connector
-        # Connect keeps a connector RUNNING while it quietly retries a source that is down: look at the source side.
-        if connector and connector["state"] == "RUNNING" and figures.get("slot_active") is False:
-            out["warning"] = ("the connector says RUNNING but it is not reading the replication slot: the source "
-                              "database may be down or unreachable from the Connect workers")
+        # Connect keeps a connector RUNNING while it quietly retries a source that is down: the worker
+        # watches the source side (slot inactive, source unreachable) and says so.
+        if connector and connector.get("warning"):
+            out["warning"] = connector["warning"]
     return out
 
 

@@ -316,7 +316,8 @@ def connector_status(pipeline_id: int) -> dict | None:
         return None
     return {"name": status.name, "state": status.state,
             "tasks": [{"id": t.id, "state": t.state, "worker_id": t.worker_id, "trace": t.trace}
-                      for t in status.tasks]}
+                      for t in status.tasks],
+            "warning": active.worker.source_warning()}
 
 
 def _finish_cdc(active: ActiveRun, worker, status: str, error: str | None, **pipeline: object) -> None:  # noqa: ANN001

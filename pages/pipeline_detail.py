@@ -127,6 +127,8 @@ async def pipeline_detail_page(pipeline_id: int) -> None:
                 tasks = ", ".join(f"task {t['id']} {t['state']}" for t in c["tasks"]) if c else ""
                 connector_line.text = (f"Connector {c['name']}: {c['state']} · {tasks}" if c
                                        else "Connector: not running (the app starts it with the pipeline)")
+                if c and c.get("warning"):
+                    connector_line.text += f" — ⚠ {c['warning']}"
                 if c is not None:
                     stop.enabled = True  # the consumer runs, also while a task FAILED
             progress.show(status.tables)

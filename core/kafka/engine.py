@@ -91,7 +91,8 @@ class KafkaCdcWorker(CdcWorker):
         self.settings = get_settings()
         self._converters: dict[tuple[str, str], TableConverter] = {}
         self._topics: dict[str, tuple[str, str]] = {}
-        self._pending_lag: list[int] = []
+        self.source_error: str | None = None  # the source cannot be reached from the app
+        self._slot_inactive_since: float | None = None
 
     # ------------------------------------------------------------------ setup
 
@@ -319,6 +320,36 @@ class KafkaCdcWorker(CdcWorker):
             c.last_commit_time = max(times)
             c.seconds_behind = max(0.0, (c.last_applied_at - c.last_commit_time).total_seconds())
         monitoring.record_applied(self.plan.pipeline_id, batch, c.last_applied_at)
+
+    def _measure_lag(self) -> None:
+        """Slot lag from the source side; a source that is down is shown, not fatal (Debezium retries)."""
+        try:
+            super()._measure_lag()
+            self.source_error = None
+        except StudioError as exc:
+            self.source_error = str(exc)
+            self.counters.slot_active = None
+            log.warning("pipeline %s: cannot read the source: %s", self.plan.pipeline_id, exc)
+        if self.counters.slot_active is False:
+            self._slot_inactive_since = self._slot_inactive_since or time.monotonic()
+        else:
+            self._slot_inactive_since = None
+
+    def source_warning(self) -> str | None:
+        """Connect says RUNNING while it quietly retries a source that is down: the source side tells."""
+        status = self.connector_status
+        if status is None or status.state != "RUNNING":
+            return None
+        if self.source_error:
+            return f"the source database cannot be reached ({self.source_error}); Debezium is retrying"
+        if self._slot_inactive_since is not None:
+            seconds = time.monotonic() - self._slot_inactive_since
+            if seconds >= STATUS_EVERY_S:
+                lag = self.counters.lag_bytes
+                behind = f", {lag} bytes of WAL behind" if lag is not None else ""
+                return (f"the connector says RUNNING but nobody has read its replication slot for {seconds:.0f} s"
+                        f"{behind}: the source may be down or unreachable from the Connect workers")
+        return None
 
     def _watch_connector(self, client: KafkaConnectClient) -> None:
         """Follow the connector's state; a FAILED task is reported with its trace (the consumer keeps going)."""

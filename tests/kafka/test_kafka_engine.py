@@ -236,3 +236,54 @@ def test_app_crash_resumes_from_offsets_in_the_target(kafka_env, pg: PgCluster, 
             w.join()
         app.terminate()
         pg.drop_database(target)
+
+
+async def test_a_source_that_goes_down_is_shown_while_connect_says_running(
+        kafka_env, client, admin, pg, pg_db, target_db) -> None:  # noqa: F811
+    """Connect keeps the connector RUNNING while Debezium quietly retries; the app tells from the source side."""
+    role = f"dbz_{pg_db}"
+    run_sql(pg, pg_db, f"CREATE ROLE {role} LOGIN REPLICATION PASSWORD 'dbz-pw-1'",
+            f"CREATE SCHEMA app AUTHORIZATION {role}",
+            "CREATE TABLE app.items (id bigint PRIMARY KEY, name text)",
+            f"ALTER TABLE app.items OWNER TO {role}",
+            f"GRANT CREATE ON DATABASE {pg_db} TO {role}",
+            "INSERT INTO app.items SELECT g, 'i' || g FROM generate_series(1, 100) g")
+    ids = []
+    for name, db, usage, user, password in (("src", pg_db, "source", role, "dbz-pw-1"),
+                                            ("tgt", target_db, "target", pg.user, pg.password)):
+        r = await client.post("/api/v1/connections", headers=admin, json={
+            "name": name, "kind": "postgresql", "usage": usage, "host": pg.host, "port": pg.port,
+            "database": db, "username": user, "password": password})
+        assert r.status_code == 201, r.text
+        ids.append(r.json()["id"])
+    body = pipeline_body(*ids, source_schema="app", target_schema="copy", tables=["items"],
+                         mode="FULL_LOAD_AND_CDC", engine="kafka_connect")
+    pid = (await client.post("/api/v1/pipelines", headers=admin, json=body)).json()["id"]
+    assert (await client.post(f"/api/v1/pipelines/{pid}/start", headers=admin)).status_code == 200
+    assert (await wait_for_state(client, admin, pid, {"RUNNING", "ERROR"}, timeout=120))["state"] == "RUNNING"
+    query = "SELECT id, name FROM {}.items ORDER BY id"
+    await converge(pg, pg_db, target_db, query.format("app"), query.format("copy"))
+
+    # The source "goes down" for this role: no new logins, its sessions (Debezium's included) end.
+    run_sql(pg, pg_db, f"ALTER ROLE {role} NOLOGIN",
+            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 60
+    while True:
+        lag = (await client.get(f"/api/v1/pipelines/{pid}/lag", headers=admin)).json()
+        if lag.get("warning"):
+            break
+        assert loop.time() < deadline, lag
+        await asyncio.sleep(1.0)
+    assert lag["state"] == "RUNNING" and lag["connector"]["state"] == "RUNNING", lag
+    assert "cannot be reached" in lag["warning"] or "nobody has read" in lag["warning"], lag
+
+    # Back up: Debezium reconnects by itself, changes flow again and the warning goes away.
+    run_sql(pg, pg_db, f"ALTER ROLE {role} LOGIN", "UPDATE app.items SET name = 'after' WHERE id <= 5")
+    await converge(pg, pg_db, target_db, query.format("app"), query.format("copy"), timeout=120)
+    deadline = loop.time() + 30
+    while (await client.get(f"/api/v1/pipelines/{pid}/lag", headers=admin)).json().get("warning"):
+        assert loop.time() < deadline
+        await asyncio.sleep(1.0)
+    assert (await client.delete(f"/api/v1/pipelines/{pid}", headers=admin)).status_code == 204
+    assert slots(pg, pg_db) == []
