@@ -178,6 +178,13 @@ def _check_fields(data: PipelineCreate) -> None:
                                "kafka_connect engine")
 
 
+def _check_engine_source(data: PipelineCreate, src: Connection) -> None:
+    if data.engine == "kafka_connect" and src.kind != "postgresql":
+        raise ValidationFailed("engine", f"the kafka_connect engine takes PostgreSQL sources in this version; "
+                               f"'{src.name}' is {src.kind}: use the embedded engine (it reads SQL Server's CDC "
+                               "change tables)")
+
+
 def _check_jdbc_sink() -> None:
     """Sink `connect` only when the cluster has a JDBC sink plugin; otherwise say which plugins it has."""
     from core.kafka.debezium import JDBC_SINKS
@@ -207,6 +214,7 @@ def create_pipeline(actor: Actor, data: PipelineCreate) -> PipelinePublic:
             raise Conflict(f"a pipeline named '{data.name}' already exists")
         src = _connection(session, "source_connection_id", data.source_connection_id, "source")
         tgt = _connection(session, "target_connection_id", data.target_connection_id, "target")
+    _check_engine_source(data, src)
     resolved = _resolve(data, src, tgt)
     with session_scope() as session:
         if pipe_db.get_pipeline_by_name(session=session, name=data.name):
@@ -238,6 +246,7 @@ def update_pipeline(actor: Actor, pipeline_id: int, data: PipelineUpdate) -> Pip
         _check_fields(candidate)
         src = _connection(session, "source_connection_id", candidate.source_connection_id, "source")
         tgt = _connection(session, "target_connection_id", candidate.target_connection_id, "target")
+    _check_engine_source(candidate, src)
     _resolve(candidate, src, tgt)
     with session_scope() as session:
         p = _load(session, pipeline_id)
