@@ -14,11 +14,13 @@ class CdcStats(ui.row):
         super().__init__()
         self.classes("gap-4")
         self._values: dict[str, ui.label] = {}
-        for key, title in [("rate", "Events/s"), ("counts", "Insert · update · delete"),
-                           ("lag", "Behind (WAL)"), ("seconds", "Behind (last commit)"), ("retained", "Slot retains")]:
-            with ui.card().classes("min-w-40"):
-                ui.label(title).classes("text-grey-7 text-sm")
-                self._values[key] = ui.label("—").classes("text-xl font-semibold").mark(f"cdc-{key}")
+        cards = [("rate", "Events/s"), ("counts", "Insert · update · delete"), ("lag", "Behind (WAL)"),
+                 ("seconds", "Behind (last commit)"), ("retained", "Slot retains")]
+        with self:  # the cards belong in this row, side by side
+            for key, title in cards:
+                with ui.card().classes("min-w-40"):
+                    ui.label(title).classes("text-grey-7 text-sm")
+                    self._values[key] = ui.label("—").classes("text-xl font-semibold").mark(f"cdc-{key}")
 
     def show(self, d: dict) -> None:
         """Display a figures dict (core.cdc.engine.lag_dict or core.pipelines.lag)."""
