@@ -287,3 +287,21 @@ async def test_a_source_that_goes_down_is_shown_while_connect_says_running(
         await asyncio.sleep(1.0)
     assert (await client.delete(f"/api/v1/pipelines/{pid}", headers=admin)).status_code == 204
     assert slots(pg, pg_db) == []
+
+
+async def test_sink_connect_needs_a_jdbc_sink_plugin_on_the_cluster(
+        kafka_env, client, admin, pg, pg_db, target_db) -> None:  # noqa: F811
+    """This cluster has no JDBC sink plugin: sink 'connect' is refused, naming the sink plugins it does have."""
+    run_sql(pg, pg_db, *SEED[:2])
+    src, tgt = await make_connections(client, admin, pg, pg_db, target_db)
+    body = pipeline_body(src, tgt, source_schema="app", target_schema="copy", tables=["items"], mode="CDC_ONLY",
+                         engine="kafka_connect", sink="connect")
+    r = await client.post("/api/v1/pipelines", headers=admin, json=body)
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"][0]
+    assert detail["loc"][-1] == "sink" and "no JDBC sink connector plugin" in detail["msg"]
+    assert "FileStreamSinkConnector" in detail["msg"]
+    assert (await client.get("/api/v1/pipelines", headers=admin)).json() == []  # nothing saved
+    body.update(engine="embedded")
+    r = await client.post("/api/v1/pipelines", headers=admin, json=body)
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"][-1] == "sink"
