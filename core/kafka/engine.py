@@ -276,10 +276,10 @@ class KafkaCdcWorker(CdcWorker):
             return None
         converter = self._converters[table]
         try:
-            return converter.event(envelope, msg.offset())
+            return converter.event(envelope, msg.offset(), msg.headers())
         except UnknownColumns as exc:
             self._evolve_kafka(applier, table, exc.columns)
-            return self._converters[table].event(envelope, msg.offset())
+            return self._converters[table].event(envelope, msg.offset(), msg.headers())
 
     def _evolve_kafka(self, applier: PgApplier, table: tuple[str, str], columns: list[str]) -> None:
         detail = get_connector(self.plan.source).table_detail(self.plan.source.database, *table)
