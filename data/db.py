@@ -53,6 +53,11 @@ def migrate(url: str) -> None:
 _current_url: str | None = None
 
 
+def current_url() -> str | None:
+    """The app database this process selected with `init` (None before)."""
+    return _current_url
+
+
 def init(url: str) -> None:
     """Select the app database for this process and migrate it."""
     global _current_url

@@ -5,16 +5,26 @@ snapshot and a full load under it for FULL_LOAD_AND_CDC) -> stream. The stream i
 whole source transactions, several small ones grouped per apply; each apply commits rows and
 the source position together on the target, and only then is the position confirmed to the
 source. Events go to monitoring (rollups, log, live feed); nothing here touches UI elements.
+
+Two threads per pipeline: the worker's own reads and decodes the stream and confirms; an apply
+thread applies the batches it hands over, in order, so decoding the next batch overlaps the
+target's work on the previous one. A transaction larger than a batch is applied in parts as it
+arrives, in one target transaction that commits with its position at its end.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
+import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from operator import attrgetter
 
 from psycopg2 import sql
 
@@ -35,8 +45,17 @@ log = logging.getLogger(__name__)
 
 BATCH_EVENTS = 20_000  # apply at least this often (events), whatever the time
 BATCH_SECONDS = 0.05  # ... or when the oldest unapplied transaction is this old
+PART_EVENTS = 10_000  # a transaction larger than a batch is applied in parts of this many events as it arrives
 CHECK_EVERY_S = 10.0  # look for dropped source tables
 LAG_EVERY_S = 2.0
+APPLY_AHEAD = 2  # decoded batches that may wait for the apply thread
+WAIT_S = 0.2  # how long a blocked hand-over waits before it keeps the session alive and looks at stop
+
+_OP = attrgetter("op")
+# A stream keeps up to a whole large transaction of ChangeEvents alive (GC-tracked objects); with the
+# default gen-0 threshold (700) the collector ran full collections over them and the whole app many
+# times per transaction (~0.3 s of 1 s decoding 200k rows). Raised once per process, not lowered again.
+GC_GEN0_THRESHOLD = 20_000
 
 
 class CdcFailed(StudioError):
@@ -88,6 +107,7 @@ class CdcWorker:
         self.publication = pg_source.publication_name(plan.pipeline_id)
         self.full_load_status: str | None = None
         self._pairs = {(t.source_schema, t.source_table): (t.target_schema, t.target_table) for t in plan.tables}
+        self._parts: list[ChangeEvent] = []  # applied parts of a large transaction, awaiting its commit
 
     # ------------------------------------------------------------------ setup
 
@@ -157,6 +177,7 @@ class CdcWorker:
         if self.stop.is_set():
             return
         keys = self._source_keys()
+        _raise_gc_threshold()
         with PgApplier(self.plan.target, self.plan.pipeline_id, self._pairs) as applier, \
                 pg_source.LogicalStream(self.plan.source, self.slot, self.publication,
                                         decoder=Decoder(key_columns=keys)) as stream:
@@ -216,12 +237,34 @@ class CdcWorker:
         return {(s, t): src.table_detail(self.plan.source.database, s, t).primary_key for s, t in self._pairs}
 
     def _loop(self, applier: PgApplier, stream: pg_source.LogicalStream) -> None:
+        """Read whole transactions into batches and hand them to the apply thread; confirm what it applied."""
+        applying = _ApplyThread(lambda batch, last: self._work(applier, batch, last), self.plan.pipeline_id)
+        try:
+            self._stream(applier, stream, applying)
+        finally:
+            applying.close()
+
+    def _stream(self, applier: PgApplier, stream: pg_source.LogicalStream, applying: _ApplyThread) -> None:
         txn: list[ChangeEvent] = []
+        txn_sent = 0  # events of `txn` applied as parts in the apply thread's open target transaction
         batch: list[ChangeEvent] = []
         last: TxnEnd | None = None
+        submitted = stream.confirmed_lsn  # end LSN of the last transaction handed to the apply thread
         batch_since = 0.0
         next_check = next_lag = time.monotonic()
+        keepalive = getattr(stream, "keepalive", lambda: None)
+
+        def confirm(done: list[TxnEnd]) -> None:
+            for end in done:
+                stream.confirm(end.end_lsn)
+
+        def wait() -> bool:  # while the apply thread is busy: keep the session alive, confirm, honour stop
+            keepalive()
+            confirm(applying.applied())
+            return not self.stop.is_set()
+
         while not self.stop.is_set():
+            confirm(applying.applied())
             items = stream.poll(timeout_s=0.2)
             for item in items:
                 if isinstance(item, ChangeEvent):
@@ -229,18 +272,39 @@ class CdcWorker:
                 elif isinstance(item, TxnEnd):
                     if not batch:
                         batch_since = time.monotonic()
-                    batch.extend(txn)
+                    batch.extend(txn[txn_sent:] if txn_sent else txn)
                     txn = []
+                    txn_sent = 0
                     last = item
                 elif isinstance(item, RelationChanged) and item.previous is not None:
                     if batch and last is not None:
-                        self._apply(applier, stream, batch, last)
-                        batch = []
+                        if not applying.submit(batch, last, wait):
+                            return
+                        submitted, last = last.end_lsn, None
+                    if txn_sent:  # the parts' open target transaction would block the DDL: undo it, keep `txn`
+                        if not applying.submit(None, None, wait):
+                            return
+                        txn_sent = 0
+                    batch = []
+                    if not applying.wait_idle(confirm, wait):
+                        return
                     self._evolve(applier, item)
+            if len(txn) >= BATCH_EVENTS and len(txn) - txn_sent >= PART_EVENTS:  # a large one: apply it in parts
+                if last is not None:
+                    if not applying.submit(batch, last, wait):
+                        return
+                    submitted, batch, last = last.end_lsn, [], None
+                if not applying.submit(txn[txn_sent:], None, wait):
+                    return
+                txn_sent = len(txn)
             now = time.monotonic()
-            due = len(batch) >= BATCH_EVENTS or (batch and now - batch_since >= BATCH_SECONDS) or not items
-            if last is not None and due and (batch or last.end_lsn > stream.confirmed_lsn):
-                self._apply(applier, stream, batch, last)
+            # While catching up (a poll stopped at its message limit) batches grow to BATCH_EVENTS.
+            young = not getattr(stream, "caught_up", True) or now - batch_since < BATCH_SECONDS
+            due = len(batch) >= BATCH_EVENTS or (batch and not young) or not items
+            if last is not None and due and (batch or last.end_lsn > submitted):
+                if not applying.submit(batch, last, wait):
+                    return
+                submitted = last.end_lsn
                 batch = []
                 last = None
             if now >= next_check:
@@ -252,22 +316,40 @@ class CdcWorker:
 
     def _apply(self, applier: PgApplier, stream: pg_source.LogicalStream, batch: list[ChangeEvent],
                last: TxnEnd) -> None:
-        if batch or self.plan.source.kind == "sqlserver":
+        """Apply one batch on this thread, then confirm it to the source."""
+        self._commit(applier, batch, last)
+        stream.confirm(last.end_lsn)  # only after the target committed rows and position together
+
+    def _work(self, applier: PgApplier, batch: list[ChangeEvent] | None, last: TxnEnd | None) -> None:
+        """One job of the apply thread: a batch to commit, a part of a large transaction, or undo the parts."""
+        if last is not None:
+            parts, self._parts = self._parts, []
+            self._commit(applier, batch or [], last, parts)
+        elif batch is not None:
+            applier.apply_part(batch)
+            self._parts.extend(batch)  # counted and recorded when their transaction commits
+        else:
+            applier.rollback()
+            self._parts = []
+
+    def _commit(self, applier: PgApplier, batch: list[ChangeEvent], last: TxnEnd,
+                parts: list[ChangeEvent] | None = None) -> None:
+        """Apply a batch (rows and position in one target transaction, with the `parts` applied before
+        it), then count and record all of it."""
+        if batch or parts or self.plan.source.kind == "sqlserver":
             # SQL Server has no slot: the target's offset is the only position kept, so it follows even
             # transactions of other tables, or a quiet pipeline would fall behind the CDC cleanup job.
             applier.apply(batch, last.commit_lsn)
-        stream.confirm(last.end_lsn)  # only after the target committed rows and position together
+        if parts:
+            batch = parts + batch
         if not batch:
             return
         c = self.counters
+        ops = Counter(map(_OP, batch))
+        c.inserts += ops["insert"]
+        c.updates += ops["update"]
+        c.deletes += ops["delete"]
         c.events += len(batch)
-        for e in batch:
-            if e.op == "insert":
-                c.inserts += 1
-            elif e.op == "update":
-                c.updates += 1
-            elif e.op == "delete":
-                c.deletes += 1
         c.last_commit_time = last.commit_time
         c.last_applied_at = datetime.now(UTC)
         c.seconds_behind = max(0.0, (c.last_applied_at - last.commit_time).total_seconds())
@@ -315,6 +397,96 @@ class CdcWorker:
             c.lag_bytes, c.retained_wal_bytes = status["lag_bytes"], status["retained_wal_bytes"]
             c.slot_active = status["active"]
         bus.publish(Event("pipeline.lag", lag_dict(c), self.plan.pipeline_id))
+
+
+class _ApplyThread:
+    """Applies batches on a second thread, in order, while the worker's thread reads and decodes the next.
+
+    The target's work (COPY, MERGE, commit) releases the GIL, so decoding goes on meanwhile; at
+    most APPLY_AHEAD batches wait. Only the worker's thread touches the stream: it confirms each
+    batch that `applied` reports, which is after the target committed its rows and position.
+    """
+
+    def __init__(self, commit: Callable[[list[ChangeEvent] | None, TxnEnd | None], None], pipeline_id: int) -> None:
+        self._commit = commit
+        self._todo: queue.Queue = queue.Queue(maxsize=APPLY_AHEAD)
+        self._done: queue.SimpleQueue = queue.SimpleQueue()
+        self._error: BaseException | None = None
+        self._closing = False
+        self._pending = 0  # submitted, not yet reported by `applied`
+        self._thread = threading.Thread(target=self._run, name=f"cdc-apply-{pipeline_id}", daemon=True)
+        self._thread.start()
+
+    def submit(self, batch: list[ChangeEvent] | None, last: TxnEnd | None, wait: Callable[[], bool]) -> bool:
+        """Queue a job (see CdcWorker._work); while the queue is full call `wait` (False from it: give up)."""
+        while True:
+            self._raise()
+            try:
+                self._todo.put((batch, last), timeout=WAIT_S)
+            except queue.Full:
+                if not wait():
+                    return False
+                continue
+            self._pending += 1
+            return True
+
+    def applied(self, timeout_s: float = 0.0) -> list[TxnEnd]:
+        """The batches committed since the last call, in order, waiting up to `timeout_s` for one.
+
+        Raises what the apply thread failed with once the batches it did commit were reported.
+        """
+        done = []
+        try:
+            done.append(self._done.get(timeout=timeout_s) if timeout_s > 0 else self._done.get_nowait())
+            while True:
+                done.append(self._done.get_nowait())
+        except queue.Empty:
+            pass
+        self._pending -= len(done)
+        if not done:
+            self._raise()
+        return [last for last in done if last is not None]  # parts have nothing to confirm
+
+    def wait_idle(self, confirm: Callable[[list[TxnEnd]], None], wait: Callable[[], bool]) -> bool:
+        """Until every submitted batch is applied and `confirm`ed; `wait` runs meanwhile and may give up."""
+        while self._pending > 0:
+            confirm(self.applied(WAIT_S))
+            if self._pending > 0 and not wait():
+                return False
+        return True
+
+    def close(self) -> None:
+        """Finish the batch being applied, drop the waiting ones (they were not confirmed), end the thread."""
+        self._closing = True
+        with contextlib.suppress(queue.Full):
+            self._todo.put_nowait(None)
+        self._thread.join()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        while not self._closing:
+            try:
+                job = self._todo.get(timeout=WAIT_S)
+            except queue.Empty:
+                continue
+            if job is None or self._closing:
+                return
+            try:
+                self._commit(*job)
+            except BaseException as exc:  # noqa: BLE001 - raised on the worker's thread
+                self._error = exc
+                return
+            self._done.put(job[1])
+
+
+def _raise_gc_threshold() -> None:
+    """Make the cyclic collector's young generation GC_GEN0_THRESHOLD objects (see there), process-wide."""
+    gen0, gen1, gen2 = gc.get_threshold()
+    if 0 < gen0 < GC_GEN0_THRESHOLD:
+        gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
 
 
 def lag_dict(c: CdcCounters) -> dict:

@@ -469,6 +469,7 @@ class LogicalStream:
         self.auto_advance = auto_advance
         self.confirmed_lsn = 0  # the highest flush position we reported
         self.delivered_end_lsn = 0  # end LSN of the last transaction handed to the caller
+        self.caught_up = True  # the last poll read everything that had arrived (fewer than max_messages)
         self._conn: Any = None
         self._cur: Any = None
         self._selector: selectors.BaseSelector | None = None
@@ -530,10 +531,12 @@ class LogicalStream:
         out: list[Item] = []
         decode = self.decoder.decode_into
         read = self._cur.read_message
+        self.caught_up = False
         try:
             for _ in range(max_messages):
                 msg = read()
                 if msg is None:
+                    self.caught_up = True
                     break
                 decode(msg.payload, out)
         except psycopg2.Error as exc:

@@ -386,3 +386,25 @@ def test_payload_escaping() -> None:
     assert rows_payload(rows, tail="3") == expected
     assert rows_payload([("\x01", None)]) == "\x01\t\\N\n"  # slow path for marker characters
     assert rows_payload([]) == ""
+
+
+def test_large_transaction_applied_in_parts(spec, db, items) -> None:
+    """Parts of one source transaction share a target transaction: nothing is visible before the commit."""
+    with PgApplier(spec, 3, {ITEMS: ITEMS}) as ap:
+        ap.apply([ins("items", 5, id=9, name="old", qty=9)], 5)
+        ap.apply_part([ins("items", 10, id=i, name="a", qty=i) for i in (1, 2, 3)])
+        # the second part deletes and re-inserts keys of the first: staged rows of part one must not come back
+        ap.apply_part([dele("items", 10, {"id": 1}), upd("items", 10, {"id": 2}, id=2, name="b", qty=20),
+                       dele("items", 10, {"id": 9})])
+        assert content(db) == [(9, "old", 9)]  # another session sees nothing of the open parts
+        stats = ap.apply([ins("items", 10, id=4, name="d", qty=4)], 10)
+        assert (stats.applied, stats.inserts, stats.updates, stats.deletes) == (True, 4, 1, 2)
+        assert content(db) == [(2, "b", 20), (3, "a", 3), (4, "d", 4)]
+        assert ap.stored_position() == 10
+        # parts re-delivered after a crash are skipped; rollback() discards parts that were not committed
+        ap.apply_part([ins("items", 10, id=5, name="replayed", qty=5)])
+        ap.apply_part([ins("items", 12, id=6, name="undone", qty=6)])
+        ap.rollback()
+        ap.apply_part([ins("items", 12, id=7, name="g", qty=7)])
+        assert ap.apply([], 12).applied
+    assert content(db) == [(2, "b", 20), (3, "a", 3), (4, "d", 4), (7, "g", 7)]

@@ -15,6 +15,8 @@ from collections.abc import Iterator
 import pytest
 
 from core import monitoring
+from core.cdc import engine
+from core.cdc.applier import PgApplier
 from core.cdc.engine import CdcPlan, CdcWorker, drop_source_objects
 from core.fullload import TablePlan
 from tests.core.test_fullload import ALL_TYPES_DDL, execute, snapshot_of, spec, target_db  # noqa: F401
@@ -48,15 +50,19 @@ CHANGES = [
 
 @pytest.fixture
 def worker(pg: PgCluster, pg_db: str, target_db: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[CdcWorker]:  # noqa: F811
-    recorded: list = []  # what the worker hands to monitoring (no app database in this test)
-    monkeypatch.setattr(monitoring, "record_applied", lambda _pid, batch, _at: recorded.extend(batch))
     for statement in DDL:
         execute(pg, pg_db, statement)
-    plan = CdcPlan(
-        pipeline_id=PIPELINE_ID, source=spec(pg, pg_db), target=spec(pg, target_db),
-        tables=[TablePlan("Shop", "Order", "Copy", "Order"), TablePlan("Shop", "select", "Copy", "select")],
-        mode="CDC_ONLY", auto_create=True, target_table_policy="fail",
-    )
+    yield from _running(pg, pg_db, target_db, monkeypatch, [TablePlan("Shop", "Order", "Copy", "Order"),
+                                                            TablePlan("Shop", "select", "Copy", "select")])
+
+
+def _running(pg: PgCluster, pg_db: str, target_db: str, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+             tables: list[TablePlan]) -> Iterator[CdcWorker]:
+    """A CdcWorker on `tables` in a thread, as the runner runs it; stopped and its slot dropped afterwards."""
+    recorded: list = []  # what the worker hands to monitoring (no app database in this test)
+    monkeypatch.setattr(monitoring, "record_applied", lambda _pid, batch, _at: recorded.extend(batch))
+    plan = CdcPlan(pipeline_id=PIPELINE_ID, source=spec(pg, pg_db), target=spec(pg, target_db), tables=tables,
+                   mode="CDC_ONLY", auto_create=True, target_table_policy="fail")
     stop = threading.Event()
     streaming = threading.Event()
     w = CdcWorker(plan, stop, on_streaming=streaming.set)
@@ -112,3 +118,47 @@ def test_every_type_round_trips_through_cdc(pg: PgCluster, pg_db: str, target_db
     ops = [(e.op, e.table) for e in worker.recorded]  # type: ignore[attr-defined]
     assert ops.count(("delete", "Order")) == 1 and ops.count(("delete", "select")) == 1
     assert sum(1 for e in worker.recorded if e.op == "update") == worker.counters.updates  # type: ignore[attr-defined]
+
+
+def test_large_transaction_in_parts_with_a_new_column(pg: PgCluster, pg_db: str, target_db: str,  # noqa: F811
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A transaction larger than a batch is applied in parts as it arrives and committed once; a column
+    added in its middle undoes the parts (their open target transaction would block the ALTER) and the
+    whole transaction is applied again after the target got the column."""
+    monkeypatch.setattr(engine, "BATCH_EVENTS", 1000)
+    monkeypatch.setattr(engine, "PART_EVENTS", 500)
+    calls: list[str] = []
+    for name in ("apply_part", "rollback"):
+        method = getattr(PgApplier, name)
+        monkeypatch.setattr(PgApplier, name, lambda self, *a, _m=method, _n=name: (calls.append(_n), _m(self, *a))[1])
+    execute(pg, pg_db, "CREATE SCHEMA big; CREATE TABLE big.t (id int PRIMARY KEY, v text)")
+    workers = _running(pg, pg_db, target_db, monkeypatch, [TablePlan("big", "t", "big", "t")])
+    w = next(workers)
+    try:
+        execute(pg, pg_db, "BEGIN; INSERT INTO big.t SELECT g, 'v' || g FROM generate_series(1, 25000) g; "
+                           "ALTER TABLE big.t ADD COLUMN extra int; "
+                           "UPDATE big.t SET extra = id, v = 'u' WHERE id % 1000 = 0; "
+                           "DELETE FROM big.t WHERE id <= 10; "
+                           "INSERT INTO big.t SELECT g, 'w', g FROM generate_series(25001, 27000) g; COMMIT")
+        execute(pg, pg_db, "UPDATE big.t SET v = 'after' WHERE id = 11")
+        digest = "SELECT count(*), md5(string_agg(t::text, ',' ORDER BY id)) FROM big.t t"
+        deadline = time.monotonic() + 60
+        while rows(pg, target_db, digest) != rows(pg, pg_db, digest):
+            assert not w.failures, w.failures  # type: ignore[attr-defined]
+            assert time.monotonic() < deadline, (rows(pg, target_db, digest), rows(pg, pg_db, digest))
+            time.sleep(0.2)
+        assert rows(pg, target_db, digest)[0][0] == 26990
+        assert w.counters.inserts == 27000 and w.counters.deletes == 10
+        assert "rollback" in calls and calls.count("apply_part") >= 2, calls  # parts, undone, then parts again
+    finally:
+        next(workers, None)
+
+
+def rows(pg: PgCluster, db: str, query: str) -> list[tuple]:
+    conn = pg.connect(db)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(query)
+            return cur.fetchall()
+    finally:
+        conn.close()

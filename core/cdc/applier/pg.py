@@ -4,6 +4,8 @@ One batch = one target transaction: read (and lock) the stored offset, skip even
 it, fold the rest into net changes per table, COPY them into TEMP staging tables, run the
 set-based statements (TRUNCATE, DELETE ... USING, INSERT ... ON CONFLICT, UPDATE ... FROM) and
 write the new offset, then commit. Any failure rolls all of it back and drops the session.
+A source transaction too large for one batch can be sent ahead in parts (`apply_part`): they
+go into the same target transaction, which the next `apply` commits with its position.
 """
 
 from __future__ import annotations
@@ -52,6 +54,15 @@ class ApplyStats:
     seconds: float = 0.0
 
 
+@dataclass
+class _OpenTransaction:
+    """A target transaction between its first write and its commit."""
+
+    stats: ApplyStats
+    stored: dict[str, int | None] = field(default_factory=dict)  # stream -> offset read FOR UPDATE
+    staged: set[int] = field(default_factory=set)  # oids whose TEMP staging table it created
+
+
 class PgApplier:
     """Applies change batches to the PostgreSQL target of one pipeline; not thread-safe (one per pipeline)."""
 
@@ -74,6 +85,7 @@ class PgApplier:
         self._tables: dict[SourceTable, TargetTable] = {}
         self._sql: dict[int, Statements] = {}  # by target oid
         self._staged: set[int] = set()  # oids whose TEMP staging table exists in this session
+        self._open: _OpenTransaction | None = None  # the target transaction in progress, if any
         self._conn: PgConnection | None = None
         try:
             conn = self._connection()
@@ -111,6 +123,7 @@ class PgApplier:
     def _discard(self) -> None:
         """Drop the session after a failure: its transaction is rolled back and TEMP tables vanish."""
         conn, self._conn = self._conn, None
+        self._open = None
         self._staged.clear()
         self._sql.clear()
         if conn is not None and not conn.closed:
@@ -134,6 +147,8 @@ class PgApplier:
 
     def refresh(self, source_table: SourceTable | None = None) -> None:
         """Re-read target columns and keys (all tables, or one) after the target's schema changed."""
+        if self._open is not None:
+            raise RuntimeError("PgApplier.refresh while applied parts wait for their commit: rollback() first")
         wanted = [source_table] if source_table is not None else list(self._map)
         conn = self._connection()
         try:
@@ -199,6 +214,31 @@ class PgApplier:
         """
         return self.apply_streams({self.source: (events, position)})
 
+    def apply_part(self, events: Sequence[ChangeEvent]) -> None:
+        """Apply part of a source transaction too large for one batch, in a target transaction left open.
+
+        The next `apply()` adds the rest and commits all of it with its position; `rollback()` (or
+        any failure) discards the parts. Events at or before the stored offset are skipped, as in `apply`.
+        """
+        conn = self._connection()
+        try:
+            with conn.cursor() as cur:
+                stats = self._open_stats()
+                stored = self._stored_for_update(cur, self.source)
+                live = events if stored is None else [e for e in events if e.position > stored]
+                stats.skipped += len(events) - len(live)
+                self._write(cur, live, stats, clear_stage=True)
+        except psycopg2.Error as exc:
+            self._discard()
+            raise translate_error(exc, self.spec) from None
+        except BaseException:
+            self._discard()
+            raise
+
+    def rollback(self) -> None:
+        """Discard the parts applied since the last commit (the session is dropped, as after a failure)."""
+        self._discard()
+
     def apply_streams(self, streams: Mapping[str, tuple[Sequence[ChangeEvent], int]]) -> ApplyStats:
         """Apply the events of several source streams and record each stream's position, in one transaction.
 
@@ -215,24 +255,23 @@ class PgApplier:
                 total = 0
                 for name, (events, position) in streams.items():
                     total += len(events)
-                    stored = read_offset_for_update(cur, self.pipeline_id, name)
+                    stored = self._stored_for_update(cur, name)
                     if stored is not None and position <= stored:
                         continue
                     moved[name] = position
                     live.extend(events if stored is None else [e for e in events if e.position > stored])
                 if not moved:
-                    conn.rollback()
+                    self._rollback(conn)
                     last = max((p for _e, p in streams.values()), default=None)
                     return ApplyStats(position=last, skipped=total, seconds=time.perf_counter() - started)
-                stats = ApplyStats(position=max(moved.values()), applied=True, skipped=total - len(live))
-                batches = collect(live, self.target_table)
-                work = [self._stage(cur, changes, stats) for changes in batches.values()]
-                statements = ";".join(s for statements in work for s in statements)
-                if statements:
-                    cur.execute(statements)
+                stats = self._open_stats()
+                stats.position, stats.applied = max(moved.values()), True
+                stats.skipped += total - len(live)
+                self._write(cur, live, stats)
                 for name, position in moved.items():
                     write_offset(cur, self.pipeline_id, position, name)
             conn.commit()
+            self._open = None
         except psycopg2.Error as exc:
             self._discard()
             raise translate_error(exc, self.spec) from None
@@ -241,6 +280,35 @@ class PgApplier:
             raise
         stats.seconds = time.perf_counter() - started
         return stats
+
+    def _open_stats(self) -> ApplyStats:
+        """The stats of the target transaction in progress (parts included)."""
+        if self._open is None:
+            self._open = _OpenTransaction(ApplyStats(position=None))
+        return self._open.stats
+
+    def _stored_for_update(self, cur: Any, name: str) -> int | None:
+        """A stream's stored offset, read (and locked) once per target transaction."""
+        stored = self._open.stored if self._open is not None else {}
+        if name not in stored:
+            stored[name] = read_offset_for_update(cur, self.pipeline_id, name)
+        return stored[name]
+
+    def _rollback(self, conn: PgConnection) -> None:
+        conn.rollback()
+        if self._open is not None and self._open.staged:
+            self._staged -= self._open.staged  # TEMP tables created in the rolled back transaction are gone
+        self._open = None
+
+    def _write(self, cur: Any, events: Sequence[ChangeEvent], stats: ApplyStats, clear_stage: bool = False) -> None:
+        """Stage and run the net changes of `events` in the open transaction (emptying the stages after a part)."""
+        batches = collect(events, self.target_table)
+        work = [self._stage(cur, changes, stats) for changes in batches.values()]
+        statements = [s for statements in work for s in statements]
+        if clear_stage:  # the next part's statements must not see these staged rows again
+            statements += [self._statements(changes.table).clear_stage() for changes in batches.values()]
+        if statements:
+            cur.execute(";".join(statements))
 
     def stored_positions(self, prefix: str) -> dict[str, int]:
         """Every stored stream position of this pipeline whose stream name starts with `prefix`."""
@@ -275,6 +343,8 @@ class PgApplier:
         if copies and table.oid not in self._staged:
             cur.execute(st.create_stage())
             self._staged.add(table.oid)
+            if self._open is not None:
+                self._open.staged.add(table.oid)
         for statement, data in copies:
             cur.copy_expert(statement, io.BytesIO(data), size=_COPY_CHUNK)
         return statements

@@ -70,6 +70,10 @@ class Statements:
 
         return self._render("create", build)
 
+    def clear_stage(self) -> str:
+        """Empty the staging table inside a transaction (between the parts of one large source transaction)."""
+        return self._render("clear", lambda: sql.SQL("TRUNCATE pg_temp.{}").format(self.stage))
+
     def drop_stage(self) -> str:
         return self._render("drop", lambda: sql.SQL("DROP TABLE IF EXISTS pg_temp.{}").format(self.stage))
 
