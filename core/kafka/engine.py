@@ -18,8 +18,11 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from core import monitoring
 from core.cdc import pg_source
@@ -92,6 +95,7 @@ class KafkaCdcWorker(CdcWorker):
         self._converters: dict[tuple[str, str], TableConverter] = {}
         self._topics: dict[str, tuple[str, str]] = {}
         self.source_error: str | None = None  # the source cannot be reached from the app
+        self._applying: _InOrder | None = None
         self._slot_inactive_since: float | None = None
 
     # ------------------------------------------------------------------ setup
@@ -221,52 +225,59 @@ class KafkaCdcWorker(CdcWorker):
         consumer.assign(partitions)
 
     def _consume(self, consumer: Any, applier: PgApplier, client: KafkaConnectClient, stored: dict[str, int]) -> None:
+        """Read, decode and hand batches to the apply thread; decoding batch k+1 overlaps applying batch k."""
         from confluent_kafka import KafkaError
 
-        groups: dict[str, tuple[list[ChangeEvent], int]] = {}
-        partitions: dict[str, Any] = {}
+        parts: dict[tuple[str, int], _Partition] = {}
         pending = 0
         since = 0.0
         next_status = next_lag = time.monotonic() + STATUS_EVERY_S
-        while not self.stop.is_set():
-            messages = consumer.consume(num_messages=5000, timeout=0.2)
-            for msg in messages:
-                err = msg.error()
-                if err is not None:
-                    if err.code() in (KafkaError._PARTITION_EOF, KafkaError.UNKNOWN_TOPIC_OR_PART):
-                        continue
-                    if err.fatal():
-                        raise CdcFailed(f"Kafka consumer failed: {err.str()}")
-                    log.warning("pipeline %s: Kafka: %s", self.plan.pipeline_id, err.str())
-                    continue
-                name = stream_name(msg.topic(), msg.partition())
-                events, _last = groups.get(name, ([], -1))
-                event = self._event(applier, msg)
-                if event is not None:
-                    events.append(event)
-                groups[name] = (events, msg.offset())
-                partitions[name] = (msg.topic(), msg.partition(), msg.offset())
-                if not pending:
-                    since = time.monotonic()
-                pending += 1
-            now = time.monotonic()
-            if groups and (pending >= BATCH_MESSAGES or now - since >= BATCH_SECONDS or not messages):
-                self._apply_groups(applier, consumer, groups, partitions)
-                groups, partitions, pending = {}, {}, 0
-            if now >= next_status:
-                self._watch_connector(client)
-                next_status = now + STATUS_EVERY_S
-            if now >= next_lag:
-                self._measure_lag()
-                next_lag = now + 2.0
-        if groups:
-            self._apply_groups(applier, consumer, groups, partitions)
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"kafka-apply-{self.plan.pipeline_id}") as pool:
+            self._applying = _InOrder(pool, consumer)
+            try:
+                while not self.stop.is_set():
+                    messages = consumer.consume(num_messages=5000, timeout=0.2)
+                    for msg in messages:
+                        err = msg.error()
+                        if err is not None:
+                            if err.code() in (KafkaError._PARTITION_EOF, KafkaError.UNKNOWN_TOPIC_OR_PART):
+                                continue
+                            if err.fatal():
+                                raise CdcFailed(f"Kafka consumer failed: {err.str()}")
+                            log.warning("pipeline %s: Kafka: %s", self.plan.pipeline_id, err.str())
+                            continue
+                        key = (msg.topic(), msg.partition())
+                        part = parts.get(key)
+                        if part is None:
+                            part = parts[key] = _Partition(*key)
+                        event = self._event(applier, msg)
+                        if event is not None:
+                            part.events.append(event)
+                        part.last = msg.offset()
+                        if not pending:
+                            since = time.monotonic()
+                        pending += 1
+                    now = time.monotonic()
+                    if parts and (pending >= BATCH_MESSAGES or now - since >= BATCH_SECONDS or not messages):
+                        self._applying.submit(lambda p=parts: self._apply_parts(applier, p), parts)
+                        parts, pending = {}, 0
+                    if now >= next_status:
+                        self._watch_connector(client)
+                        next_status = now + STATUS_EVERY_S
+                    if now >= next_lag:
+                        self._measure_lag()
+                        next_lag = now + 2.0
+                if parts:
+                    self._applying.submit(lambda p=parts: self._apply_parts(applier, p), parts)
+                self._applying.drain()
+            finally:
+                self._applying = None
 
     def _event(self, applier: PgApplier, msg: Any) -> ChangeEvent | None:
         raw = msg.value()
         if raw is None:
             return None  # the tombstone Debezium sends after a delete (for log compaction)
-        envelope = json.loads(raw)
+        envelope = _loads(raw)
         if isinstance(envelope, dict) and "payload" in envelope and "op" not in envelope:
             envelope = envelope["payload"]  # a JsonConverter with schemas enabled
         if not envelope or "op" not in envelope:
@@ -282,6 +293,8 @@ class KafkaCdcWorker(CdcWorker):
             return self._converters[table].event(envelope, msg.offset(), msg.headers())
 
     def _evolve_kafka(self, applier: PgApplier, table: tuple[str, str], columns: list[str]) -> None:
+        if self._applying is not None:
+            self._applying.drain()  # the applier is the apply thread's until its batches are in
         detail = get_connector(self.plan.source).table_detail(self.plan.source.database, *table)
         known = {c.name for c in detail.columns}
         missing = [c for c in columns if c not in known]
@@ -293,32 +306,23 @@ class KafkaCdcWorker(CdcWorker):
         self._converters[table] = TableConverter(table[0], table[1], {c.name: c.type for c in detail.columns},
                                                  detail.primary_key)
 
-    def _apply_groups(self, applier: PgApplier, consumer: Any, groups: dict, partitions: dict) -> None:
-        from confluent_kafka import TopicPartition
-
-        stats = applier.apply_streams(groups)
-        offsets = [TopicPartition(t, p, o + 1) for t, p, o in partitions.values()]
-        try:
-            consumer.commit(offsets=offsets, asynchronous=True)  # for tools that read group lag; truth is the target
-        except Exception as exc:  # noqa: BLE001 - informational only
-            log.debug("offset commit to Kafka failed: %s", exc)
-        batch = [e for events, _o in groups.values() for e in events]
-        if not batch or not stats.applied:
+    def _apply_parts(self, applier: PgApplier, parts: dict[tuple[str, int], _Partition]) -> None:
+        """One target transaction: the rows of every partition and each partition's offset (apply thread)."""
+        streams = {stream_name(p.topic, p.partition): (p.events, p.last) for p in parts.values()}
+        stats = applier.apply_streams(streams)
+        if not stats.applied or not stats.events:
             return
         c = self.counters
-        c.events += len(batch)
-        for e in batch:
-            if e.op == "insert":
-                c.inserts += 1
-            elif e.op == "update":
-                c.updates += 1
-            elif e.op == "delete":
-                c.deletes += 1
+        c.events += stats.events
+        c.inserts += stats.inserts
+        c.updates += stats.updates
+        c.deletes += stats.deletes
         c.last_applied_at = datetime.now(UTC)
-        times = [e.commit_time for e in batch if e.commit_time is not None]
-        if times:
-            c.last_commit_time = max(times)
-            c.seconds_behind = max(0.0, (c.last_applied_at - c.last_commit_time).total_seconds())
+        batch = [e for p in parts.values() for e in p.events]
+        last = max((e.commit_time for e in batch if e.commit_time is not None), default=None)
+        if last is not None:
+            c.last_commit_time = last
+            c.seconds_behind = max(0.0, (c.last_applied_at - last).total_seconds())
         monitoring.record_applied(self.plan.pipeline_id, batch, c.last_applied_at)
 
     def _measure_lag(self) -> None:
@@ -378,6 +382,56 @@ class KafkaCdcWorker(CdcWorker):
         except StudioError as exc:
             log.warning("pipeline %s: could not %s connector %s: %s", self.plan.pipeline_id,
                         "pause" if paused else "stop", self.connector, exc)
+
+
+class _Partition:
+    """What one consumed batch holds of one Kafka partition: its decoded events and its last offset."""
+
+    __slots__ = ("topic", "partition", "events", "last")
+
+    def __init__(self, topic: str, partition: int) -> None:
+        self.topic, self.partition = topic, partition
+        self.events: list[ChangeEvent] = []
+        self.last = -1
+
+
+class _InOrder:
+    """Batches applied one at a time on the pool's thread, in order; at most one waits while one runs.
+
+    After a batch is in the target, its offsets are also committed to the consumer group (for tools
+    that show group lag; the truth is the target's offsets table), from the consuming thread.
+    """
+
+    def __init__(self, pool: ThreadPoolExecutor, consumer: Any) -> None:
+        self.pool, self.consumer = pool, consumer
+        self.running: tuple[Future, dict] | None = None
+
+    def submit(self, work: Callable[[], None], parts: dict) -> None:
+        self.drain()
+        self.running = (self.pool.submit(work), parts)
+
+    def drain(self) -> None:
+        """Wait for the running batch (its failure is raised here) and commit its offsets to Kafka."""
+        if self.running is None:
+            return
+        future, parts = self.running
+        self.running = None
+        future.result()
+        from confluent_kafka import TopicPartition
+
+        try:
+            self.consumer.commit(offsets=[TopicPartition(p.topic, p.partition, p.last + 1) for p in parts.values()],
+                                 asynchronous=True)
+        except Exception as exc:  # noqa: BLE001 - informational only
+            log.debug("offset commit to Kafka failed: %s", exc)
+
+
+def _loads(raw: bytes) -> Any:
+    """orjson where it can (about 2x json); json for what orjson refuses (lone surrogates, huge integers)."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return json.loads(raw)
 
 
 class _RelationStub:

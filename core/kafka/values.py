@@ -48,6 +48,7 @@ NEW_KEY_HEADER = "__debezium.newkey"  # on the delete half of a primary-key chan
 OLD_KEY_HEADER = "__debezium.oldkey"  # on the create half of a primary-key change
 
 Converter = Callable[[Any], str]
+_NONE: frozenset[str] = frozenset()
 
 _US_PER_DAY = 86_400_000_000
 
@@ -64,6 +65,11 @@ class UnknownColumns(Exception):
 
 
 def _text(v: Any) -> str:
+    t = type(v)
+    if t is str:
+        return v
+    if t is int:
+        return str(v)
     if isinstance(v, str):
         return v
     if isinstance(v, bool):
@@ -240,6 +246,11 @@ def _timestamptz(v: Any) -> str:
     '-4712-01-01T..Z' (4713 BC), '+294276-12-31T..Z'; PostgreSQL reads neither year 0 nor signed years."""
     if not isinstance(v, str):
         return _text(v)
+    if len(v) >= 20 and v[4] == "-" and v[10] == "T" and v[-1] == "Z" and v[0] in "0123456789" and v[:4] != "0000":
+        clock = v[11:-1]  # years 0001-9999 in UTC, the common case: no regex
+        if "." in clock:
+            clock = clock.rstrip("0").rstrip(".")
+        return f"{v[:10]} {clock}+00"
     m = _ISO_TIMESTAMP.fullmatch(v)
     if m is None:
         return v  # 'infinity', '-infinity'
@@ -341,24 +352,30 @@ def _convert_row(
     row: Mapping[str, Any] | None, converters: Mapping[str, Converter]
 ) -> tuple[dict[str, str | None] | None, frozenset[str]]:
     if row is None:
-        return None, frozenset()
+        return None, _NONE
     out: dict[str, str | None] = {}
-    unchanged = []
+    unchanged = None
+    get = converters.get
     for name, value in row.items():
         if value is None:
             out[name] = None
-        elif value == UNAVAILABLE or value == [UNAVAILABLE]:  # text, bytea, json(b) ...; arrays: [placeholder]
+            continue
+        t = type(value)
+        # the TOAST placeholder: text, bytea, json(b) ...; arrays carry it as their one element
+        if (t is str and value == UNAVAILABLE) or (t is list and len(value) == 1 and value[0] == UNAVAILABLE):
+            if unchanged is None:
+                unchanged = []
             unchanged.append(name)
         else:
-            out[name] = converters.get(name, _text)(value)
-    return out, frozenset(unchanged)
+            out[name] = get(name, _text)(value)
+    return out, (frozenset(unchanged) if unchanged else _NONE)
 
 
 def _header_map(headers: Mapping[str, Any] | Iterable[tuple[str, Any]] | None) -> dict[str, Any]:
     """Kafka message headers (confluent-kafka's list of (name, bytes) pairs, or a mapping) by name."""
     if not headers:
         return {}
-    pairs = headers.items() if isinstance(headers, Mapping) else headers
+    pairs = headers if type(headers) is list else headers.items() if isinstance(headers, Mapping) else headers
     out = {}
     for name, value in pairs:
         if name in (NEW_KEY_HEADER, OLD_KEY_HEADER) and value is not None:

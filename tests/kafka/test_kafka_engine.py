@@ -95,6 +95,11 @@ async def test_kafka_pipeline_lifecycle(kafka_env, client, admin, pg, pg_db, tar
 
     run_sql(pg, pg_db, *CHANGES)
     await converge(pg, pg_db, target_db, ITEMS.format("app"), ITEMS.format("copy"))
+    # A new source column: messages carry it, the target gets it (auto-create is on), no value is lost.
+    run_sql(pg, pg_db, "ALTER TABLE app.items ADD COLUMN note text",
+            "UPDATE app.items SET note = 'n' || id WHERE id <= 3")
+    notes = "SELECT id, note FROM {}.items ORDER BY id"
+    await converge(pg, pg_db, target_db, notes.format("app"), notes.format("copy"))
     lag = (await client.get(f"/api/v1/pipelines/{pid}/lag", headers=admin)).json()
     assert lag["insert_count"] >= 502 and lag["update_count"] >= 50 and lag["delete_count"] >= 21, lag
     events = (await client.get("/api/v1/monitoring/events", headers=admin, params={"pipeline_id": pid})).json()
