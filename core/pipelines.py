@@ -179,10 +179,9 @@ def _check_fields(data: PipelineCreate) -> None:
 
 
 def _check_engine_source(data: PipelineCreate, src: Connection) -> None:
-    if data.engine == "kafka_connect" and src.kind != "postgresql":
-        raise ValidationFailed("engine", f"the kafka_connect engine takes PostgreSQL sources in this version; "
-                               f"'{src.name}' is {src.kind}: use the embedded engine (it reads SQL Server's CDC "
-                               "change tables)")
+    if data.engine == "kafka_connect" and src.kind not in ("postgresql", "sqlserver"):
+        raise ValidationFailed("engine", f"the kafka_connect engine takes PostgreSQL and SQL Server sources; "
+                               f"'{src.name}' is {src.kind}: use the embedded engine")
 
 
 def _check_jdbc_sink() -> None:
@@ -311,11 +310,12 @@ def start_pipeline(actor: Actor, pipeline_id: int) -> PipelineStatus:
     with session_scope() as session:
         p = _load(session, pipeline_id)
         mode, source_kind = p.mode, _connection(session, "source_connection_id", p.source_connection_id, "source").kind
+        engine = p.engine
     if mode == "FULL_LOAD_ONLY":
         runner.start_full_load(pipeline_id, trigger="manual", actor_email=actor.email)
     else:
-        if source_kind != "postgresql":
-            raise ValidationFailed("mode", f"embedded CDC from {source_kind} sources is not available in this version")
+        if source_kind not in ("postgresql", "sqlserver"):
+            raise ValidationFailed("mode", f"CDC from {source_kind} sources ({engine} engine) is not available")
         runner.start_cdc(pipeline_id, trigger="manual", actor_email=actor.email)
     return get_status(actor, pipeline_id)
 

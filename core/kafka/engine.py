@@ -34,8 +34,8 @@ from core.config import get_settings
 from core.connectors import get_connector
 from core.errors import ConnectorError, StudioError
 from core.events import Event, bus
-from core.fullload import TableProgress
-from core.kafka import debezium
+from core.fullload import LoadOptions, TableProgress, pgsql, run_full_load
+from core.kafka import debezium, mssql_values
 from core.kafka.connect_client import ConnectNotFound, ConnectorStatus, KafkaConnectClient
 from core.kafka.values import TableConverter, UnknownColumns
 
@@ -104,12 +104,26 @@ class KafkaCdcWorker(CdcWorker):
         if not self.settings.kafka_bootstrap_servers:
             raise CdcFailed("the kafka_connect engine needs KAFKA_BOOTSTRAP_SERVERS (the Kafka brokers the Connect "
                             "cluster writes to); set it and restart the app, or use the embedded engine")
-        if self.plan.source.kind != "postgresql":
-            raise CdcFailed("the kafka_connect engine streams PostgreSQL sources in this version; SQL Server "
-                            "sources use the embedded engine")
-        super().check()
+        if self.plan.source.kind not in ("postgresql", "sqlserver"):
+            raise CdcFailed(f"the kafka_connect engine streams PostgreSQL and SQL Server sources; "
+                            f"{self.plan.source.kind} sources are not supported")
+        super().check()  # SQL Server: CDC on the database and tables (the fix in words), SQL Server Agent
+
+    @property
+    def _sqlserver(self) -> bool:
+        return self.plan.source.kind == "sqlserver"
 
     def connector_config(self) -> dict[str, str]:
+        if self._sqlserver:
+            return debezium.sqlserver_source_config(
+                self.plan.pipeline_id, self.plan.source, list(self._pairs),
+                bootstrap_servers=str(self.settings.kafka_bootstrap_servers),
+                heartbeat_ms=int(getattr(self.settings, "kafka_heartbeat_ms", 10_000)),
+                history_client=debezium.java_client_security(self.settings),
+                with_schemas=self.plan.sink == "connect", extra={
+                    "topic.creation.default.partitions": "1",
+                    "topic.creation.default.replication.factor": str(self.settings.kafka_topic_replication_factor),
+                })
         return debezium.postgres_source_config(
             self.plan.pipeline_id, self.plan.source, list(self._pairs), slot=self.slot,
             publication=self.publication, heartbeat_ms=int(getattr(self.settings, "kafka_heartbeat_ms", 10_000)),
@@ -170,11 +184,16 @@ class KafkaCdcWorker(CdcWorker):
         self.check()
         client = connect_client(self.settings)
         try:
-            self.prepare()
-            if self.stop.is_set():
-                return
-            self._learn_tables()
-            self.ensure_connector(client)
+            if self._sqlserver:
+                self._learn_tables()
+                loaded = self._prepare_sqlserver(client)
+            else:
+                self.prepare()
+                if self.stop.is_set():
+                    return
+                self._learn_tables()
+                self.ensure_connector(client)
+                loaded = False
             if self.stop.is_set():
                 return
             if self.plan.sink == "connect":
@@ -183,6 +202,8 @@ class KafkaCdcWorker(CdcWorker):
             with PgApplier(self.plan.target, self.plan.pipeline_id, self._pairs) as applier:
                 consumer = Consumer(consumer_config(self.plan.pipeline_id, self.settings), logger=log)
                 try:
+                    if loaded:
+                        self._mark_loaded(applier)
                     stored = applier.stored_positions(STREAM_PREFIX)
                     consumer.subscribe([self._topic_pattern()], on_assign=lambda c, parts: self._assign(c, parts,
                                                                                                      stored))
@@ -192,6 +213,80 @@ class KafkaCdcWorker(CdcWorker):
                     consumer.close()
         finally:
             client.close()
+
+    def _prepare_sqlserver(self, client: KafkaConnectClient) -> bool:
+        """SQL Server: no slot. The connector (snapshot.mode=no_data: it streams from the CDC position
+        current when it starts) runs before the app's full load, so nothing committed during the load
+        is missed; what the load copied and Kafka also carries is applied again and converges (upserts
+        of whole rows, deletes by key). True when a full load ran (its topics are then read from
+        their start); a restart after a completed load goes straight to streaming.
+        """
+        if self.plan.mode != "FULL_LOAD_AND_CDC" or self._stored_kafka_offsets():
+            if self.plan.mode != "FULL_LOAD_AND_CDC":
+                self._create_missing_targets()
+            self.ensure_connector(client)
+            return False
+        self.ensure_connector(client)
+        self._wait_streaming()  # Debezium has fixed its start position: the load may read rows now
+        if self.stop.is_set():
+            return False
+        options = LoadOptions(auto_create=self.plan.auto_create, target_table_policy=self.plan.target_table_policy)
+        self.full_load_status = "RUNNING"
+        result = run_full_load(self.plan.source, self.plan.target, self.plan.tables, options, self.on_progress,
+                               self.stop)
+        self.full_load_status = result.status
+        if result.status != "COMPLETED":
+            failed = [t for t in result.tables if t.status == "FAILED"]
+            reason = f"{failed[0].source}: {failed[0].error}" if failed else result.status.lower()
+            raise CdcFailed(f"the full load before CDC did not complete ({reason})")
+        return True
+
+    def _wait_streaming(self) -> None:
+        """Wait for the connector's first heartbeat: Debezium sends it from its streaming loop, after it fixed
+        the position it streams from. Connect reports a task RUNNING earlier than that, so RUNNING alone
+        would leave a window in which a row the load copied could change unseen."""
+        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+        topic = f"__debezium-heartbeat.{self.prefix}"
+        interval_s = int(getattr(self.settings, "kafka_heartbeat_ms", 10_000)) / 1000
+        deadline = time.monotonic() + max(60.0, 3 * interval_s)
+        config = {**consumer_config(self.plan.pipeline_id, self.settings), "group.id": f"{self.connector}-heartbeat"}
+        consumer = Consumer(config, logger=log)
+        try:
+            consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+            while not self.stop.is_set():
+                msg = consumer.poll(0.5)
+                if msg is not None and not msg.error():
+                    return
+                if time.monotonic() > deadline:
+                    raise CdcFailed(f"connector {self.connector} is RUNNING but sent no heartbeat to {topic} within "
+                                    f"{deadline - time.monotonic() + max(60.0, 3 * interval_s):.0f} s: Debezium is not "
+                                    "streaming yet (is SQL Server Agent running? look at the Connect worker's log)")
+        finally:
+            consumer.close()
+
+    def _stored_kafka_offsets(self) -> bool:
+        """Whether the target holds Kafka positions of this pipeline (a completed full load, or changes applied)."""
+        spec = self.plan.target
+        conn = pgsql.connect(spec)
+        try:
+            with pgsql.pg_errors(spec), conn.cursor() as cur:
+                cur.execute("SELECT to_regclass('cdc_studio.offsets') IS NOT NULL")
+                if not cur.fetchone()[0]:
+                    return False
+                cur.execute("SELECT 1 FROM cdc_studio.offsets WHERE pipeline_id = %s AND left(source, %s) = %s "
+                            "LIMIT 1", (self.plan.pipeline_id, len(STREAM_PREFIX), STREAM_PREFIX))
+                return cur.fetchone() is not None
+        finally:
+            conn.close()
+
+    def _mark_loaded(self, applier: PgApplier) -> None:
+        """After the full load: each topic's position before its first message, so a restart skips the load
+        and still reads every change the connector sent since it started (one partition per topic)."""
+        stored = applier.stored_positions(STREAM_PREFIX)
+        marks = {stream_name(t, 0): ([], -1) for t in self._topics if stream_name(t, 0) not in stored}
+        if marks:
+            applier.apply_streams(marks)
 
     def _run_connect_sink(self, client: KafkaConnectClient) -> None:
         """Sink `connect`: a JDBC sink connector applies the topics; the app follows both connectors."""
@@ -209,11 +304,17 @@ class KafkaCdcWorker(CdcWorker):
 
     def _learn_tables(self) -> None:
         src = get_connector(self.plan.source)
+        database = self.plan.source.database if self._sqlserver else None  # SQL Server topics name the database
         for schema, table in self._pairs:
             detail = src.table_detail(self.plan.source.database, schema, table)
             self._converters[(schema, table)] = TableConverter(
-                schema, table, {c.name: c.type for c in detail.columns}, detail.primary_key)
-            self._topics[debezium.topic_name(self.plan.pipeline_id, schema, table)] = (schema, table)
+                schema, table, {c.name: c.type for c in detail.columns}, detail.primary_key, self._types)
+            self._topics[debezium.topic_name(self.plan.pipeline_id, schema, table, database)] = (schema, table)
+
+    @property
+    def _types(self) -> Callable[[str], Any] | None:
+        """How a column's values are read, by the source's kind (None: PostgreSQL's)."""
+        return mssql_values.converter_for if self._sqlserver else None
 
     @staticmethod
     def _assign(consumer: Any, partitions: list, stored: dict[str, int]) -> None:
@@ -301,10 +402,14 @@ class KafkaCdcWorker(CdcWorker):
         if missing:
             raise CdcFailed(f"messages of {table[0]}.{table[1]} carry column(s) {', '.join(missing)} that the "
                             "source table does not have")
+        if self._sqlserver:
+            target = "{}.{}".format(*self._pairs[table])
+            raise CdcFailed(f"source table {table[0]}.{table[1]} has new column(s) {', '.join(columns)}; add them to "
+                            f"{target} (with the mapped PostgreSQL types), then start again")
         relation = _RelationStub(table[0], table[1])
         self._evolve(applier, RelationChanged(relation=relation, previous=relation, added=tuple(columns)))  # type: ignore[arg-type]
         self._converters[table] = TableConverter(table[0], table[1], {c.name: c.type for c in detail.columns},
-                                                 detail.primary_key)
+                                                 detail.primary_key, self._types)
 
     def _apply_parts(self, applier: PgApplier, parts: dict[tuple[str, int], _Partition]) -> None:
         """One target transaction: the rows of every partition and each partition's offset (apply thread)."""

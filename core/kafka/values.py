@@ -398,10 +398,14 @@ class TableConverter:
     pass the headers to be independent of batching).
     """
 
-    def __init__(self, schema: str, table: str, column_types: Mapping[str, str], key: list[str]) -> None:
+    def __init__(self, schema: str, table: str, column_types: Mapping[str, str], key: list[str],
+                 types: Callable[[str], Converter] | None = None) -> None:
+        """`types` picks a column's converter from its source type text: `converter_for` (PostgreSQL
+        sources) unless given, e.g. core.kafka.mssql_values.converter_for for SQL Server sources."""
         self.schema, self.table, self.key = schema, table, list(key)
         self.columns = dict(column_types)
-        self.converters = {name: converter_for(t) for name, t in column_types.items()}
+        pick = types or converter_for
+        self.converters = {name: pick(t) for name, t in column_types.items()}
         self._deleted: tuple[Any, dict[str, str | None], dict[str, str | None] | None] | None = None
         self._warned: frozenset[str] = frozenset()
 
