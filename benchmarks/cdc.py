@@ -3,15 +3,18 @@
 Starts a throwaway cluster (wal_level=logical) with a source and a target database (two
 databases of ONE cluster: both sides share the machine's cores) and, per round, times:
 
-  A  one N-row INSERT transaction: from its COMMIT until the target has it
+  A  A-live: one N-row INSERT transaction while both consumers are already streaming, from its
+     COMMIT until the target has it
        native  CREATE SUBSCRIPTION (copy_data = false, streaming before the workload), done when
                the subscription's replication origin reaches the transaction's commit LSN
        ours    the real engine: a CdcWorker with a CDC_ONLY CdcPlan on a thread, as core/runner.py
                runs it (it creates its publication and slot, then streams); done when the target's
                cdc_studio.offsets position reaches the commit LSN
+  C  A-catchup: the same N-row transaction committed while both consumers are stopped, then timed
+     as B is (so the walsender's / our decoding of the whole transaction is inside the time)
   B  N single-row transactions generated while the consumer is stopped (subscription disabled,
-     our worker not running; generation does not count), then timed from ENABLE / worker start
-     until the last transaction is applied
+     our worker not running; its slot and publication exist; generation does not count), then
+     timed from ENABLE / worker start until the last transaction is applied
   L  commit-to-applied latency: a server-side procedure commits `--rate` single-row transactions
      per second for `--latency-seconds`; each row carries clock_timestamp() at insert and a
      BEFORE INSERT OR UPDATE trigger on the target stamps applied_at = clock_timestamp() (same
@@ -24,7 +27,7 @@ is dropped after each measurement. Ours records its batches in a throwaway SQLit
 like the app does. Both target tables are verified against the source (count + md5).
 
     .venv/bin/python benchmarks/cdc.py [--rows 200000] [--rounds 3] [--latency-seconds 10] [--rate 1000]
-                                       [--workloads ABL] [--profile] [--without-monitoring]
+                                       [--workloads ACBL] [--profile] [--without-monitoring]
 
 --profile cProfiles our worker thread (and so slows it); --without-monitoring is a diagnostic that
 turns core.monitoring.record_applied into a no-op in this process, to show what recording each
@@ -244,6 +247,19 @@ class Native:
         return self.b.one(self.b.src, "SELECT count(*) FROM pg_stat_replication WHERE application_name = %s "
                                       "AND state = 'streaming'", (NAT_SUB,)) == 1
 
+    def stream(self) -> None:
+        """Create the subscription enabled and wait until its walsender streams."""
+        self.create()
+        wait_until("the subscription to stream", self.streaming, 60)
+
+    def prepare_stopped(self) -> None:
+        """Slot and publication exist, the subscription is created disabled: no one reads the slot."""
+        self.create(enabled=False)
+
+    def resume(self) -> None:
+        """Start consuming what was written while stopped."""
+        self.enable()
+
     def enable(self) -> None:
         self.b.q(self.b.dst, f"ALTER SUBSCRIPTION {NAT_SUB} ENABLE")
 
@@ -340,6 +356,20 @@ class OurWorker:
     def wait_streaming(self) -> None:
         wait_until("our worker to stream", self.started.is_set, 60, self.alive)
 
+    def stream(self) -> None:
+        """Start the worker and wait until it streams (it creates its publication and slot first)."""
+        self.start()
+        self.wait_streaming()
+
+    def prepare_stopped(self) -> None:
+        """Start once (creates the publication and the slot, as when a pipeline is started), then stop."""
+        self.stream()
+        self.halt()
+
+    def resume(self) -> None:
+        """Start again: the worker reads its slot from where it stopped."""
+        self.start()
+
     def halt(self) -> None:
         self.stop.set()
         if self.thread is not None:
@@ -372,50 +402,59 @@ class OurWorker:
 # ------------------------------------------------------------------------------------ workloads
 
 
-def one_transaction(b: Bench, consumer: Native | OurWorker, table: str, rows: int) -> float:
-    """Workload A: seconds from the COMMIT of one `rows`-row transaction until the target applied it."""
+Consumer = Native | OurWorker
+
+
+def wait_applied(consumer: Consumer, lsn: int, rows: int) -> float:
+    """The perf_counter time the consumer was first seen to have applied up to `lsn` (the last of `rows` rows)."""
+    return wait_until(f"{rows} rows applied", lambda: consumer.applied() >= lsn, max(120.0, rows / 500), consumer.alive)
+
+
+def one_transaction_live(b: Bench, consumer: Consumer, table: str, rows: int) -> float:
+    """Workload A-live: seconds from the COMMIT of one `rows`-row transaction until the target applied it."""
     reset(b, table)
     try:
-        if isinstance(consumer, Native):
-            consumer.create()
-            wait_until("the subscription to stream", consumer.streaming, 60)
-        else:
-            consumer.start()
-            consumer.wait_streaming()
+        consumer.stream()
         lsn, committed = commit_insert(b, table, 1, rows)
-        done = wait_until(f"{rows} rows applied", lambda: consumer.applied() >= lsn, max(120.0, rows / 500),
-                          consumer.alive)
+        done = wait_applied(consumer, lsn, rows)
     finally:
         consumer.drop()
     verify(b, table, rows)
     return done - committed
 
 
-def single_row_transactions(b: Bench, consumer: Native | OurWorker, table: str, rows: int) -> tuple[float, float]:
-    """Workload B: (catch-up seconds, generation seconds) for `rows` single-row transactions made while stopped."""
+def catch_up(b: Bench, consumer: Consumer, table: str, rows: int, generate: Callable[[], int]) -> tuple[float, float]:
+    """(catch-up seconds, generation seconds): `generate` writes `rows` rows while the consumer is stopped (its
+    slot and publication exist, no one reads them) and returns an LSN at or below the last commit; timed from
+    ENABLE / worker start until the target has applied that commit."""
     reset(b, table)
     try:
-        if isinstance(consumer, Native):
-            consumer.create(enabled=False)
-        else:
-            consumer.start()  # creates the publication and the slot, as when a pipeline is started
-            consumer.wait_streaming()
-            consumer.halt()
+        consumer.prepare_stopped()
         began = time.perf_counter()
-        b.q(b.src, f"CALL gen_{table}(1, {rows - 1})")
-        lsn, _ = commit_insert(b, table, rows, rows)  # the last one tells its commit LSN
+        lsn = generate()
         generated = time.perf_counter() - began
         started = time.perf_counter()
-        if isinstance(consumer, Native):
-            consumer.enable()
-        else:
-            consumer.start()
-        done = wait_until(f"{rows} transactions applied", lambda: consumer.applied() >= lsn, max(120.0, rows / 500),
-                          consumer.alive)
+        consumer.resume()
+        done = wait_applied(consumer, lsn, rows)
     finally:
         consumer.drop()
     verify(b, table, rows)
     return done - started, generated
+
+
+def one_transaction_catch_up(b: Bench, consumer: Consumer, table: str, rows: int) -> tuple[float, float]:
+    """Workload A-catchup: one `rows`-row transaction committed while stopped (its decoding counts)."""
+    return catch_up(b, consumer, table, rows, lambda: commit_insert(b, table, 1, rows)[0])
+
+
+def single_row_transactions(b: Bench, consumer: Consumer, table: str, rows: int) -> tuple[float, float]:
+    """Workload B: `rows` single-row transactions committed while stopped."""
+
+    def generate() -> int:
+        b.q(b.src, f"CALL gen_{table}(1, {rows - 1})")
+        return commit_insert(b, table, rows, rows)[0]  # the last one tells its commit LSN
+
+    return catch_up(b, consumer, table, rows, generate)
 
 
 @dataclass
@@ -427,17 +466,12 @@ class Latency:
     rate: float  # achieved commits per second
 
 
-def latency(b: Bench, consumer: Native | OurWorker, table: str, seconds: float, rate: int) -> Latency:
+def latency(b: Bench, consumer: Consumer, table: str, seconds: float, rate: int) -> Latency:
     """Commit-to-applied latency of paced single-row commits (server clock on both ends)."""
     reset(b, table)
     n = max(1, int(seconds * rate))
     try:
-        if isinstance(consumer, Native):
-            consumer.create()
-            wait_until("the subscription to stream", consumer.streaming, 60)
-        else:
-            consumer.start()
-            consumer.wait_streaming()
+        consumer.stream()
         b.q(b.src, f"CALL gen_{table}(1, {n}, {rate})")
         wait_until(f"{n} paced rows applied", lambda: b.one(b.dst, f"SELECT count(*) FROM public.{table}") >= n,
                    120, consumer.alive)
@@ -457,14 +491,24 @@ def latency(b: Bench, consumer: Native | OurWorker, table: str, seconds: float, 
 # ------------------------------------------------------------------------------------ report
 
 
+# The throughput workloads by --workloads letter, in the order they run: (label, measurement). A measurement
+# returns seconds, or for a catch-up (seconds, generation seconds); all three use the NAT_T / OUR_T tables.
+RATE_WORKLOADS: dict[str, tuple[str, Callable]] = {
+    "A": ("A-live one {n:,}-row transaction", one_transaction_live),
+    "C": ("A-catchup one {n:,}-row transaction", one_transaction_catch_up),
+    "B": ("B {n:,} single-row transactions", single_row_transactions),
+}
+LABEL_WIDTH = 38
+
+
 def rate_line(label: str, rows: int, native_s: float, ours_s: float) -> str:
-    return (f"  {label:<34} native {rows / native_s:>9,.0f} rows/s ({native_s:6.2f} s)   "
+    return (f"  {label:<{LABEL_WIDTH}} native {rows / native_s:>9,.0f} rows/s ({native_s:6.2f} s)   "
             f"ours {rows / ours_s:>9,.0f} rows/s ({ours_s:6.2f} s)   ratio {native_s / ours_s:.2f}")
 
 
 def lat_line(label: str, lat: Latency) -> str:
-    return (f"  {label:<34} p50 {lat.p50_ms:7.1f} ms   p99 {lat.p99_ms:7.1f} ms   max {lat.max_ms:7.1f} ms   "
-            f"({lat.rows:,} commits at {lat.rate:,.0f}/s)")
+    return (f"  {label:<{LABEL_WIDTH}} p50 {lat.p50_ms:7.1f} ms   p99 {lat.p99_ms:7.1f} ms   "
+            f"max {lat.max_ms:7.1f} ms   ({lat.rows:,} commits at {lat.rate:,.0f}/s)")
 
 
 def run_round(b: Bench, i: int, args: argparse.Namespace) -> dict[str, float | Latency]:
@@ -482,18 +526,20 @@ def run_round(b: Bench, i: int, args: argparse.Namespace) -> dict[str, float | L
             got[who] = fn(b, consumer, table, *extra)
         return got["native"], got["ours"]
 
-    if "A" in args.workloads:
-        out["a_native"], out["a_ours"] = both(one_transaction, NAT_T, OUR_T, "A", n)
-        print(rate_line(f"A one {n:,}-row transaction", n, out["a_native"], out["a_ours"]), flush=True)
-    if "B" in args.workloads:
-        (nb, ngen), (ob, ogen) = both(single_row_transactions, NAT_T, OUR_T, "B", n)
-        out["b_native"], out["b_ours"] = nb, ob
-        print(rate_line(f"B {n:,} single-row transactions", n, nb, ob)
-              + f"   (generated at {n / ngen:,.0f} and {n / ogen:,.0f} txn/s, not counted)", flush=True)
+    for letter, (label, measure) in RATE_WORKLOADS.items():
+        if letter not in args.workloads:
+            continue
+        nat, ours = both(measure, NAT_T, OUR_T, letter, n)
+        note = ""
+        if isinstance(nat, tuple):  # a catch-up: (seconds, generation seconds)
+            (nat, nat_gen), (ours, our_gen) = nat, ours
+            note = f"   (generated at {n / nat_gen:,.0f} / {n / our_gen:,.0f} rows/s, not counted)"
+        out[f"{letter}_native"], out[f"{letter}_ours"] = nat, ours
+        print(rate_line(label.format(n=n), n, nat, ours) + note, flush=True)
     if "L" in args.workloads and args.latency_seconds > 0:
-        out["l_native"], out["l_ours"] = both(latency, NAT_L, OUR_L, "L", args.latency_seconds, args.rate)
-        print(lat_line("L native subscription", out["l_native"]), flush=True)
-        print(lat_line("L ours", out["l_ours"]), flush=True)
+        out["L_native"], out["L_ours"] = both(latency, NAT_L, OUR_L, "L", args.latency_seconds, args.rate)
+        print(lat_line("L native subscription", out["L_native"]), flush=True)
+        print(lat_line("L ours", out["L_ours"]), flush=True)
     return out
 
 
@@ -507,21 +553,21 @@ def summary(rounds: list[dict], args: argparse.Namespace, server: str) -> None:
     print(f"median of {len(rounds)} round(s); {server}; source and target are two databases of ONE cluster "
           "on this machine (they share its cores);")
     print("fsync=off; synchronous_commit=off except in the sessions that commit the source workload (on)")
-    head = f"{'workload':<36} {'native rows/s':>14} {'ours rows/s':>12} {'ratio':>6}  goal"
+    head = f"{'workload':<{LABEL_WIDTH}} {'native rows/s':>14} {'ours rows/s':>12} {'ratio':>6}  goal"
     print(head)
     print("-" * len(head) + "-" * 8)
-    for key, label in (("a", f"A one {n:,}-row transaction"), ("b", f"B {n:,} single-row transactions")):
+    for key, (label, _) in RATE_WORKLOADS.items():
         if f"{key}_ours" not in rounds[0]:
             continue
         nat, ours = med(f"{key}_native"), med(f"{key}_ours")
         ratio = nat / ours
         per_round = ", ".join(f"{r[f'{key}_native'] / r[f'{key}_ours']:.2f}" for r in rounds)
-        print(f"{label:<36} {n / nat:>14,.0f} {n / ours:>12,.0f} {ratio:>6.2f}  >= 1.0 "
+        print(f"{label.format(n=n):<{LABEL_WIDTH}} {n / nat:>14,.0f} {n / ours:>12,.0f} {ratio:>6.2f}  >= 1.0 "
               f"{'met' if ratio >= 1.0 else 'NOT met'}   (ratio per round: {per_round})")
-    if "l_ours" in rounds[0]:
+    if "L_ours" in rounds[0]:
         print(f"commit-to-applied latency, {args.rate:,} single-row commits/s for {args.latency_seconds:g} s:")
         for who in ("native", "ours"):
-            lats = [r[f"l_{who}"] for r in rounds]
+            lats = [r[f"L_{who}"] for r in rounds]
             p50 = statistics.median(x.p50_ms for x in lats)
             p99 = statistics.median(x.p99_ms for x in lats)
             per_round = ", ".join(f"{x.p50_ms:.1f}/{x.p99_ms:.1f}" for x in lats)
@@ -533,7 +579,8 @@ def summary(rounds: list[dict], args: argparse.Namespace, server: str) -> None:
 
 
 def print_profiles(b: Bench) -> None:
-    names = {"A": "A one transaction", "B": "B single-row transactions", "L": "L latency"}
+    names = {"A": "A-live one transaction", "C": "A-catchup one transaction", "B": "B single-row transactions",
+             "L": "L latency"}
     for label, profiles in b.profiles.items():
         stats = pstats.Stats(profiles[0], stream=io.StringIO())
         for p in profiles[1:]:
@@ -575,17 +622,20 @@ def cleanup(b: Bench) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rows", type=int, default=200_000, help="rows of workloads A and B")
+    parser.add_argument("--rows", type=int, default=200_000, help="rows of workloads A-live, A-catchup and B")
     parser.add_argument("--rounds", type=int, default=3, help="measure everything this many times (medians)")
     parser.add_argument("--latency-seconds", type=float, default=10, help="length of the paced run (0: skip)")
     parser.add_argument("--rate", type=int, default=1000, help="single-row commits per second in the paced run")
     parser.add_argument("--profile", action="store_true", help="cProfile our worker thread (slows it down)")
-    parser.add_argument("--workloads", default="ABL", help="which of A, B, L to run (default all: ABL)")
+    parser.add_argument("--workloads", default="ACBL",
+                        help="which to run: A (A-live), C (A-catchup), B, L (default all: ACBL)")
     parser.add_argument("--without-monitoring", action="store_true",
                         help="DIAGNOSTIC, not the app: make core.monitoring.record_applied a no-op in this process "
                              "to show what recording batches in the app database costs")
     args = parser.parse_args()
     args.workloads = args.workloads.upper()
+    if set(args.workloads) - set(RATE_WORKLOADS) - {"L"}:
+        parser.error(f"--workloads takes letters of ACBL, not {args.workloads!r}")
     if args.without_monitoring:
         from core import monitoring
 
