@@ -17,6 +17,7 @@ import pytest
 from core.kafka import engine as kafka_engine
 from tests.api.conftest import admin, client  # noqa: F401 - fixtures
 from tests.api.test_cdc_api import converge, rows, run_sql, slots
+from tests.api.test_cdc_crash import sql, wait_until
 from tests.api.test_pipelines_api import make_connections, pipeline_body, wait_for_state
 from tests.appprocess import AppProcess
 from tests.pgcluster import PgCluster
@@ -157,26 +158,6 @@ async def test_kafka_engine_needs_the_cluster_settings(client, admin, pg, pg_db,
     assert r.status_code == 404 and "KAFKA_CONNECT_URL" in r.json()["detail"]
 
 
-def _sql(pg: PgCluster, db: str, query: str, params=None) -> list[tuple]:  # noqa: ANN001
-    return rows(pg, db, query) if params is None else _rows_params(pg, db, query, params)
-
-
-def _rows_params(pg: PgCluster, db: str, query: str, params) -> list[tuple]:  # noqa: ANN001
-    conn = pg.connect(db)
-    with conn.cursor() as cur:
-        cur.execute(query, params)
-        out = cur.fetchall() if cur.description else []
-    conn.close()
-    return out
-
-
-def _wait(check, timeout: float = 120) -> None:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.3)
-
-
 def test_app_crash_resumes_from_offsets_in_the_target(kafka_env, pg: PgCluster, pg_db: str, tmp_path) -> None:
     """SIGKILL the app while changes flow through Kafka: after a restart nothing is lost or applied twice."""
     target = pg_db + "_tgt"
@@ -216,25 +197,25 @@ def test_app_crash_resumes_from_offsets_in_the_target(kafka_env, pg: PgCluster, 
         pid = r.json()["id"]
         httpx.post(f"{app.base}/api/v1/pipelines/{pid}/start", headers=h, timeout=30)
         state = lambda: httpx.get(f"{app.base}/api/v1/pipelines/{pid}/status", headers=h).json()["state"]  # noqa: E731
-        _wait(lambda: state() == "RUNNING")
+        wait_until(lambda: state() == "RUNNING")
         w.start()
         total = "SELECT coalesce(sum(n), 0) FROM crash.counters"
-        _wait(lambda: _sql(pg, target, total)[0][0] > 300)
+        wait_until(lambda: sql(pg, target, total)[0][0] > 300)
         app.kill()  # mid-stream; Debezium keeps writing changes to Kafka while the app is down
         time.sleep(2.0)
         app.start()
         h = app.token()
-        _wait(lambda: state() == "RUNNING")
+        wait_until(lambda: state() == "RUNNING")
         time.sleep(1.0)
         stop.set()
         w.join()
-        expected = _sql(pg, pg_db, "SELECT id, n FROM crash.counters ORDER BY id")
+        expected = sql(pg, pg_db, "SELECT id, n FROM crash.counters ORDER BY id")
         assert sum(n for _, n in expected) == counts["increments"]
-        _wait(lambda: _sql(pg, target, "SELECT id, n FROM crash.counters ORDER BY id") == expected)
-        stored = _sql(pg, target, "SELECT source FROM cdc_studio.offsets WHERE pipeline_id = %s", (pid,))
+        wait_until(lambda: sql(pg, target, "SELECT id, n FROM crash.counters ORDER BY id") == expected)
+        stored = sql(pg, target, "SELECT source FROM cdc_studio.offsets WHERE pipeline_id = %s", (pid,))
         assert stored and all(s.startswith("kafka:") for (s,) in stored)
         assert httpx.delete(f"{app.base}/api/v1/pipelines/{pid}", headers=h, timeout=60).status_code == 204
-        assert _sql(pg, pg_db, "SELECT slot_name FROM pg_replication_slots") == []
+        assert sql(pg, pg_db, "SELECT slot_name FROM pg_replication_slots") == []
     finally:
         stop.set()
         if w.is_alive():

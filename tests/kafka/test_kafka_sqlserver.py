@@ -14,7 +14,6 @@ offsets in cdc_studio.offsets.
 from __future__ import annotations
 
 import json
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -36,6 +35,9 @@ from core.kafka.engine import KafkaCdcWorker
 from tests.core.test_mssql_engine import FakeMssql, install, recorded  # noqa: F401 - fixture
 from tests.kafka.test_kafka_engine import kafka_env, target_db  # noqa: F401 - fixtures
 from tests.pgcluster import PgCluster
+from tests.workerthread import Run
+from tests.workerthread import running as worker_running
+from tests.workerthread import wait_for as worker_wait_for
 
 SOURCE = ConnectionSpec(kind="sqlserver", host="mssql.invalid", port=1433, database="Shop", username="sa",
                         password="pw")
@@ -156,45 +158,15 @@ def make_plan(pg: PgCluster, db: str, pipeline_id: int, mode: str) -> CdcPlan:
                    auto_create=True, target_table_policy="fail", engine="kafka_connect")
 
 
-@dataclass
-class Run:
-    worker: KafkaCdcWorker
-    failures: list[BaseException]
-
-
 @contextmanager
 def running(plan: CdcPlan) -> Iterator[Run]:
-    """The worker in a thread, as the runner runs it; yields once it streams, stops it on the way out."""
-    stop, streaming = threading.Event(), threading.Event()
-    worker = KafkaCdcWorker(plan, stop, on_streaming=streaming.set)
-    failures: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            worker.run()
-        except BaseException as exc:  # surfaced by the tests
-            failures.append(exc)
-            streaming.set()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
-        assert streaming.wait(60), "the worker never started streaming"
-        assert not failures, failures
-        yield Run(worker, failures)
-    finally:
-        stop.set()
-        thread.join(60)
-    assert not thread.is_alive()
-    assert not failures, failures
+    """The Kafka worker in a thread (Connect's side faked by `fake`)."""
+    with worker_running(plan, KafkaCdcWorker, timeout_s=60) as run:
+        yield run
 
 
 def wait_for(run: Run, condition: Callable[[], bool], timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert not run.failures, run.failures
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.1)
+    worker_wait_for(run, condition, timeout_s, every_s=0.1)
 
 
 def create_topic(bootstrap: str, topic: str) -> None:
