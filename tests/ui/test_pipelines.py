@@ -69,9 +69,19 @@ async def test_wizard_creates_a_pipeline_from_discovery(app_env, user: User, pg:
     await eventually(lambda: len(preview.rows) == 2)
     assert {r["target"]: r["status"] for r in preview.rows} == {
         "crm.accounts": "will be created", "crm.contacts": "will be created"}
-    one(user, "p-schedule").value = "not a cron"
+    # The Debezium engine needs a Kafka Connect cluster; without one the form says so and saves nothing.
+    one(user, "p-mode").value = "CDC_ONLY"
+    one(user, "p-engine").value = "kafka_connect"
+    assert one(user, "p-sink").visible
     user.find(marker="p-create").click()
     error = one(user, "p-error")
+    await eventually(lambda: "KAFKA_CONNECT_URL" in error.text)
+    assert pipelines.list_pipelines(admin_actor()) == []
+    one(user, "p-mode").value = "FULL_LOAD_ONLY"
+    one(user, "p-engine").value = "embedded"
+    await user.should_not_see(marker="p-sink")
+    one(user, "p-schedule").value = "not a cron"
+    user.find(marker="p-create").click()
     await eventually(lambda: "cron" in error.text)
     assert pipelines.list_pipelines(admin_actor()) == []  # nothing half-saved
     one(user, "p-schedule").value = "0 3 * * *"
