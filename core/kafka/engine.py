@@ -62,8 +62,8 @@ def consumer_config(pipeline_id: int, settings: Any = None) -> dict[str, Any]:
         "enable.auto.commit": False,
         "enable.auto.offset.store": False,
         "auto.offset.reset": "earliest",
-        "session.timeout.ms": int(getattr(settings, "kafka_session_timeout_ms", 10_000)),
-        "heartbeat.interval.ms": max(100, int(getattr(settings, "kafka_session_timeout_ms", 10_000)) // 3),
+        "session.timeout.ms": settings.kafka_session_timeout_ms,
+        "heartbeat.interval.ms": max(100, settings.kafka_session_timeout_ms // 3),  # tansu: < session/2
         "topic.metadata.refresh.interval.ms": 1000,
         "fetch.wait.max.ms": 50,
         "client.id": debezium.connector_name(pipeline_id),
@@ -114,24 +114,22 @@ class KafkaCdcWorker(CdcWorker):
         return self.plan.source.kind == "sqlserver"
 
     def connector_config(self) -> dict[str, str]:
+        common = {
+            "heartbeat_ms": int(self.settings.kafka_heartbeat_ms),
+            "with_schemas": self.plan.sink == "connect",  # a JDBC sink needs schemas in the messages
+            "extra": {  # one partition per table topic: its changes are read in commit order
+                "topic.creation.default.partitions": "1",
+                "topic.creation.default.replication.factor": str(self.settings.kafka_topic_replication_factor),
+            },
+        }
         if self._sqlserver:
             return debezium.sqlserver_source_config(
                 self.plan.pipeline_id, self.plan.source, list(self._pairs),
                 bootstrap_servers=str(self.settings.kafka_bootstrap_servers),
-                heartbeat_ms=int(getattr(self.settings, "kafka_heartbeat_ms", 10_000)),
-                history_client=debezium.java_client_security(self.settings),
-                with_schemas=self.plan.sink == "connect", extra={
-                    "topic.creation.default.partitions": "1",
-                    "topic.creation.default.replication.factor": str(self.settings.kafka_topic_replication_factor),
-                })
-        return debezium.postgres_source_config(
-            self.plan.pipeline_id, self.plan.source, list(self._pairs), slot=self.slot,
-            publication=self.publication, heartbeat_ms=int(getattr(self.settings, "kafka_heartbeat_ms", 10_000)),
-            with_schemas=self.plan.sink == "connect", extra={
-                "skipped.operations": "none",  # TRUNCATE reaches the target too
-                "topic.creation.default.partitions": "1",
-                "topic.creation.default.replication.factor": str(self.settings.kafka_topic_replication_factor),
-            })
+                history_client=debezium.java_client_security(self.settings), **common)
+        common["extra"]["skipped.operations"] = "none"  # TRUNCATE reaches the target too
+        return debezium.postgres_source_config(self.plan.pipeline_id, self.plan.source, list(self._pairs),
+                                               slot=self.slot, publication=self.publication, **common)
 
     def ensure_connector(self, client: KafkaConnectClient, name: str | None = None,
                          config: dict[str, str] | None = None) -> ConnectorStatus:
@@ -154,7 +152,7 @@ class KafkaCdcWorker(CdcWorker):
                 status = None
             if status is not None:
                 if status.state in ("PAUSED", "STOPPED"):
-                    client.resume(self.connector)
+                    client.resume(name)
                 elif status.failed_tasks or status.state == "FAILED":
                     raise CdcFailed(f"connector {name} failed: {_trace(status)}")
                 elif status.healthy:
@@ -248,8 +246,8 @@ class KafkaCdcWorker(CdcWorker):
         from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
         topic = f"__debezium-heartbeat.{self.prefix}"
-        interval_s = int(getattr(self.settings, "kafka_heartbeat_ms", 10_000)) / 1000
-        deadline = time.monotonic() + max(60.0, 3 * interval_s)
+        wait_s = max(60.0, 3 * self.settings.kafka_heartbeat_ms / 1000)
+        deadline = time.monotonic() + wait_s
         config = {**consumer_config(self.plan.pipeline_id, self.settings), "group.id": f"{self.connector}-heartbeat"}
         consumer = Consumer(config, logger=log)
         try:
@@ -260,7 +258,7 @@ class KafkaCdcWorker(CdcWorker):
                     return
                 if time.monotonic() > deadline:
                     raise CdcFailed(f"connector {self.connector} is RUNNING but sent no heartbeat to {topic} within "
-                                    f"{deadline - time.monotonic() + max(60.0, 3 * interval_s):.0f} s: Debezium is not "
+                                    f"{wait_s:.0f} s: Debezium is not "
                                     "streaming yet (is SQL Server Agent running? look at the Connect worker's log)")
         finally:
             consumer.close()
