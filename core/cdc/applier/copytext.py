@@ -44,11 +44,11 @@ class Rows:
         if self.safe:
             self.lines.append("\t".join([escape(v) for v in values]))
             return
-        try:
-            self.lines.append(FIELD.join(values))
-        except TypeError:  # NULLs: mark them, and count them for the check in `payload`
+        if None in values:  # NULLs: mark them, and count them for the check in `payload`
             self.nulls += values.count(None)
             self.lines.append(FIELD.join([NULL if v is None else v for v in values]))
+        else:
+            self.lines.append(FIELD.join(values))
 
 
 def payload(rows: Rows, tail: str | None = None) -> str:

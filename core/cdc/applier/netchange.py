@@ -143,13 +143,11 @@ class TableChanges:
                 continue
             if type(rec) is dict:
                 if len(rec) == ncols and rec.keys() == colset:
-                    if safe:
-                        fulls.add(values_of(rec))
+                    values = values_of(rec)
+                    if safe or None in values:  # NULLs take the marked path (no exception per row)
+                        fulls.add(values)
                     else:
-                        try:
-                            lines.append(join(values_of(rec)))
-                        except TypeError:
-                            fulls.add(values_of(rec))
+                        lines.append(join(values))
                     continue
                 vals, unchanged = rec, frozenset()
             else:
