@@ -15,8 +15,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
@@ -35,6 +34,7 @@ from core.fullload import TablePlan
 from core.fullload import mssql as fullload_mssql
 from tests.core.test_mssql_cdc import T0, FakeConnection, FakeCursor, FakeServer, crow
 from tests.pgcluster import PgCluster
+from tests.workerthread import running, wait_for
 
 SOURCE = ConnectionSpec(
     kind="sqlserver", host="mssql.invalid", port=1433, database="Shop", username="sa", password="pw"
@@ -256,47 +256,6 @@ def target_spec(pg: PgCluster, db: str) -> ConnectionSpec:
 def make_plan(pg: PgCluster, db: str, pipeline_id: int, mode: str = "CDC_ONLY") -> CdcPlan:
     return CdcPlan(pipeline_id=pipeline_id, source=SOURCE, target=target_spec(pg, db), tables=list(PLANS), mode=mode,
                    auto_create=True, target_table_policy="fail")
-
-
-@dataclass
-class Run:
-    worker: CdcWorker
-    failures: list[BaseException]
-
-
-@contextmanager
-def running(plan: CdcPlan) -> Iterator[Run]:
-    """The worker in a thread, as the runner runs it; yields once it streams, stops it on the way out."""
-    stop, streaming = threading.Event(), threading.Event()
-    worker = CdcWorker(plan, stop, on_streaming=streaming.set)
-    failures: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            worker.run()
-        except BaseException as exc:  # surfaced by the tests
-            failures.append(exc)
-            streaming.set()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    try:
-        assert streaming.wait(30), "the worker never started streaming"
-        assert not failures, failures
-        yield Run(worker, failures)
-    finally:
-        stop.set()
-        thread.join(30)
-    assert not thread.is_alive()
-    assert not failures, failures
-
-
-def wait_for(run: Run, condition: Callable[[], bool], timeout_s: float = 20) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert not run.failures, run.failures
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def query(pg: PgCluster, db: str, statement: str, params: tuple = ()) -> list[tuple]:
