@@ -268,8 +268,7 @@ def _execute_cdc(active: ActiveRun) -> None:
             worker = CdcWorker(plan, active.cancel, **callbacks)
         active.worker = worker
         worker.run()
-        if plan.engine == "kafka_connect":
-            worker.finish(paused=active.pausing)
+        worker.finish(paused=active.pausing)
         state = "PAUSED" if active.pausing else "STOPPED"
         _finish_cdc(active, worker, "CANCELLED", None, state=state, cdc_status=state)
     except Exception as exc:  # noqa: BLE001 - any failure must end in ERROR with its reason

@@ -167,6 +167,10 @@ class CdcWorker:
 
     # ------------------------------------------------------------------ streaming
 
+    def finish(self, paused: bool) -> None:
+        """After `run` returned because of a stop or pause: nothing to do here (the slot keeps the changes);
+        engines with outside parts (the Kafka Connect connector) pause or stop them."""
+
     def run(self) -> None:
         """Check, prepare, then stream and apply until stopped. Raises on failure."""
         self.check()

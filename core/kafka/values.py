@@ -408,6 +408,8 @@ class TableConverter:
         self.converters = {name: pick(t) for name, t in column_types.items()}
         self._deleted: tuple[Any, dict[str, str | None], dict[str, str | None] | None] | None = None
         self._warned: frozenset[str] = frozenset()
+        self._last_ms: int | None = None
+        self._last_time: datetime | None = None
 
     def event(
         self,
@@ -418,17 +420,15 @@ class TableConverter:
         """The ChangeEvent of one envelope; None for the delete half of a key change when `headers` tell it."""
         op = normalize_op(envelope["op"])
         source = envelope.get("source") or {}
-        ms = source.get("ts_ms") or envelope.get("ts_ms")
-        commit_time = datetime.fromtimestamp(ms / 1000, UTC) if ms is not None else None
+        commit_time = self._commit_time(source.get("ts_ms") or envelope.get("ts_ms"))
         xid = source.get("txId")
         deleted, self._deleted = self._deleted, None
         if op == "truncate":
             return ChangeEvent("truncate", self.schema, self.table, None, None, None, position, commit_time, xid)
         raw_before, raw_after = envelope.get("before"), envelope.get("after")
         present = raw_after or raw_before or {}
-        unknown = [c for c in present if c not in self.columns]
-        if unknown:
-            raise UnknownColumns(self.schema, self.table, unknown)
+        if not present.keys() <= self.columns.keys():  # one set check per message; the list only when it fails
+            raise UnknownColumns(self.schema, self.table, [c for c in present if c not in self.columns])
         if raw_after is not None and len(raw_after) != len(self.columns):
             self._warn_missing(raw_after)
         moved = _header_map(headers)
@@ -459,6 +459,14 @@ class TableConverter:
         key = {k: old_key[k] for k in self.key}
         return ChangeEvent("update", self.schema, self.table, key, before, after, position, commit_time, xid,
                            unchanged)
+
+    def _commit_time(self, ms: int | None) -> datetime | None:
+        """The commit time of a message; the events of one transaction share it, so it is made once."""
+        if ms is None:
+            return None
+        if ms != self._last_ms:
+            self._last_ms, self._last_time = ms, datetime.fromtimestamp(ms / 1000, UTC)
+        return self._last_time
 
     def _warn_missing(self, row: Mapping[str, Any]) -> None:
         missing = frozenset(self.columns) - row.keys()

@@ -45,6 +45,22 @@ def wait_until(check, timeout: float = 90) -> None:  # noqa: ANN001
         time.sleep(0.3)
 
 
+def crash_pipeline(app: AppProcess, h: dict, pg: PgCluster, source: str, target: str, **extra: str) -> int:
+    """Source and target connections and a FULL_LOAD_AND_CDC pipeline of crash.counters on a running app."""
+    ids = []
+    for name, db, usage in (("s", source, "source"), ("t", target, "target")):
+        r = httpx.post(f"{app.base}/api/v1/connections", headers=h, json={
+            "name": name, "kind": "postgresql", "usage": usage, "host": pg.host, "port": pg.port,
+            "database": db, "username": pg.user, "password": pg.password})
+        ids.append(r.json()["id"])
+    r = httpx.post(f"{app.base}/api/v1/pipelines", headers=h, timeout=30, json={
+        "name": "crash", "source_connection_id": ids[0], "target_connection_id": ids[1],
+        "source_schema": "crash", "target_schema": "crash", "tables": ["counters"],
+        "mode": "FULL_LOAD_AND_CDC", **extra})
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
 def test_sigkill_mid_stream_loses_and_repeats_nothing(pg: PgCluster, pg_db: str, tmp_path) -> None:
     target = pg_db + "_tgt"
     pg.create_database(target)
@@ -57,17 +73,7 @@ def test_sigkill_mid_stream_loses_and_repeats_nothing(pg: PgCluster, pg_db: str,
     try:
         app.start()
         h = app.token()
-        ids = []
-        for name, db, usage in (("s", pg_db, "source"), ("t", target, "target")):
-            r = httpx.post(f"{app.base}/api/v1/connections", headers=h, json={
-                "name": name, "kind": "postgresql", "usage": usage, "host": pg.host, "port": pg.port,
-                "database": db, "username": pg.user, "password": pg.password})
-            ids.append(r.json()["id"])
-        r = httpx.post(f"{app.base}/api/v1/pipelines", headers=h, timeout=30, json={
-            "name": "crash", "source_connection_id": ids[0], "target_connection_id": ids[1],
-            "source_schema": "crash", "target_schema": "crash", "tables": ["counters"],
-            "mode": "FULL_LOAD_AND_CDC"})
-        pid = r.json()["id"]
+        pid = crash_pipeline(app, h, pg, pg_db, target)
         w.start()
         httpx.post(f"{app.base}/api/v1/pipelines/{pid}/start", headers=h, timeout=30)
         state = lambda: httpx.get(f"{app.base}/api/v1/pipelines/{pid}/status", headers=h).json()["state"]  # noqa: E731

@@ -17,7 +17,7 @@ import pytest
 from core.kafka import engine as kafka_engine
 from tests.api.conftest import admin, client  # noqa: F401 - fixtures
 from tests.api.test_cdc_api import converge, rows, run_sql, slots
-from tests.api.test_cdc_crash import sql, wait_until
+from tests.api.test_cdc_crash import crash_pipeline, sql, wait_until
 from tests.api.test_pipelines_api import make_connections, pipeline_body, wait_for_state
 from tests.appprocess import AppProcess
 from tests.pgcluster import PgCluster
@@ -183,18 +183,7 @@ def test_app_crash_resumes_from_offsets_in_the_target(kafka_env, pg: PgCluster, 
     try:
         app.start()
         h = app.token()
-        ids = []
-        for name, db, usage in (("s", pg_db, "source"), ("t", target, "target")):
-            r = httpx.post(f"{app.base}/api/v1/connections", headers=h, json={
-                "name": name, "kind": "postgresql", "usage": usage, "host": pg.host, "port": pg.port,
-                "database": db, "username": pg.user, "password": pg.password})
-            ids.append(r.json()["id"])
-        r = httpx.post(f"{app.base}/api/v1/pipelines", headers=h, timeout=30, json={
-            "name": "crash", "source_connection_id": ids[0], "target_connection_id": ids[1],
-            "source_schema": "crash", "target_schema": "crash", "tables": ["counters"],
-            "mode": "FULL_LOAD_AND_CDC", "engine": "kafka_connect"})
-        assert r.status_code == 201, r.text
-        pid = r.json()["id"]
+        pid = crash_pipeline(app, h, pg, pg_db, target, engine="kafka_connect")
         httpx.post(f"{app.base}/api/v1/pipelines/{pid}/start", headers=h, timeout=30)
         state = lambda: httpx.get(f"{app.base}/api/v1/pipelines/{pid}/status", headers=h).json()["state"]  # noqa: E731
         wait_until(lambda: state() == "RUNNING")
