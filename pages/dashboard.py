@@ -1,11 +1,12 @@
-"""The dashboard: counts for now."""
+"""The dashboard: connections, pipelines, and the changes applied (SQL over per-minute rollups)."""
 
 from __future__ import annotations
 
 from nicegui import run, ui
 
+from components.format import human_count
 from components.frame import frame
-from core import connections, pipelines
+from core import connections, monitoring, pipelines
 
 
 async def dashboard_page() -> None:
@@ -29,3 +30,22 @@ async def dashboard_page() -> None:
                 with ui.card().classes("w-44"):
                     ui.label(label).classes("text-grey-7")
                     ui.label(str(value)).classes("text-3xl font-semibold").mark(mark)
+        ui.label("Changes applied").classes("text-lg font-semibold mt-2")
+        figures: dict[str, ui.label] = {}
+        with ui.row().classes("gap-4"):
+            for label, key in [("Total", "total_events"), ("Inserts", "insert_count"), ("Updates", "update_count"),
+                               ("Deletes", "delete_count"), ("Events/s (5 min)", "events_per_second")]:
+                with ui.card().classes("w-44"):
+                    ui.label(label).classes("text-grey-7")
+                    figures[key] = ui.label("—").classes("text-3xl font-semibold").mark(f"stat-{key}")
+
+        async def refresh() -> None:
+            d = await run.io_bound(monitoring.dashboard, actor)
+            if d is None:  # the app is shutting down
+                return
+            for key, label in figures.items():
+                value = getattr(d, key)
+                label.text = f"{value:,.1f}" if key == "events_per_second" else human_count(value)
+
+        await refresh()
+        ui.timer(5.0, refresh)
