@@ -37,6 +37,7 @@ class ActiveRun:
     pausing: bool = False
     streaming: bool = False  # CDC reached its stream (after any full load)
     connector_failed: bool = False
+    shutting_down: bool = False  # the app stops: CDC ends here but resumes at the next start
     _persisted_at: dict[str, float] = field(default_factory=dict)
 
     def join(self, timeout: float | None = None) -> None:
@@ -129,6 +130,7 @@ def stop_all(timeout: float = 30) -> None:
     with _lock:
         runs = list(_active.values())
     for r in runs:
+        r.shutting_down = True
         r.cancel.set()
     deadline = time.monotonic() + timeout
     for r in runs:
@@ -268,6 +270,11 @@ def _execute_cdc(active: ActiveRun) -> None:
             worker = CdcWorker(plan, active.cancel, **callbacks)
         active.worker = worker
         worker.run()
+        if active.shutting_down and not active.pausing:
+            # An app restart is not a stop: the pipeline stays RUNNING (a connector keeps capturing) and
+            # start_services resumes it from the target's stored position.
+            _finish_cdc(active, worker, "CANCELLED", None, state="RUNNING", cdc_status="RUNNING")
+            return
         worker.finish(paused=active.pausing)
         state = "PAUSED" if active.pausing else "STOPPED"
         _finish_cdc(active, worker, "CANCELLED", None, state=state, cdc_status=state)

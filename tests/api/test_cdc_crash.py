@@ -100,3 +100,31 @@ def test_sigkill_mid_stream_loses_and_repeats_nothing(pg: PgCluster, pg_db: str,
             w.join()
         app.terminate()
         pg.drop_database(target)
+
+
+def test_a_graceful_app_restart_resumes_cdc(pg: PgCluster, pg_db: str, tmp_path) -> None:
+    """SIGTERM (an upgrade, a redeploy) is not a stop: the pipeline comes back RUNNING and catches up."""
+    target = pg_db + "_tgt"
+    pg.create_database(target)
+    sql(pg, pg_db, "CREATE SCHEMA crash; CREATE TABLE crash.counters (id int PRIMARY KEY, n bigint NOT NULL);"
+                   "INSERT INTO crash.counters SELECT g, 0 FROM generate_series(1, 100) g")
+    app = AppProcess(tmp_path / "data", tmp_path / "app.log")
+    try:
+        app.start()
+        h = app.token()
+        pid = crash_pipeline(app, h, pg, pg_db, target)
+        httpx.post(f"{app.base}/api/v1/pipelines/{pid}/start", headers=h, timeout=30)
+        state = lambda: httpx.get(f"{app.base}/api/v1/pipelines/{pid}/status", headers=h).json()["state"]  # noqa: E731
+        wait_until(lambda: state() == "RUNNING")
+        app.terminate()
+        app.process.wait(60)
+        sql(pg, pg_db, "UPDATE crash.counters SET n = n + 1 WHERE id <= 10")  # while the app is down
+        app.start()
+        h = app.token()
+        wait_until(lambda: state() == "RUNNING")
+        expected = sql(pg, pg_db, "SELECT id, n FROM crash.counters ORDER BY id")
+        wait_until(lambda: sql(pg, target, "SELECT id, n FROM crash.counters ORDER BY id") == expected)
+        assert httpx.delete(f"{app.base}/api/v1/pipelines/{pid}", headers=h, timeout=60).status_code == 204
+    finally:
+        app.terminate()
+        pg.drop_database(target)
