@@ -32,7 +32,7 @@ from core import monitoring
 from core.cdc import mssql_source, offsets, pg_source
 from core.cdc.applier import PgApplier
 from core.cdc.events import ChangeEvent
-from core.cdc.pgoutput import Decoder, RelationChanged, TxnEnd
+from core.cdc.pgoutput import Decoder, RawInsert, RelationChanged, StreamAbort, StreamStart, StreamStop, TxnEnd, settle
 from core.connectors import get_connector
 from core.connectors.base import ConnectionSpec
 from core.connectors.postgres import PostgresConnector
@@ -173,14 +173,16 @@ class CdcWorker:
 
     def run(self) -> None:
         """Check, prepare, then stream and apply until stopped. Raises on failure."""
-        self.check()
         if self.plan.source.kind == "sqlserver":
+            self.check()
             self._run_sqlserver()
             return
-        self.prepare()
-        if self.stop.is_set():
-            return
-        keys = self._source_keys()
+        with pg_source.shared_session(self.plan.source):  # one source session for the checks and setup
+            self.check()
+            self.prepare()
+            if self.stop.is_set():
+                return
+            keys = pg_source.primary_keys(self.plan.source, list(self._pairs))
         _raise_gc_threshold()
         with PgApplier(self.plan.target, self.plan.pipeline_id, self._pairs) as applier, \
                 pg_source.LogicalStream(self.plan.source, self.slot, self.publication,
@@ -249,13 +251,27 @@ class CdcWorker:
             applying.close()
 
     def _stream(self, applier: PgApplier, stream: pg_source.LogicalStream, applying: _ApplyThread) -> None:
-        txn: list[ChangeEvent] = []
-        txn_sent = 0  # events of `txn` applied as parts in the apply thread's open target transaction
+        """Group the stream's transactions into batches for the apply thread; apply large ones in parts.
+
+        A transaction's events are kept until it commits. Parts: the events of one large transaction
+        (whole, or streamed while in progress) may be applied ahead in the apply thread's open target
+        transaction, which then commits with that transaction. When another transaction commits first
+        (streamed ones interleave with others), or a schema change needs the target, the parts are
+        rolled back and the events applied again later; a streamed transaction whose parts were rolled
+        back is then applied whole at its commit.
+        """
+        txn: list[ChangeEvent] = []  # the (not streamed) transaction being read
+        streams: dict[int, list[ChangeEvent]] = {}  # streamed transactions in progress: xid -> events so far
+        unparted: set[int] = set()  # streamed transactions whose parts were rolled back
+        into = txn  # where the next ChangeEvent goes
+        parts: list[ChangeEvent] | None = None  # the transaction whose first `sent` events are applied as parts
+        sent = 0
         batch: list[ChangeEvent] = []
         last: TxnEnd | None = None
         submitted = stream.confirmed_lsn  # end LSN of the last transaction handed to the apply thread
         batch_since = 0.0
-        next_check = next_lag = time.monotonic()
+        # The tables were checked just before streaming; the first lag is measured once under way.
+        next_check, next_lag = time.monotonic() + CHECK_EVERY_S, time.monotonic() + LAG_EVERY_S / 4
         keepalive = getattr(stream, "keepalive", lambda: None)
 
         def confirm(done: list[TxnEnd]) -> None:
@@ -267,56 +283,105 @@ class CdcWorker:
             confirm(applying.applied())
             return not self.stop.is_set()
 
+        def hand_over() -> bool:
+            """Submit the complete transactions read so far (rows and position committed together)."""
+            nonlocal batch, last, submitted
+            if last is not None:
+                if not applying.submit(batch, last, wait):
+                    return False
+                submitted, batch, last = last.end_lsn, [], None
+            return True
+
+        def undo_parts() -> bool:
+            """Roll back the applied parts (their events stay here, to be applied again)."""
+            nonlocal parts, sent
+            if parts is None:
+                return True
+            unparted.update(xid for xid, events in streams.items() if events is parts)
+            if not applying.submit(None, None, wait):
+                return False
+            parts, sent = None, 0
+            return True
+
         while not self.stop.is_set():
             confirm(applying.applied())
             items = stream.poll(timeout_s=0.2)
             for item in items:
-                if isinstance(item, ChangeEvent):
-                    txn.append(item)
+                if type(item) is RawInsert or type(item) is ChangeEvent:
+                    into.append(item)
                 elif isinstance(item, TxnEnd):
+                    if item.streamed:
+                        events = streams.pop(item.xid, [])
+                        unparted.discard(item.xid)
+                        settle(events, item)
+                    else:
+                        events, txn = txn, []
+                        into = txn
+                    if parts is not None and parts is not events and not undo_parts():
+                        return
                     if not batch:
                         batch_since = time.monotonic()
-                    batch.extend(txn[txn_sent:] if txn_sent else txn)
-                    txn = []
-                    txn_sent = 0
+                    if parts is events:  # the parts commit with the rest of their transaction
+                        batch.extend(events[sent:])
+                        parts, sent = None, 0
+                    else:
+                        batch.extend(events)
                     last = item
+                elif isinstance(item, StreamStart):
+                    into = streams.setdefault(item.xid, [])
+                elif isinstance(item, StreamStop):
+                    into = txn
+                elif isinstance(item, StreamAbort):
+                    events = streams.get(item.xid)
+                    if events is None:
+                        continue
+                    if parts is events and not undo_parts():
+                        return
+                    if item.subxid == item.xid:
+                        del streams[item.xid]
+                        unparted.discard(item.xid)
+                    else:
+                        events[:] = [e for e in events if e.xid != item.subxid]
                 elif isinstance(item, RelationChanged) and item.previous is not None:
-                    if batch and last is not None:
-                        if not applying.submit(batch, last, wait):
-                            return
-                        submitted, last = last.end_lsn, None
-                    if txn_sent:  # the parts' open target transaction would block the DDL: undo it, keep `txn`
-                        if not applying.submit(None, None, wait):
-                            return
-                        txn_sent = 0
-                    batch = []
+                    if not hand_over():
+                        return
+                    if not undo_parts():  # the parts' open target transaction would block the DDL
+                        return
                     if not applying.wait_idle(confirm, wait):
                         return
                     self._evolve(applier, item)
-            if len(txn) >= BATCH_EVENTS and len(txn) - txn_sent >= PART_EVENTS:  # a large one: apply it in parts
-                if last is not None:
-                    if not applying.submit(batch, last, wait):
-                        return
-                    submitted, batch, last = last.end_lsn, [], None
-                if not applying.submit(txn[txn_sent:], None, wait):
+            grow = self._part_candidate(txn, streams, unparted, parts)
+            if grow is not None and len(grow) - sent >= PART_EVENTS:
+                if not hand_over():
                     return
-                txn_sent = len(txn)
+                if not applying.submit(grow[sent:], None, wait):
+                    return
+                parts, sent = grow, len(grow)
             now = time.monotonic()
             # While catching up (a poll stopped at its message limit) batches grow to BATCH_EVENTS.
             young = not getattr(stream, "caught_up", True) or now - batch_since < BATCH_SECONDS
             due = len(batch) >= BATCH_EVENTS or (batch and not young) or not items
-            if last is not None and due and (batch or last.end_lsn > submitted):
-                if not applying.submit(batch, last, wait):
-                    return
-                submitted = last.end_lsn
-                batch = []
-                last = None
+            if last is not None and due and (batch or last.end_lsn > submitted) and not hand_over():
+                return
             if now >= next_check:
                 self._check_tables()
                 next_check = now + CHECK_EVERY_S
             if now >= next_lag:
                 self._measure_lag()
                 next_lag = now + LAG_EVERY_S
+
+    @staticmethod
+    def _part_candidate(txn: list[ChangeEvent], streams: dict[int, list[ChangeEvent]], unparted: set[int],
+                        parts: list[ChangeEvent] | None) -> list[ChangeEvent] | None:
+        """The transaction whose events may be applied ahead in parts now, if any: a large one being read
+        whole, or the only streamed one in progress (several interleave: one would undo the others' parts)."""
+        if len(txn) >= BATCH_EVENTS and (parts is None or parts is txn):
+            return txn
+        if len(streams) == 1:
+            xid, events = next(iter(streams.items()))
+            if xid not in unparted and (parts is None or parts is events):
+                return events
+        return None
 
     def _apply(self, applier: PgApplier, stream: pg_source.LogicalStream, batch: list[ChangeEvent],
                last: TxnEnd) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import selectors
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -97,11 +98,38 @@ def _connect_kwargs(spec: ConnectionSpec, application_name: str) -> dict[str, An
     return kwargs
 
 
+_shared = threading.local()  # this thread's shared_session, if any
+
+
 @contextmanager
-def _cursor(spec: ConnectionSpec) -> Iterator[PgCursor]:
-    """A cursor on a fresh autocommit session on `spec.database`; errors translated."""
+def shared_session(spec: ConnectionSpec) -> Iterator[None]:
+    """Within this block this thread's catalog calls on `spec` share one session instead of one each.
+
+    Starting a pipeline makes several (checks, publication, slot, keys): a connection costs a
+    password handshake on both ends (SCRAM: milliseconds of CPU), which a restart waits for.
+    """
+    if getattr(_shared, "spec", None) is not None:
+        yield
+        return
     try:
         conn = psycopg2.connect(**_connect_kwargs(spec, APPLICATION_NAME))
+        conn.autocommit = True
+    except psycopg2.Error as exc:
+        raise translate_error(exc, spec) from None
+    _shared.spec, _shared.conn = spec, conn
+    try:
+        yield
+    finally:
+        _shared.spec = _shared.conn = None
+        conn.close()
+
+
+@contextmanager
+def _cursor(spec: ConnectionSpec) -> Iterator[PgCursor]:
+    """A cursor on an autocommit session on `spec.database` (fresh, or the thread's shared one); errors translated."""
+    shared = getattr(_shared, "spec", None) is spec
+    try:
+        conn = _shared.conn if shared else psycopg2.connect(**_connect_kwargs(spec, APPLICATION_NAME))
     except psycopg2.Error as exc:
         raise translate_error(exc, spec) from None
     try:
@@ -111,16 +139,24 @@ def _cursor(spec: ConnectionSpec) -> Iterator[PgCursor]:
     except psycopg2.Error as exc:
         raise translate_error(exc, spec) from None
     finally:
-        conn.close()
+        if not shared:
+            conn.close()
 
 
 # What PostgreSQL's own subscriber asks of a publisher, so values come out unambiguous.
 _REPLICATION_GUCS = "-c datestyle=ISO -c intervalstyle=postgres -c extra_float_digits=3"
+# The walsender's logical_decoding_work_mem for our sessions (a per-session setting): a transaction
+# that outgrows it is streamed while still in progress (PostgreSQL 14+), so a large one is decoded
+# and applied as it is written, not all at once after its commit (the server's default is 64MB).
+STREAM_WORK_MEM = "1MB"
+STREAMING_SINCE = 140000  # pgoutput protocol version 2 with `streaming`
 
 
-def _replication_connection(spec: ConnectionSpec, slot: str) -> psycopg2.extras.LogicalReplicationConnection:
+def _replication_connection(spec: ConnectionSpec, slot: str,
+                            work_mem: str | None = None) -> psycopg2.extras.LogicalReplicationConnection:
     kwargs = _connect_kwargs(spec, stream_application_name(slot))
-    kwargs["options"] = f"{kwargs.get('options', '')} {_REPLICATION_GUCS}".strip()
+    gucs = _REPLICATION_GUCS if work_mem is None else f"{_REPLICATION_GUCS} -c logical_decoding_work_mem={work_mem}"
+    kwargs["options"] = f"{kwargs.get('options', '')} {gucs}".strip()
     try:
         return psycopg2.connect(connection_factory=psycopg2.extras.LogicalReplicationConnection, **kwargs)
     except psycopg2.Error as exc:
@@ -196,6 +232,23 @@ def check_replica_identity(spec: ConnectionSpec, tables: Sequence[tuple[str, str
             elif identity == "i" and not has_identity_index:
                 problems.append(f"{name} uses REPLICA IDENTITY USING INDEX but the index is gone: {fix}")
     return problems
+
+
+def primary_keys(spec: ConnectionSpec, tables: Sequence[tuple[str, str]]) -> dict[tuple[str, str], list[str]]:
+    """The primary-key columns of each table, in key order ([] for a table without one)."""
+    keys: dict[tuple[str, str], list[str]] = {}
+    with _cursor(spec) as cur:
+        for schema, table in tables:
+            cur.execute(
+                "SELECT a.attname FROM pg_index i "
+                "CROSS JOIN unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord) "
+                "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
+                "WHERE i.indisprimary AND i.indrelid = to_regclass(format('%%I.%%I', %s::text, %s::text)) "
+                "ORDER BY k.ord",
+                (schema, table),
+            )
+            keys[(schema, table)] = [r[0] for r in cur.fetchall()]
+    return keys
 
 
 def check_wal_level(spec: ConnectionSpec) -> list[str]:
@@ -433,6 +486,11 @@ class LogicalStream:
                     ...                          # group events until a TxnEnd, apply them
                 stream.confirm(txn_end.end_lsn)  # only after the target committed
 
+    Streaming (PostgreSQL 14+, unless `stream_work_mem` is None): a transaction that outgrows
+    `stream_work_mem` on the walsender also arrives while in progress, in StreamStart ... StreamStop
+    blocks (other transactions may come between them), and ends with a streamed TxnEnd or a
+    StreamAbort; see core.cdc.pgoutput.
+
     Feedback: psycopg2 answers the server's keepalive reply requests and sends a status message
     every `status_interval_s` while `poll` is called, reporting only what was confirmed. While
     the caller cannot poll (back-pressure) it must call `keepalive()` at least every
@@ -460,6 +518,7 @@ class LogicalStream:
         decoder: Decoder | None = None,
         status_interval_s: float = 5.0,
         auto_advance: bool = True,
+        stream_work_mem: str | None = STREAM_WORK_MEM,
     ) -> None:
         self.spec = spec
         self.slot = _check_slot(slot)
@@ -467,6 +526,8 @@ class LogicalStream:
         self.decoder = decoder or Decoder()
         self.status_interval_s = status_interval_s
         self.auto_advance = auto_advance
+        self.stream_work_mem = stream_work_mem  # None: never stream in-progress transactions
+        self.streaming = False  # the session asked for in-progress transactions (see Decoder)
         self.confirmed_lsn = 0  # the highest flush position we reported
         self.delivered_end_lsn = 0  # end LSN of the last transaction handed to the caller
         self.caught_up = True  # the last poll read everything that had arrived (fewer than max_messages)
@@ -481,15 +542,19 @@ class LogicalStream:
         transaction whose commit LSN is below it: pass the last applied `position + 1` to skip
         what the target already has when the slot's confirmation lagged behind.
         """
-        self._conn = _replication_connection(self.spec, self.slot)
+        self._conn = _replication_connection(self.spec, self.slot, self.stream_work_mem)
         try:
             self._cur = self._conn.cursor()
+            options = {"proto_version": "1", "publication_names": self.publication}
+            self.streaming = self.stream_work_mem is not None and self._conn.server_version >= STREAMING_SINCE
+            if self.streaming:
+                options.update(proto_version="2", streaming="on")
             self._cur.start_replication(
                 slot_name=self.slot,
                 slot_type=psycopg2.extras.REPLICATION_LOGICAL,
                 start_lsn=start_lsn,
                 decode=False,
-                options={"proto_version": "1", "publication_names": self.publication},
+                options=options,
                 status_interval=self.status_interval_s,
             )
             self._selector = selectors.DefaultSelector()
@@ -507,8 +572,9 @@ class LogicalStream:
 
     @property
     def pending(self) -> bool:
-        """Whether something delivered (or half-delivered) has not been confirmed yet."""
-        return self.decoder.in_transaction or self.delivered_end_lsn > self.confirmed_lsn
+        """Whether something delivered (or half-delivered, or streamed and not ended) has not been confirmed yet."""
+        d = self.decoder
+        return d.in_transaction or bool(d.open_streams) or self.delivered_end_lsn > self.confirmed_lsn
 
     def poll(self, timeout_s: float = 0.5, max_messages: int = 10_000) -> list[Item]:
         """Decoded items that arrived, waiting at most `timeout_s` when none are ready."""

@@ -1,4 +1,4 @@
-"""A decoder of PostgreSQL's pgoutput logical replication protocol (version 1, text tuple data).
+"""A decoder of PostgreSQL's pgoutput logical replication protocol (versions 1 and 2, text tuple data).
 
 Message layouts follow PostgreSQL's "Logical Replication Message Formats". One `Decoder` per
 stream keeps the relation cache and the open transaction; `Decoder.decode(payload)` turns one
@@ -12,12 +12,20 @@ XLogData payload into zero or more items, in stream order:
 
 Values are the server's text output (str) or None for NULL; unchanged TOASTed values are left
 out of `after` and named in `ChangeEvent.unchanged`.
+
+Protocol version 2 with `streaming` on (PostgreSQL 14+) also sends a transaction while it is still
+in progress, once it outgrows the walsender's logical_decoding_work_mem: in blocks between Stream
+Start and Stream Stop, each change carrying the xid of its (sub)transaction, ended by Stream Commit
+or Stream Abort. Those come out as `StreamStart` / `StreamStop` around the block's events, whose
+`position` is `UNCOMMITTED` and `xid` the subtransaction's, a `TxnEnd` with `streamed` set at the
+commit (the consumer then gives the events their commit LSN, time and top-level xid: `settle`),
+and `StreamAbort` when the transaction, or only one of its subtransactions, rolled back.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
@@ -28,6 +36,9 @@ from core.errors import ConnectorError
 PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 
 _BEGIN = struct.Struct(">QqI")  # final (commit) LSN, commit timestamp, xid
+_STREAM_START = struct.Struct(">IB")  # xid, first-block flag
+_STREAM_COMMIT = struct.Struct(">IBQQq")  # xid, flags, commit LSN, end LSN, commit timestamp
+_STREAM_ABORT = struct.Struct(">II")  # xid, subtransaction xid
 _COMMIT = struct.Struct(">BQQq")  # flags, commit LSN, end LSN, commit timestamp
 _REL_ID = struct.Struct(">I")
 _INT16 = struct.Struct(">H")
@@ -37,6 +48,12 @@ _TRUNCATE = struct.Struct(">IB")  # number of relations, option bits
 _COLUMN_TAIL = struct.Struct(">Ii")  # type oid, typmod
 _UNCHANGED = object()  # placeholder for an unchanged TOAST value ('u') while a tuple is parsed
 _NO_COLUMNS: frozenset[str] = frozenset()
+
+# The position of events of a streamed transaction before its commit (above every real LSN, so
+# nothing filters them out as already applied; `settle` gives them the commit LSN).
+UNCOMMITTED = (1 << 64) - 1
+# Messages that carry the (sub)transaction's xid right after their type byte inside a stream block.
+_XID_IN_STREAM = frozenset(b"RYIUDTM")
 
 TRUNCATE_CASCADE = 1
 TRUNCATE_RESTART_IDENTITY = 2
@@ -109,13 +126,44 @@ class RelationChanged:
 class TxnEnd(NamedTuple):
     """The end of a source transaction: every event before it (since the last TxnEnd) belongs to it.
 
-    A named tuple: one is made per source transaction, and a tuple is the cheapest immutable record.
+    A streamed transaction's (`streamed`) events came earlier, between StreamStart/StreamStop
+    items with its xid. A named tuple: one is made per source transaction, and a tuple is the
+    cheapest immutable record.
     """
 
     xid: int | None
     commit_lsn: int  # = ChangeEvent.position of the transaction's events
     end_lsn: int  # confirm this LSN to the slot after the transaction is applied
     commit_time: datetime
+    streamed: bool = False
+
+
+class StreamStart(NamedTuple):
+    """The events up to the next StreamStop belong to in-progress transaction `xid` (top level)."""
+
+    xid: int
+    first: bool  # its first block
+
+
+class StreamStop(NamedTuple):
+    """The end of a block of a streamed transaction's events."""
+
+
+class StreamAbort(NamedTuple):
+    """Streamed transaction `xid` rolled back (`subxid` == `xid`), or only its subtransaction `subxid`:
+    drop that subtransaction's events (their `xid` is `subxid`)."""
+
+    xid: int
+    subxid: int
+
+
+def settle(events: list[ChangeEvent], end: TxnEnd) -> None:
+    """Give a streamed transaction's events what only its commit tells: position, commit time, xid."""
+    lsn, when, xid = end.commit_lsn, end.commit_time, end.xid
+    for ev in events:
+        ev.position = lsn
+        ev.commit_time = when
+        ev.xid = xid
 
 
 class _Rel:
@@ -142,7 +190,72 @@ class _Rel:
         return {self.names[i]: values[i] for i in self.key_idx}
 
 
-Item = ChangeEvent | RelationChanged | TxnEnd
+class RawInsert(ChangeEvent):
+    """An insert kept as its pgoutput message (with the v1 layout) and decoded only when read.
+
+    Most inserts are never read value by value: the applier COPYs runs of them straight from
+    their messages (core.cdc.applier.rawcopy), and the live feed shows only the newest few.
+    `key`, `after` and `unchanged` decode the message on first use; the rest is plain.
+    """
+
+    __slots__ = ("rel", "message", "_decoded")
+    op = "insert"  # type: ignore[assignment]
+    before = None  # type: ignore[assignment]
+
+    def __init__(self, rel: _Rel, message: bytes, position: int, commit_time: datetime | None,
+                 xid: int | None) -> None:
+        self.rel = rel
+        self.message = message
+        self.schema = rel.schema
+        self.table = rel.table
+        self.position = position
+        self.commit_time = commit_time
+        self.xid = xid
+        self._decoded: tuple[dict, dict, frozenset[str]] | None = None
+
+    def _decode(self) -> tuple[dict, dict, frozenset[str]]:
+        decoded = self._decoded
+        if decoded is None:
+            rel = self.rel
+            try:
+                values, _, toast = _tuple(self.message, 6)
+                after, unchanged = _row(rel.names, values, toast)
+            except (struct.error, IndexError, ValueError, UnicodeDecodeError) as exc:
+                raise DecodeError(f"malformed pgoutput 'I' message: {exc}") from None
+            decoded = self._decoded = (rel.key(values), after, unchanged)
+        return decoded
+
+    @property  # type: ignore[override]
+    def key(self) -> dict:
+        return self._decode()[0]
+
+    @property  # type: ignore[override]
+    def after(self) -> dict:
+        return self._decode()[1]
+
+    @property  # type: ignore[override]
+    def unchanged(self) -> frozenset[str]:
+        return self._decode()[2]
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The source columns of the message, in its order."""
+        return self.rel.names
+
+    def as_event(self) -> ChangeEvent:
+        """The same change as a plain ChangeEvent."""
+        return ChangeEvent("insert", self.schema, self.table, self.key, None, self.after, self.position,
+                           self.commit_time, self.xid, self.unchanged)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, ChangeEvent):
+            return self.as_event() == (other.as_event() if isinstance(other, RawInsert) else other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # like the dataclass: mutable, compared by value
+
+
+Item = ChangeEvent | RelationChanged | TxnEnd | StreamStart | StreamStop | StreamAbort
 
 
 class Decoder:
@@ -163,6 +276,8 @@ class Decoder:
         self.commit_lsn = 0
         self.commit_time: datetime | None = None
         self.in_transaction = False
+        self.open_streams: set[int] = set()  # streamed transactions begun, not yet committed or aborted
+        self._stream_xid: int | None = None  # inside a stream block: its transaction
         self._last_ts: int | None = None
         self._last_time = PG_EPOCH
         self._handlers = {
@@ -176,6 +291,10 @@ class Decoder:
             0x59: self._type,  # Y
             0x4F: _skip,  # O origin
             0x4D: _skip,  # M logical message
+            0x53: self._stream_start,  # S
+            0x45: self._stream_stop,  # E
+            0x63: self._stream_commit,  # c
+            0x41: self._stream_abort,  # A
         }
 
     def set_key_columns(self, schema: str, table: str, columns: Sequence[str]) -> None:
@@ -199,9 +318,13 @@ class Decoder:
         except (KeyError, IndexError):
             if not buf:
                 raise DecodeError("empty pgoutput message") from None
-            raise DecodeError(f"unknown pgoutput message type {chr(buf[0])!r} (protocol version 1 expected)") from None
+            raise DecodeError(f"unknown pgoutput message type {chr(buf[0])!r} (protocol version 1 or 2 "
+                              "expected)") from None
         try:
-            handler(buf, out)
+            if self._stream_xid is not None and buf[0] in _XID_IN_STREAM:
+                self._streamed(buf, handler, out)
+            else:
+                handler(buf, out)
         except (struct.error, IndexError, ValueError, UnicodeDecodeError) as exc:
             raise DecodeError(f"malformed pgoutput {chr(buf[0])!r} message: {exc}") from None
 
@@ -216,6 +339,47 @@ class Decoder:
         _flags, commit_lsn, end_lsn, ts = _COMMIT.unpack_from(buf, 1)
         out.append(TxnEnd(self.xid, commit_lsn, end_lsn, self._time(ts)))
         self.in_transaction = False
+
+    # -- streamed (in-progress) transactions, protocol version 2 ----------------------------
+
+    def _stream_start(self, buf: bytes, out: list[Item]) -> None:
+        xid, first = _STREAM_START.unpack_from(buf, 1)
+        self._stream_xid = xid
+        self.open_streams.add(xid)
+        out.append(StreamStart(xid, bool(first)))
+
+    def _stream_stop(self, buf: bytes, out: list[Item]) -> None:
+        self._stream_xid = None
+        out.append(StreamStop())
+
+    def _stream_commit(self, buf: bytes, out: list[Item]) -> None:
+        xid, _flags, commit_lsn, end_lsn, ts = _STREAM_COMMIT.unpack_from(buf, 1)
+        self.open_streams.discard(xid)
+        out.append(TxnEnd(xid, commit_lsn, end_lsn, self._time(ts), True))
+
+    def _stream_abort(self, buf: bytes, out: list[Item]) -> None:
+        xid, subxid = _STREAM_ABORT.unpack_from(buf, 1)
+        if subxid == xid:
+            self.open_streams.discard(xid)
+        out.append(StreamAbort(xid, subxid))
+
+    def _streamed(self, buf: bytes, handler: Callable[[bytes, list[Item]], None], out: list[Item]) -> None:
+        """A message inside a stream block: its xid comes out, then it reads as outside one; its
+        events get the subtransaction's xid and the UNCOMMITTED position (see `settle`)."""
+        (sub,) = _INT32.unpack_from(buf, 1)
+        if buf[0] == 0x49:  # Insert, the bulk of a large transaction: as _insert, without the state swap
+            msg = buf[:1] + buf[5:]
+            rel = self._rel(_REL_ID.unpack_from(msg, 1)[0])
+            if msg[5] != 0x4E or ((msg[6] << 8) | msg[7]) != rel.ncols:
+                raise DecodeError(f"insert into {rel.schema}.{rel.table} does not carry {rel.ncols} values")
+            out.append(RawInsert(rel, msg, UNCOMMITTED, None, sub))
+            return
+        saved = self.commit_lsn, self.commit_time, self.xid
+        self.commit_lsn, self.commit_time, self.xid = UNCOMMITTED, None, sub
+        try:
+            handler(buf[:1] + buf[5:], out)
+        finally:
+            self.commit_lsn, self.commit_time, self.xid = saved
 
     def _time(self, ts: int) -> datetime:
         """pg_timestamp(ts), made once for Begin and Commit of a transaction (they carry the same time)."""
@@ -278,16 +442,9 @@ class Decoder:
 
     def _insert(self, buf: bytes, out: list[Item]) -> None:
         rel = self._rel(_REL_ID.unpack_from(buf, 1)[0])
-        values, _, toast = _tuple(buf, 6)  # 5 = 'N'
-        if toast:
-            after, unchanged = _row(rel.names, values, toast)
-        else:  # the hot path: no unchanged TOAST values in a new row
-            if len(values) != rel.ncols:
-                raise DecodeError(f"insert into {rel.schema}.{rel.table} has {len(values)} values, not {rel.ncols}")
-            after, unchanged = dict(zip(rel.names, values)), _NO_COLUMNS  # noqa: B905 - lengths checked, strict= is slow
-        key = {rel.key_name: values[rel.key_idx[0]]} if rel.key_name is not None else rel.key(values)
-        out.append(ChangeEvent("insert", rel.schema, rel.table, key, None, after, self.commit_lsn, self.commit_time,
-                               self.xid, unchanged))
+        if buf[5] != 0x4E or ((buf[6] << 8) | buf[7]) != rel.ncols:  # 'N', then the column count
+            raise DecodeError(f"insert into {rel.schema}.{rel.table} does not carry {rel.ncols} values")
+        out.append(RawInsert(rel, buf, self.commit_lsn, self.commit_time, self.xid))
 
     def _update(self, buf: bytes, out: list[Item]) -> None:
         (rel_id,) = _REL_ID.unpack_from(buf, 1)

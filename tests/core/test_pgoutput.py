@@ -198,7 +198,7 @@ def test_skipped_messages_and_errors() -> None:
     with pytest.raises(DecodeError, match="before its Relation"):
         d.decode(insert(99, ["1"]))
     with pytest.raises(DecodeError, match="unknown pgoutput message"):
-        d.decode(b"S\0\0\0\0")
+        d.decode(b"Z\0\0\0\0")
     with pytest.raises(DecodeError, match="malformed"):
         d.decode(begin(1, 2, 3)[:5])
 

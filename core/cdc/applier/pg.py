@@ -6,25 +6,36 @@ set-based statements (TRUNCATE, DELETE ... USING, INSERT ... ON CONFLICT, UPDATE
 write the new offset, then commit. Any failure rolls all of it back and drops the session.
 A source transaction too large for one batch can be sent ahead in parts (`apply_part`): they
 go into the same target transaction, which the next `apply` commits with its position.
+
+New rows skip staging where they can: a table whose changes in a batch are all inserts decoded
+no further than their pgoutput messages (`RawInsert`) is COPYed straight into the target from
+those messages (core.cdc.applier.rawcopy). Such a run has no key twice (the source key allows a
+key again only after a delete or update, which would be in the run), so it is the same as the
+upserts unless the target already has one of the keys; then COPY fails, the target transaction
+is rolled back and everything in it is written again through staging (and that table goes
+through staging for a while).
 """
 
 from __future__ import annotations
 
 import io
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg2
+import psycopg2.errors
 from psycopg2.extensions import connection as PgConnection
 
 from core.cdc.applier.catalog import SchemaMismatch, TargetTable, load_table, qualified
 from core.cdc.applier.copytext import MarkerInValue, payload
 from core.cdc.applier.netchange import Plan, TableChanges, collect
+from core.cdc.applier.rawcopy import copy_text
 from core.cdc.applier.statements import DELETE_GROUP, Statements
 from core.cdc.events import ChangeEvent
 from core.cdc.offsets import DEFAULT_SOURCE, ensure_offsets_table, read_offset, read_offset_for_update, write_offset
+from core.cdc.pgoutput import RawInsert
 from core.connectors.base import ConnectionSpec
 from core.connectors.postgres import translate_error
 
@@ -32,8 +43,14 @@ APPLICATION_NAME = "cdc-studio-apply"
 _RESERVED_KEYWORDS = {"host", "port", "dbname", "user", "password", "connect_timeout"}
 _SESSION_SQL = "SET statement_timeout = 0; SET idle_in_transaction_session_timeout = 0; SET client_encoding = 'UTF8'"
 _COPY_CHUNK = 1 << 18
+DIRECT_BACKOFF = 100  # target transactions a table goes through staging after its direct COPY met an existing key
 
 SourceTable = tuple[str, str]
+T = TypeVar("T")
+
+
+class _DirectConflict(Exception):
+    """A direct COPY met a key the target already has: write the transaction again through staging."""
 
 
 @dataclass
@@ -61,6 +78,8 @@ class _OpenTransaction:
     stats: ApplyStats
     stored: dict[str, int | None] = field(default_factory=dict)  # stream -> offset read FOR UPDATE
     staged: set[int] = field(default_factory=set)  # oids whose TEMP staging table it created
+    written: list[ChangeEvent] = field(default_factory=list)  # events of the parts written so far
+    direct: bool = True  # new rows may be COPYed straight into the target
 
 
 class PgApplier:
@@ -86,6 +105,7 @@ class PgApplier:
         self._sql: dict[int, Statements] = {}  # by target oid
         self._staged: set[int] = set()  # oids whose TEMP staging table exists in this session
         self._open: _OpenTransaction | None = None  # the target transaction in progress, if any
+        self._direct_off: dict[int, int] = {}  # oid -> target transactions it still goes through staging
         self._conn: PgConnection | None = None
         try:
             conn = self._connection()
@@ -221,13 +241,17 @@ class PgApplier:
         any failure) discards the parts. Events at or before the stored offset are skipped, as in `apply`.
         """
         conn = self._connection()
+
+        def part(cur: Any) -> None:
+            stats = self._open_stats()
+            stored = self._stored_for_update(cur, self.source)
+            live = events if stored is None else [e for e in events if e.position > stored]
+            stats.skipped += len(events) - len(live)
+            self._write(cur, live, stats, clear_stage=True)
+            self._open.written.extend(live)
+
         try:
-            with conn.cursor() as cur:
-                stats = self._open_stats()
-                stored = self._stored_for_update(cur, self.source)
-                live = events if stored is None else [e for e in events if e.position > stored]
-                stats.skipped += len(events) - len(live)
-                self._write(cur, live, stats, clear_stage=True)
+            self._retrying(conn, part)
         except psycopg2.Error as exc:
             self._discard()
             raise translate_error(exc, self.spec) from None
@@ -248,28 +272,33 @@ class PgApplier:
         """
         started = time.perf_counter()
         conn = self._connection()
+        total = sum(len(events) for events, _position in streams.values())
+
+        def write(cur: Any) -> ApplyStats | None:
+            live: list[ChangeEvent] = []
+            moved: dict[str, int] = {}
+            for name, (events, position) in streams.items():
+                stored = self._stored_for_update(cur, name)
+                if stored is not None and position <= stored:
+                    continue
+                moved[name] = position
+                live.extend(events if stored is None else [e for e in events if e.position > stored])
+            if not moved:
+                return None
+            stats = self._open_stats()
+            stats.position, stats.applied = max(moved.values()), True
+            stats.skipped += total - len(live)
+            self._write(cur, live, stats)
+            for name, position in moved.items():
+                write_offset(cur, self.pipeline_id, position, name)
+            return stats
+
         try:
-            with conn.cursor() as cur:
-                live: list[ChangeEvent] = []
-                moved: dict[str, int] = {}
-                total = 0
-                for name, (events, position) in streams.items():
-                    total += len(events)
-                    stored = self._stored_for_update(cur, name)
-                    if stored is not None and position <= stored:
-                        continue
-                    moved[name] = position
-                    live.extend(events if stored is None else [e for e in events if e.position > stored])
-                if not moved:
-                    self._rollback(conn)
-                    last = max((p for _e, p in streams.values()), default=None)
-                    return ApplyStats(position=last, skipped=total, seconds=time.perf_counter() - started)
-                stats = self._open_stats()
-                stats.position, stats.applied = max(moved.values()), True
-                stats.skipped += total - len(live)
-                self._write(cur, live, stats)
-                for name, position in moved.items():
-                    write_offset(cur, self.pipeline_id, position, name)
+            stats = self._retrying(conn, write)
+            if stats is None:  # everything was applied before (a batch read again after a crash)
+                self._rollback(conn)
+                last = max((p for _e, p in streams.values()), default=None)
+                return ApplyStats(position=last, skipped=total, seconds=time.perf_counter() - started)
             conn.commit()
             self._open = None
         except psycopg2.Error as exc:
@@ -280,6 +309,24 @@ class PgApplier:
             raise
         stats.seconds = time.perf_counter() - started
         return stats
+
+    def _retrying(self, conn: PgConnection, work: Callable[[Any], T]) -> T:
+        """`work(cur)` in the open target transaction; after a direct COPY met an existing key, the
+        transaction is rolled back, its parts written again through staging, and `work` run again so."""
+        try:
+            with conn.cursor() as cur:
+                return work(cur)
+        except _DirectConflict:
+            pass
+        written = self._open.written if self._open is not None else []
+        self._rollback(conn)
+        self._open = _OpenTransaction(ApplyStats(position=None), direct=False)
+        with conn.cursor() as cur:
+            if written:
+                self._stored_for_update(cur, self.source)  # lock the offset again, as the first part did
+                self._write(cur, written, self._open.stats, clear_stage=True)
+                self._open.written = written
+            return work(cur)
 
     def _open_stats(self) -> ApplyStats:
         """The stats of the target transaction in progress (parts included)."""
@@ -302,6 +349,8 @@ class PgApplier:
 
     def _write(self, cur: Any, events: Sequence[ChangeEvent], stats: ApplyStats, clear_stage: bool = False) -> None:
         """Stage and run the net changes of `events` in the open transaction (emptying the stages after a part)."""
+        if self._open is not None and self._open.direct:
+            events = self._copy_new_rows(cur, events, stats)
         batches = collect(events, self.target_table)
         work = [self._stage(cur, changes, stats) for changes in batches.values()]
         statements = [s for statements in work for s in statements]
@@ -309,6 +358,64 @@ class PgApplier:
             statements += [self._statements(changes.table).clear_stage() for changes in batches.values()]
         if statements:
             cur.execute(";".join(statements))
+
+    def _copy_new_rows(self, cur: Any, events: Sequence[ChangeEvent], stats: ApplyStats) -> Sequence[ChangeEvent]:
+        """COPY every table whose events are all RawInserts of one column layout straight into the target;
+        return the other tables' events (each table's in order) for the set-based path."""
+        groups: dict[SourceTable, list[ChangeEvent]] = {}
+        layout: dict[SourceTable, tuple[str, ...] | None] = {}  # None: not all RawInserts of one layout
+        rel: Any = None
+        run: list[ChangeEvent] = []
+        for ev in events:
+            if type(ev) is RawInsert and ev.rel is rel:  # the common case: the same relation as the last one
+                run.append(ev)
+                continue
+            src = (ev.schema, ev.table)
+            run = groups.get(src)
+            if run is None:
+                run = groups[src] = []
+            run.append(ev)
+            if type(ev) is RawInsert:
+                rel = ev.rel
+                names = layout.get(src, rel.names)
+                layout[src] = rel.names if names is not None and names == rel.names else None
+            else:
+                rel = None
+                layout[src] = None
+        rest: list[SourceTable] = []
+        for src, names in layout.items():
+            if names is None or not self._copy_direct(cur, src, names, groups[src], stats):
+                rest.append(src)
+        if len(rest) == len(groups):
+            return events
+        return [ev for src in rest for ev in groups[src]]
+
+    def _copy_direct(self, cur: Any, src: SourceTable, names: tuple[str, ...], rows: list[ChangeEvent],
+                     stats: ApplyStats) -> bool:
+        """COPY new rows straight into the target table (False: they need the set-based path)."""
+        table = self.target_table(src)
+        off = self._direct_off.get(table.oid)
+        if off:
+            self._direct_off[table.oid] = off - 1
+            return False
+        if not table.colset.issuperset(names):  # a column the target lacks or generates: staging says so
+            return False
+        data = copy_text([ev.message for ev in rows], len(names))
+        if data is None:
+            return False
+        try:
+            cur.copy_expert(self._statements(table).copy_into_target(names), io.BytesIO(data), size=_COPY_CHUNK)
+        except psycopg2.errors.UniqueViolation:
+            self._direct_off[table.oid] = DIRECT_BACKOFF
+            raise _DirectConflict from None
+        n = len(rows)
+        stats.inserts += n
+        stats.events += n
+        stats.rows_upserted += n
+        label = f"{src[0]}.{src[1]}"
+        per = stats.per_table.setdefault(label, {"insert": 0, "update": 0, "delete": 0, "truncate": 0})
+        per["insert"] += n
+        return True
 
     def stored_positions(self, prefix: str) -> dict[str, int]:
         """Every stored stream position of this pipeline whose stream name starts with `prefix`."""

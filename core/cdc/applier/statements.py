@@ -86,6 +86,15 @@ class Statements:
 
         return self._render(("copy", columns), build)
 
+    def copy_into_target(self, columns: tuple[str, ...]) -> str:
+        """COPY ... FROM STDIN straight into the target table (new rows only; see PgApplier)."""
+
+        def build() -> sql.Composed:
+            cols = sql.SQL(", ").join(map(sql.Identifier, columns))
+            return sql.SQL("COPY {target} ({cols}) FROM STDIN").format(target=self.target, cols=cols)
+
+        return self._render(("copy_target", columns), build)
+
     def truncate(self) -> str:
         return self._render("truncate", lambda: sql.SQL("TRUNCATE {}").format(self.target))
 

@@ -1,0 +1,104 @@
+"""COPY text straight from pgoutput Insert messages, column by column for many rows at once (numpy).
+
+An Insert message in text format is 'I', the relation id (4 bytes), 'N', the column count (2),
+then per column a kind byte: 't' + the value's length (4, big-endian) + its text, or 'n' for
+NULL ('u', an unchanged TOAST value, cannot occur in a new row). For a run of inserts into one
+table the walk over the columns is done for every message at once: column k's kind bytes and
+lengths are gathered with one array operation each, so the Python work is per column, not per
+value. The value bytes then stay where they are and the headers become separators:
+
+- a 't' column's kind byte becomes the field separator \\x00, or \\x01 (row separator) in a
+  row's first column; its four length bytes are dropped;
+- an 'n' column's kind byte becomes \\x02 (field separator + NULL), or \\x03 (row separator + NULL);
+- each message's 8-byte head is dropped.
+
+PostgreSQL text never contains NUL, so \\x00 cannot be a value byte; the other markers can, so
+their counts are checked (as in copytext) and a run whose values contain one is refused (None:
+the caller decodes message by message). A few bytes.replace passes then escape backslash, tab,
+newline and carriage return and turn the markers into COPY's tab, newline and \\N.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+HEAD = 8  # 'I', relation id, 'N', column count
+_T, _N = 0x74, 0x6E
+_HEAD_SPAN = np.arange(HEAD)
+_LENGTH_SPAN = np.arange(1, 5)
+
+
+def copy_text(messages: Sequence[bytes], ncols: int) -> bytes | None:
+    """The rows of Insert `messages` (each with `ncols` columns) as COPY text, or None when this
+    fast path cannot take them (a marker byte in a value, or a message it does not understand)."""
+    n = len(messages)
+    if n == 0:
+        return b""
+    if ncols < 1:
+        return None
+    lens = np.fromiter(map(len, messages), dtype=np.int64, count=n)
+    ends = np.cumsum(lens)
+    starts = ends - lens
+    buf = np.frombuffer(bytearray(b"".join(messages)), dtype=np.uint8)
+    if (lens < HEAD + ncols).any():
+        return None
+    counts = (buf[starts + 6].astype(np.int64) << 8) | buf[starts + 7]
+    if (counts != ncols).any():
+        return None
+    drop = [(starts[:, None] + _HEAD_SPAN).ravel()]
+    pos = starts + HEAD
+    nulls = 0
+    first_nulls = 0
+    for k in range(ncols):
+        if (pos >= ends).any():
+            return None
+        kind = buf[pos]
+        text = kind == _T
+        if text.all():  # the common case: no NULL in this column
+            tpos, tends, null = pos, ends, None
+        else:
+            null = ~text
+            if (kind[null] != _N).any():
+                return None
+            npos = pos[null]
+            buf[npos] = 0x03 if k == 0 else 0x02
+            if k == 0:
+                first_nulls = len(npos)
+            else:
+                nulls += len(npos)
+            tpos, tends = pos[text], ends[text]
+        if len(tpos):
+            if (tpos + 5 > tends).any():
+                return None
+            span = tpos[:, None] + _LENGTH_SPAN
+            length = np.ascontiguousarray(buf[span]).view(">u4").ravel().astype(np.int64)
+            buf[tpos] = 0x01 if k == 0 else 0x00
+            drop.append(span.ravel())
+            if null is None:
+                pos = pos + 5 + length
+                continue
+            step = np.ones(n, dtype=np.int64)
+            step[text] = 5 + length
+            pos = pos + step
+        else:
+            pos = pos + 1
+    if (pos != ends).any():
+        return None
+    keep = np.ones(len(buf), dtype=bool)
+    keep[np.concatenate(drop)] = False
+    out = buf[keep].tobytes()
+    if out.count(b"\x01") != n - first_nulls or out.count(b"\x03") != first_nulls or out.count(b"\x02") != nulls:
+        return None
+    return (
+        out.replace(b"\\", b"\\\\")
+        .replace(b"\t", b"\\t")
+        .replace(b"\n", b"\\n")
+        .replace(b"\r", b"\\r")
+        .replace(b"\x00", b"\t")
+        .replace(b"\x02", b"\t\\N")
+        .replace(b"\x03", b"\n\\N")
+        .replace(b"\x01", b"\n")[1:]
+        + b"\n"
+    )
