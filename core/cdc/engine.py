@@ -186,7 +186,8 @@ class CdcWorker:
         _raise_gc_threshold()
         with PgApplier(self.plan.target, self.plan.pipeline_id, self._pairs) as applier, \
                 pg_source.LogicalStream(self.plan.source, self.slot, self.publication,
-                                        decoder=Decoder(key_columns=keys)) as stream:
+                                        decoder=Decoder(key_columns=keys),
+                                        stream_work_mem=pg_source.STREAM_WORK_MEM) as stream:
             stored = applier.stored_position()
             stream.start(start_lsn=stored + 1 if stored else 0)
             self.on_streaming()

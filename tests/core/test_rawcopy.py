@@ -1,0 +1,135 @@
+"""New rows straight from pgoutput Insert messages: the COPY text, then PgApplier's direct path on PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.cdc.applier import PgApplier, SchemaMismatch
+from core.cdc.applier import pg as applier_pg
+from core.cdc.applier.copytext import rows_payload
+from core.cdc.applier.rawcopy import copy_text
+from core.cdc.pgoutput import Decoder, RawInsert
+from tests.core.test_applier import ITEMS, content, db, items, run, spec, upd  # noqa: F401
+from tests.core.test_pgoutput import TS, begin, insert, relation
+
+TRICKY = [
+    ["1", None, "tab\there", "new\nline\r", "back\\slash"],
+    [None, "x", "", "ü 😀 \"q\"", None],
+    ["3", "\\N", "\\", "\t", "a\\tb"],
+]
+
+
+def test_copy_text_equals_value_by_value_escaping() -> None:
+    rows = [[str(i), str(i * 7), f"text {i}", None if i % 3 else f"{i}.5", "2024-01-03 04:05:06+00"]
+            for i in range(500)]
+    rows += TRICKY
+    messages = [insert(1, r) for r in rows]
+    assert copy_text(messages, 5) == rows_payload(rows).encode()
+    assert copy_text([insert(1, r) for r in TRICKY[1:2]], 5) == rows_payload(TRICKY[1:2]).encode()  # NULL first
+    assert copy_text([], 5) == b""
+
+
+@pytest.mark.parametrize("marker", ["\x01", "\x02", "\x03"])
+def test_copy_text_refuses_values_holding_its_markers(marker: str) -> None:
+    rows = [["1", "plain"], ["2", f"has {marker} inside"]]
+    assert copy_text([insert(1, r) for r in rows], 2) is None
+
+
+def test_copy_text_refuses_what_it_does_not_understand() -> None:
+    good = insert(1, ["1", "a"])
+    assert copy_text([good], 3) is None  # another column count
+    assert copy_text([good[:-1]], 2) is None  # cut short
+    assert copy_text([good + b"x"], 2) is None  # trailing bytes
+    unchanged = good[:8] + b"u" + good[8 + 5 + 1:]  # first column 'u' (unchanged TOAST)
+    assert copy_text([unchanged], 2) is None
+
+
+def raw_inserts(rows: list[dict], pos: int, table: str = "items", columns: tuple[str, ...] = ("id", "name", "qty"),
+                xid: int = 7) -> list[RawInsert]:
+    """RawInserts as the decoder makes them from the server's messages."""
+    d = Decoder()
+    d.decode(begin(pos, TS, xid))
+    d.decode(relation(1, "public", table, [(c, 25, c == "id") for c in columns]))
+    out: list = []
+    for row in rows:
+        out.extend(d.decode(insert(1, [None if row.get(c) is None else str(row[c]) for c in columns])))
+    assert all(type(e) is RawInsert for e in out)
+    return out
+
+
+def rows(lo: int, hi: int, tag: str = "n") -> list[dict]:
+    return [{"id": i, "name": f"{tag}{i}\t\\ü", "qty": None if i % 5 == 0 else i} for i in range(lo, hi + 1)]
+
+
+def expected(rs: list[dict]) -> list[tuple]:
+    return [(r["id"], r["name"], r["qty"]) for r in sorted(rs, key=lambda r: r["id"])]
+
+
+def test_new_rows_go_straight_into_the_target(spec, db, items) -> None:  # noqa: F811
+    with PgApplier(spec, 1, {ITEMS: ITEMS}) as ap:
+        stats = ap.apply(raw_inserts(rows(1, 300), 10), 10)
+        assert (stats.inserts, stats.events, stats.rows_upserted) == (300, 300, 300)
+        assert stats.per_table == {"public.items": {"insert": 300, "update": 0, "delete": 0, "truncate": 0}}
+        assert not ap._staged, "all-insert batches must not go through a staging table"
+        assert ap.stored_position() == 10
+        # A batch mixing inserts and updates of the table takes the set-based path, in order.
+        mixed = [*raw_inserts(rows(301, 310), 20), upd("items", 20, {"id": 301}, id=301, name="changed", qty=1)]
+        ap.apply(mixed, 20)
+        assert ap._staged
+    want = expected(rows(1, 310))
+    want[300] = (301, "changed", 1)
+    assert content(db) == want
+
+
+def test_a_key_the_target_has_rewrites_the_batch_as_upserts(spec, db, items) -> None:  # noqa: F811
+    run(db, "INSERT INTO items VALUES (3, 'already there', 99)")
+    with PgApplier(spec, 1, {ITEMS: ITEMS}) as ap:
+        stats = ap.apply(raw_inserts(rows(1, 10), 10), 10)
+        assert (stats.inserts, stats.rows_upserted) == (10, 10)
+        assert ap.stored_position() == 10
+        oid = ap.target_table(ITEMS).oid
+        assert ap._direct_off[oid] == applier_pg.DIRECT_BACKOFF  # staging for a while
+        ap.apply(raw_inserts(rows(11, 12), 20), 20)
+        assert ap._direct_off[oid] == applier_pg.DIRECT_BACKOFF - 1
+    assert content(db) == expected(rows(1, 12))
+
+
+def test_a_conflict_in_the_last_part_writes_the_earlier_parts_again(spec, db, items) -> None:  # noqa: F811
+    run(db, "INSERT INTO items VALUES (250, 'already there', 99)")
+    with PgApplier(spec, 1, {ITEMS: ITEMS}) as ap:
+        ap.apply_part(raw_inserts(rows(1, 100), 30))
+        ap.apply_part(raw_inserts(rows(101, 200), 30))
+        stats = ap.apply(raw_inserts(rows(201, 300), 30), 30)
+        assert (stats.inserts, stats.events) == (300, 300)
+        assert ap.stored_position() == 30
+    assert content(db) == expected(rows(1, 300))
+
+
+def test_values_holding_marker_bytes_and_unknown_columns_take_the_staging_path(spec, db, items) -> None:  # noqa: F811
+    odd = [{"id": 1, "name": "a\x01b\x02c\x03", "qty": 1}, {"id": 2, "name": "plain", "qty": 2}]
+    with PgApplier(spec, 1, {ITEMS: ITEMS}) as ap:
+        ap.apply(raw_inserts(odd, 10), 10)
+        assert content(db) == expected(odd)
+        with pytest.raises(SchemaMismatch, match="extra"):
+            ap.apply(raw_inserts([{"id": 5, "name": "x", "qty": 1, "extra": "e"}], 20,
+                                 columns=("id", "name", "qty", "extra")), 20)
+    assert content(db) == expected(odd)
+
+
+def test_a_failing_direct_copy_leaves_rows_and_offset_unchanged(spec, db, items) -> None:  # noqa: F811
+    bad = rows(1, 5)
+    bad[2]["qty"] = -1  # violates CHECK (qty >= 0): not a key conflict, so it fails the batch
+    with PgApplier(spec, 1, {ITEMS: ITEMS}) as ap:
+        ap.apply(raw_inserts(rows(100, 101), 10), 10)
+        with pytest.raises(Exception, match="check constraint"):
+            ap.apply(raw_inserts(bad, 20), 20)
+        assert ap.stored_position() == 10
+    assert content(db) == expected(rows(100, 101))
+
+
+def test_raw_insert_reads_like_a_change_event() -> None:
+    (ev,) = raw_inserts([{"id": 1, "name": None, "qty": 3}], 10)
+    assert (ev.op, ev.schema, ev.table, ev.position, ev.xid, ev.before) == ("insert", "public", "items", 10, 7, None)
+    assert ev.key == {"id": "1"} and ev.after == {"id": "1", "name": None, "qty": "3"}
+    assert ev.unchanged == frozenset() and ev.columns == ("id", "name", "qty")
+    assert ev == ev.as_event() and ev.as_event() == ev
