@@ -244,8 +244,9 @@ def test_engine_applies_streamed_transactions_exactly(pg: PgCluster, pg_db: str,
     assert streamed[0].position != UNCOMMITTED and streamed[0].commit_time is not None
 
 
-def test_stop_in_the_middle_of_a_streamed_transaction_loses_nothing(  # noqa: F811
-        pg: PgCluster, pg_db: str, target_db: str, small_work_mem, recorded, calls, monkeypatch) -> None:
+def test_stop_in_the_middle_of_a_streamed_transaction_loses_nothing(
+        pg: PgCluster, pg_db: str, target_db: str, small_work_mem, recorded, calls,  # noqa: F811
+        monkeypatch) -> None:
     monkeypatch.setattr(engine, "PART_EVENTS", 500)
     for db in (pg_db, target_db):
         execute(pg, db, "CREATE TABLE public.acc (id int PRIMARY KEY, n int NOT NULL, pad text)")
