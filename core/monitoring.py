@@ -78,16 +78,18 @@ def event_dict(pipeline_id: int, e: ChangeEvent, applied_at: datetime) -> dict:
     }
 
 
-def record_applied(pipeline_id: int, events: list[ChangeEvent], applied_at: datetime | None = None) -> None:
+def record_applied(pipeline_id: int, events: list[ChangeEvent], applied_at: datetime | None = None,
+                   counts: Counter | None = None) -> None:
     """Count a committed batch into the rollups, log its newest changes, publish it live.
 
-    The live feed gets the batch at once; the rollups and the log are written by the recorder's
-    thread (`flush` waits for them), so an engine never waits for the app database.
+    `counts` ((schema, table, op) -> n), when the engine has them already, saves counting the
+    events again. The live feed gets the batch at once; the rollups and the log are written by
+    the recorder's thread (`flush` waits for them), so an engine never waits for the app database.
     """
     if not events:
         return
     applied_at = applied_at or datetime.now(UTC)
-    per_table = Counter(map(_TABLE_OP, events))
+    per_table = Counter(map(_TABLE_OP, events)) if counts is None else counts
     counts: Counter = Counter()
     for (_schema, _table, op), n in per_table.items():
         counts[op] += n

@@ -53,7 +53,7 @@ _NO_COLUMNS: frozenset[str] = frozenset()
 # nothing filters them out as already applied; `settle` gives them the commit LSN).
 UNCOMMITTED = (1 << 64) - 1
 # Messages that carry the (sub)transaction's xid right after their type byte inside a stream block.
-_XID_IN_STREAM = frozenset(b"RYIUDTM")
+_XID_IN_STREAM = frozenset(b"RYUDTM")  # and I (Insert), which decode_into reads itself
 
 TRUNCATE_CASCADE = 1
 TRUNCATE_RESTART_IDENTITY = 2
@@ -201,13 +201,13 @@ class RawInsert(ChangeEvent):
     __slots__ = ("rel", "message", "_decoded")
     op = "insert"  # type: ignore[assignment]
     before = None  # type: ignore[assignment]
+    schema = property(lambda self: self.rel.schema)  # type: ignore[assignment]
+    table = property(lambda self: self.rel.table)  # type: ignore[assignment]
 
     def __init__(self, rel: _Rel, message: bytes, position: int, commit_time: datetime | None,
                  xid: int | None) -> None:
         self.rel = rel
         self.message = message
-        self.schema = rel.schema
-        self.table = rel.table
         self.position = position
         self.commit_time = commit_time
         self.xid = xid
@@ -284,7 +284,6 @@ class Decoder:
             0x42: self._begin,  # B
             0x43: self._commit,  # C
             0x52: self._relation,  # R
-            0x49: self._insert,  # I
             0x55: self._update,  # U
             0x44: self._delete,  # D
             0x54: self._truncate,  # T
@@ -313,6 +312,9 @@ class Decoder:
     def decode_into(self, payload: bytes | bytearray | memoryview, out: list[Item]) -> None:
         """Like `decode`, appending to `out` (saves a list per message on hot paths)."""
         buf = payload if type(payload) is bytes else bytes(payload)
+        if buf[:1] == b"I":  # the bulk of every stream: inline, without a handler call
+            self._insert_fast(buf, out)
+            return
         try:
             handler = self._handlers[buf[0]]
         except (KeyError, IndexError):
@@ -367,13 +369,6 @@ class Decoder:
         """A message inside a stream block: its xid comes out, then it reads as outside one; its
         events get the subtransaction's xid and the UNCOMMITTED position (see `settle`)."""
         (sub,) = _INT32.unpack_from(buf, 1)
-        if buf[0] == 0x49:  # Insert, the bulk of a large transaction: as _insert, without the state swap
-            msg = buf[:1] + buf[5:]
-            rel = self._rel(_REL_ID.unpack_from(msg, 1)[0])
-            if msg[5] != 0x4E or ((msg[6] << 8) | msg[7]) != rel.ncols:
-                raise DecodeError(f"insert into {rel.schema}.{rel.table} does not carry {rel.ncols} values")
-            out.append(RawInsert(rel, msg, UNCOMMITTED, None, sub))
-            return
         saved = self.commit_lsn, self.commit_time, self.xid
         self.commit_lsn, self.commit_time, self.xid = UNCOMMITTED, None, sub
         try:
@@ -440,11 +435,18 @@ class Decoder:
         except KeyError:
             raise DecodeError(f"change for relation id {rel_id} before its Relation message") from None
 
-    def _insert(self, buf: bytes, out: list[Item]) -> None:
-        rel = self._rel(_REL_ID.unpack_from(buf, 1)[0])
-        if buf[5] != 0x4E or ((buf[6] << 8) | buf[7]) != rel.ncols:  # 'N', then the column count
+    def _insert_fast(self, buf: bytes, out: list[Item]) -> None:
+        """An Insert, in or outside a stream block, kept as a RawInsert with the protocol 1 layout."""
+        if self._stream_xid is None:
+            msg, position, when, xid = buf, self.commit_lsn, self.commit_time, self.xid
+        else:  # drop the xid; byte 0 is then not 'I', which nothing reads again
+            msg, position, when, xid = buf[4:], UNCOMMITTED, None, int.from_bytes(buf[1:5])
+        if len(msg) < 8:
+            raise DecodeError("malformed pgoutput 'I' message: too short")
+        rel = self._rel(int.from_bytes(msg[1:5]))
+        if msg[5] != 0x4E or ((msg[6] << 8) | msg[7]) != rel.ncols:  # 'N', then the column count
             raise DecodeError(f"insert into {rel.schema}.{rel.table} does not carry {rel.ncols} values")
-        out.append(RawInsert(rel, buf, self.commit_lsn, self.commit_time, self.xid))
+        out.append(RawInsert(rel, msg, position, when, xid))
 
     def _update(self, buf: bytes, out: list[Item]) -> None:
         (rel_id,) = _REL_ID.unpack_from(buf, 1)

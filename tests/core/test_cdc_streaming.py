@@ -190,7 +190,7 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
 @pytest.fixture
 def recorded(monkeypatch: pytest.MonkeyPatch) -> list:
     got: list = []
-    monkeypatch.setattr(monitoring, "record_applied", lambda _pid, batch, _at=None: got.extend(batch))
+    monkeypatch.setattr(monitoring, "record_applied", lambda _pid, batch, _at=None, _counts=None: got.extend(batch))
     return got
 
 

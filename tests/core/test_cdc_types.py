@@ -60,7 +60,7 @@ def _running(pg: PgCluster, pg_db: str, target_db: str, monkeypatch: pytest.Monk
              tables: list[TablePlan]) -> Iterator[CdcWorker]:
     """A CdcWorker on `tables` in a thread, as the runner runs it; stopped and its slot dropped afterwards."""
     recorded: list = []  # what the worker hands to monitoring (no app database in this test)
-    monkeypatch.setattr(monitoring, "record_applied", lambda _pid, batch, _at: recorded.extend(batch))
+    monkeypatch.setattr(monitoring, "record_applied", lambda _pid, batch, _at, _counts=None: recorded.extend(batch))
     plan = CdcPlan(pipeline_id=PIPELINE_ID, source=spec(pg, pg_db), target=spec(pg, target_db), tables=tables,
                    mode="CDC_ONLY", auto_create=True, target_table_policy="fail")
     stop = threading.Event()

@@ -237,7 +237,7 @@ def shop() -> FakeMssql:
 def recorded(monkeypatch: pytest.MonkeyPatch) -> list:
     """What workers hand to monitoring (no app database here)."""
     events: list = []
-    monkeypatch.setattr(monitoring, "record_applied", lambda _pid, batch, _at: events.extend(batch))
+    monkeypatch.setattr(monitoring, "record_applied", lambda _pid, batch, _at, _counts=None: events.extend(batch))
     return events
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -68,6 +69,7 @@ class ApplyStats:
     rows_upserted: int = 0
     rows_deleted: int = 0
     per_table: dict[str, dict[str, int]] = field(default_factory=dict)  # "schema.table" (source) -> op -> count
+    by_table: Counter = field(default_factory=Counter)  # (schema, table, op) of the source -> count
     seconds: float = 0.0
 
 
@@ -415,6 +417,7 @@ class PgApplier:
         label = f"{src[0]}.{src[1]}"
         per = stats.per_table.setdefault(label, {"insert": 0, "update": 0, "delete": 0, "truncate": 0})
         per["insert"] += n
+        stats.by_table[(*src, "insert")] += n
         return True
 
     def stored_positions(self, prefix: str) -> dict[str, int]:
@@ -494,3 +497,5 @@ class PgApplier:
         per = stats.per_table.setdefault(label, {"insert": 0, "update": 0, "delete": 0, "truncate": 0})
         for op, n in c.items():
             per[op] += n
+            if n:
+                stats.by_table[(*changes.source, op)] += n

@@ -14,8 +14,9 @@ value. The value bytes then stay where they are and the headers become separator
 
 PostgreSQL text never contains NUL, so \\x00 cannot be a value byte; the other markers can, so
 their counts are checked (as in copytext) and a run whose values contain one is refused (None:
-the caller decodes message by message). A few bytes.replace passes then escape backslash, tab,
-newline and carriage return and turn the markers into COPY's tab, newline and \\N.
+the caller decodes message by message). Then backslash, tab, newline and carriage return are
+escaped (bytes.replace passes, only when a value has one), the NULL markers become COPY's \\N
+and one bytes.translate pass turns the separators into tab and newline.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ import numpy as np
 HEAD = 8  # 'I', relation id, 'N', column count
 _T, _N = 0x74, 0x6E
 _HEAD_SPAN = np.arange(HEAD)
+_SEPARATORS = bytes.maketrans(b"\x00\x01", b"\t\n")
+_MARKERS = b"\x01\x02\x03"
 _LENGTH_SPAN = np.arange(1, 5)
 
 
@@ -89,16 +92,10 @@ def copy_text(messages: Sequence[bytes], ncols: int) -> bytes | None:
     keep = np.ones(len(buf), dtype=bool)
     keep[np.concatenate(drop)] = False
     out = buf[keep].tobytes()
-    if out.count(b"\x01") != n - first_nulls or out.count(b"\x03") != first_nulls or out.count(b"\x02") != nulls:
+    if len(out) - len(out.translate(None, _MARKERS)) != n + nulls:  # one more marker byte: a value holds it
         return None
-    return (
-        out.replace(b"\\", b"\\\\")
-        .replace(b"\t", b"\\t")
-        .replace(b"\n", b"\\n")
-        .replace(b"\r", b"\\r")
-        .replace(b"\x00", b"\t")
-        .replace(b"\x02", b"\t\\N")
-        .replace(b"\x03", b"\n\\N")
-        .replace(b"\x01", b"\n")[1:]
-        + b"\n"
-    )
+    if b"\\" in out or b"\t" in out or b"\n" in out or b"\r" in out:  # values needing escapes (rare)
+        out = out.replace(b"\\", b"\\\\").replace(b"\t", b"\\t").replace(b"\n", b"\\n").replace(b"\r", b"\\r")
+    if nulls or first_nulls:
+        out = out.replace(b"\x02", b"\t\\N").replace(b"\x03", b"\n\\N")
+    return out.translate(_SEPARATORS)[1:] + b"\n"
