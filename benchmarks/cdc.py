@@ -69,8 +69,10 @@ NAT_T, OUR_T, NAT_L, OUR_L = "nat_t", "our_t", "nat_lat", "our_lat"
 NAT_SUB, NAT_SLOT = "bench_native", "bench_native"
 # As apply.py (fsync off, no checkpoint mid-run); the launcher may start a subscription's apply
 # worker right after ENABLE (its default 5 s throttle after the previous start would count in B).
+# Autovacuum off: after one consumer's 200k inserts it vacuums and analyzes those tables while the
+# other consumer is being measured (seen: whichever ran second lost 20-30%).
 CLUSTER_CONF = {"max_wal_size": "'16GB'", "checkpoint_timeout": "'1h'", "shared_buffers": "'256MB'",
-                "wal_retrieve_retry_interval": "'50ms'"}
+                "wal_retrieve_retry_interval": "'50ms'", "autovacuum": "off"}
 # The cluster runs synchronous_commit=off; a source session that commits the workload uses `on`
 # (cheap with fsync off) so its commits reach the walsenders at once, not at the WAL writer's
 # next round (wal_writer_delay, 200 ms), which would add up to 200 ms to every measurement.
@@ -552,7 +554,8 @@ def summary(rounds: list[dict], args: argparse.Namespace, server: str) -> None:
     print()
     print(f"median of {len(rounds)} round(s); {server}; source and target are two databases of ONE cluster "
           "on this machine (they share its cores);")
-    print("fsync=off; synchronous_commit=off except in the sessions that commit the source workload (on)")
+    print("fsync=off; autovacuum=off; synchronous_commit=off except in the sessions that commit the source "
+          "workload (on)")
     head = f"{'workload':<{LABEL_WIDTH}} {'native rows/s':>14} {'ours rows/s':>12} {'ratio':>6}  goal"
     print(head)
     print("-" * len(head) + "-" * 8)

@@ -255,6 +255,8 @@ class RawInsert(ChangeEvent):
     __hash__ = None  # type: ignore[assignment]  # like the dataclass: mutable, compared by value
 
 
+_new_raw = object.__new__
+
 Item = ChangeEvent | RelationChanged | TxnEnd | StreamStart | StreamStop | StreamAbort
 
 
@@ -312,14 +314,14 @@ class Decoder:
     def decode_into(self, payload: bytes | bytearray | memoryview, out: list[Item]) -> None:
         """Like `decode`, appending to `out` (saves a list per message on hot paths)."""
         buf = payload if type(payload) is bytes else bytes(payload)
-        if buf[:1] == b"I":  # the bulk of every stream: inline, without a handler call
+        if not buf:
+            raise DecodeError("empty pgoutput message")
+        if buf[0] == 0x49:  # Insert, the bulk of every stream: without a handler lookup
             self._insert_fast(buf, out)
             return
         try:
             handler = self._handlers[buf[0]]
-        except (KeyError, IndexError):
-            if not buf:
-                raise DecodeError("empty pgoutput message") from None
+        except KeyError:
             raise DecodeError(f"unknown pgoutput message type {chr(buf[0])!r} (protocol version 1 or 2 "
                               "expected)") from None
         try:
@@ -437,16 +439,22 @@ class Decoder:
 
     def _insert_fast(self, buf: bytes, out: list[Item]) -> None:
         """An Insert, in or outside a stream block, kept as a RawInsert with the protocol 1 layout."""
-        if self._stream_xid is None:
-            msg, position, when, xid = buf, self.commit_lsn, self.commit_time, self.xid
-        else:  # drop the xid; byte 0 is then not 'I', which nothing reads again
-            msg, position, when, xid = buf[4:], UNCOMMITTED, None, int.from_bytes(buf[1:5])
-        if len(msg) < 8:
-            raise DecodeError("malformed pgoutput 'I' message: too short")
-        rel = self._rel(int.from_bytes(msg[1:5]))
-        if msg[5] != 0x4E or ((msg[6] << 8) | msg[7]) != rel.ncols:  # 'N', then the column count
-            raise DecodeError(f"insert into {rel.schema}.{rel.table} does not carry {rel.ncols} values")
-        out.append(RawInsert(rel, msg, position, when, xid))
+        try:
+            if self._stream_xid is None:
+                msg, position, when, xid = buf, self.commit_lsn, self.commit_time, self.xid
+            else:  # drop the xid; byte 0 is then not 'I', which nothing reads again
+                msg, position, when, xid = buf[4:], UNCOMMITTED, None, _INT32.unpack_from(buf, 1)[0]
+            rel_id = _INT32.unpack_from(msg, 1)[0]
+            rel = self._rels[rel_id]
+            if msg[5] != 0x4E or ((msg[6] << 8) | msg[7]) != rel.ncols:  # 'N', then the column count
+                raise DecodeError(f"insert into {rel.schema}.{rel.table} does not carry {rel.ncols} values")
+        except KeyError:
+            raise DecodeError(f"change for relation id {rel_id} before its Relation message") from None
+        except (struct.error, IndexError) as exc:
+            raise DecodeError(f"malformed pgoutput 'I' message: {exc}") from None
+        ev = _new_raw(RawInsert)  # no __init__: this runs once per inserted row
+        ev.rel, ev.message, ev.position, ev.commit_time, ev.xid, ev._decoded = rel, msg, position, when, xid, None
+        out.append(ev)
 
     def _update(self, buf: bytes, out: list[Item]) -> None:
         (rel_id,) = _REL_ID.unpack_from(buf, 1)
