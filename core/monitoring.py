@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from sqlalchemy import insert
 from sqlmodel import Session
 
-from core.cdc.events import ChangeEvent
+from core.cdc.events import ChangeEvent, expand, expand_tail
 from core.events import Event, bus
 from core.security import Action, require
 from core.users import Actor
@@ -89,14 +89,15 @@ def record_applied(pipeline_id: int, events: list[ChangeEvent], applied_at: date
     if not events:
         return
     applied_at = applied_at or datetime.now(UTC)
-    per_table = Counter(map(_TABLE_OP, events)) if counts is None else counts
-    counts: Counter = Counter()
+    per_table = Counter(map(_TABLE_OP, expand(events))) if counts is None else counts
+    by_op: Counter = Counter()
     for (_schema, _table, op), n in per_table.items():
-        counts[op] += n
-    _recorder.add(pipeline_id, applied_at, per_table, events[-EVENT_LOG_CAP:])
+        by_op[op] += n
+    tail = expand_tail(events, EVENT_LOG_CAP)  # runs of changes (InsertRun) become rows for the log and feed
+    _recorder.add(pipeline_id, applied_at, per_table, tail)
     bus.publish(Event("cdc.events", {
-        "counts": dict(counts), "total": len(events),
-        "latest": [event_dict(pipeline_id, e, applied_at) for e in events[-LIVE_ROWS_PER_BATCH:]],
+        "counts": dict(by_op), "total": sum(by_op.values()),
+        "latest": [event_dict(pipeline_id, e, applied_at) for e in tail[-LIVE_ROWS_PER_BATCH:]],
     }, pipeline_id))
 
 

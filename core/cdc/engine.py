@@ -29,8 +29,18 @@ from psycopg2 import sql
 from core import monitoring
 from core.cdc import mssql_source, offsets, pg_source
 from core.cdc.applier import PgApplier
-from core.cdc.events import ChangeEvent
-from core.cdc.pgoutput import Decoder, RawInsert, RelationChanged, StreamAbort, StreamStart, StreamStop, TxnEnd, settle
+from core.cdc.events import ChangeEvent, row_count
+from core.cdc.pgoutput import (
+    Decoder,
+    InsertRun,
+    RawInsert,
+    RelationChanged,
+    StreamAbort,
+    StreamStart,
+    StreamStop,
+    TxnEnd,
+    settle,
+)
 from core.connectors import get_connector
 from core.connectors.base import ConnectionSpec
 from core.connectors.postgres import PostgresConnector
@@ -53,6 +63,19 @@ WAIT_S = 0.2  # how long a blocked hand-over waits before it keeps the session a
 # default gen-0 threshold (700) the collector ran full collections over them and the whole app many
 # times per transaction (~0.3 s of 1 s decoding 200k rows). Raised once per process, not lowered again.
 GC_GEN0_THRESHOLD = 20_000
+
+
+class _Open:
+    """A transaction being read: its changes (an InsertRun counts as its rows) and how many of them
+    (`sent` items, `sent_rows` changes) were applied ahead as parts."""
+
+    __slots__ = ("events", "rows", "sent", "sent_rows")
+
+    def __init__(self) -> None:
+        self.events: list[ChangeEvent] = []
+        self.rows = 0
+        self.sent = 0
+        self.sent_rows = 0
 
 
 class CdcFailed(StudioError):
@@ -183,7 +206,7 @@ class CdcWorker:
         _raise_gc_threshold()
         with PgApplier(self.plan.target, self.plan.pipeline_id, self._pairs) as applier, \
                 pg_source.LogicalStream(self.plan.source, self.slot, self.publication,
-                                        decoder=Decoder(key_columns=keys),
+                                        decoder=Decoder(key_columns=keys, runs=True),
                                         stream_work_mem=pg_source.STREAM_WORK_MEM) as stream:
             stored = applier.stored_position()
             stream.start(start_lsn=stored + 1 if stored else 0)
@@ -256,15 +279,15 @@ class CdcWorker:
         transaction, which then commits with that transaction. When another transaction commits first
         (streamed ones interleave with others), or a schema change needs the target, the parts are
         rolled back and the events applied again later; a streamed transaction whose parts were rolled
-        back is then applied whole at its commit.
+        back is then applied whole at its commit. Sizes count changes: an InsertRun counts its rows.
         """
-        txn: list[ChangeEvent] = []  # the (not streamed) transaction being read
-        streams: dict[int, list[ChangeEvent]] = {}  # streamed transactions in progress: xid -> events so far
+        txn = _Open()  # the (not streamed) transaction being read
+        streams: dict[int, _Open] = {}  # streamed transactions in progress, by xid
         unparted: set[int] = set()  # streamed transactions whose parts were rolled back
-        into = txn  # where the next ChangeEvent goes
-        parts: list[ChangeEvent] | None = None  # the transaction whose first `sent` events are applied as parts
-        sent = 0
+        into = txn  # where the next change goes
+        parts: _Open | None = None  # the transaction whose first `sent` items are applied as parts
         batch: list[ChangeEvent] = []
+        batch_rows = 0
         last: TxnEnd | None = None
         submitted = stream.confirmed_lsn  # end LSN of the last transaction handed to the apply thread
         batch_since = 0.0
@@ -283,64 +306,73 @@ class CdcWorker:
 
         def hand_over() -> bool:
             """Submit the complete transactions read so far (rows and position committed together)."""
-            nonlocal batch, last, submitted
+            nonlocal batch, batch_rows, last, submitted
             if last is not None:
                 if not applying.submit(batch, last, wait):
                     return False
-                submitted, batch, last = last.end_lsn, [], None
+                submitted, batch, batch_rows, last = last.end_lsn, [], 0, None
             return True
 
         def undo_parts() -> bool:
             """Roll back the applied parts (their events stay here, to be applied again)."""
-            nonlocal parts, sent
+            nonlocal parts
             if parts is None:
                 return True
-            unparted.update(xid for xid, events in streams.items() if events is parts)
+            unparted.update(xid for xid, open_ in streams.items() if open_ is parts)
             if not applying.submit(None, None, wait):
                 return False
-            parts, sent = None, 0
+            parts.sent = parts.sent_rows = 0
+            parts = None
             return True
 
         while not self.stop.is_set():
             confirm(applying.applied())
             items = stream.poll(timeout_s=0.2)
             for item in items:
-                if type(item) is RawInsert or type(item) is ChangeEvent:
-                    into.append(item)
-                elif isinstance(item, TxnEnd):
+                cls = type(item)
+                if cls is InsertRun:
+                    into.events.append(item)
+                    into.rows += len(item.messages)
+                elif cls is ChangeEvent or cls is RawInsert:
+                    into.events.append(item)
+                    into.rows += 1
+                elif cls is TxnEnd:
                     if item.streamed:
-                        events = streams.pop(item.xid, [])
+                        ended = streams.pop(item.xid, None) or _Open()
                         unparted.discard(item.xid)
-                        settle(events, item)
+                        settle(ended.events, item)
                     else:
-                        events, txn = txn, []
+                        ended, txn = txn, _Open()
                         into = txn
-                    if parts is not None and parts is not events and not undo_parts():
+                    if parts is not None and parts is not ended and not undo_parts():
                         return
                     if not batch:
                         batch_since = time.monotonic()
-                    if parts is events:  # the parts commit with the rest of their transaction
-                        batch.extend(events[sent:])
-                        parts, sent = None, 0
+                    if parts is ended:  # the parts commit with the rest of their transaction
+                        batch.extend(ended.events[ended.sent:])
+                        batch_rows += ended.rows - ended.sent_rows
+                        parts = None
                     else:
-                        batch.extend(events)
+                        batch.extend(ended.events)
+                        batch_rows += ended.rows
                     last = item
-                elif isinstance(item, StreamStart):
-                    into = streams.setdefault(item.xid, [])
-                elif isinstance(item, StreamStop):
+                elif cls is StreamStart:
+                    into = streams.get(item.xid) or streams.setdefault(item.xid, _Open())
+                elif cls is StreamStop:
                     into = txn
-                elif isinstance(item, StreamAbort):
-                    events = streams.get(item.xid)
-                    if events is None:
+                elif cls is StreamAbort:
+                    aborted = streams.get(item.xid)
+                    if aborted is None:
                         continue
-                    if parts is events and not undo_parts():
+                    if parts is aborted and not undo_parts():
                         return
                     if item.subxid == item.xid:
                         del streams[item.xid]
                         unparted.discard(item.xid)
                     else:
-                        events[:] = [e for e in events if e.xid != item.subxid]
-                elif isinstance(item, RelationChanged) and item.previous is not None:
+                        aborted.events = [e for e in aborted.events if e.xid != item.subxid]
+                        aborted.rows = row_count(aborted.events)
+                elif cls is RelationChanged and item.previous is not None:
                     if not hand_over():
                         return
                     if not undo_parts():  # the parts' open target transaction would block the DDL
@@ -349,16 +381,16 @@ class CdcWorker:
                         return
                     self._evolve(applier, item)
             grow = self._part_candidate(txn, streams, unparted, parts)
-            if grow is not None and len(grow) - sent >= PART_EVENTS:
+            if grow is not None and grow.rows - grow.sent_rows >= PART_EVENTS:
                 if not hand_over():
                     return
-                if not applying.submit(grow[sent:], None, wait):
+                if not applying.submit(grow.events[grow.sent:], None, wait):
                     return
-                parts, sent = grow, len(grow)
+                parts, grow.sent, grow.sent_rows = grow, len(grow.events), grow.rows
             now = time.monotonic()
             # While catching up (a poll stopped at its message limit) batches grow to BATCH_EVENTS.
             young = not getattr(stream, "caught_up", True) or now - batch_since < BATCH_SECONDS
-            due = len(batch) >= BATCH_EVENTS or (batch and not young) or not items
+            due = batch_rows >= BATCH_EVENTS or (batch and not young) or not items
             if last is not None and due and (batch or last.end_lsn > submitted) and not hand_over():
                 return
             if now >= next_check:
@@ -369,16 +401,16 @@ class CdcWorker:
                 next_lag = now + LAG_EVERY_S
 
     @staticmethod
-    def _part_candidate(txn: list[ChangeEvent], streams: dict[int, list[ChangeEvent]], unparted: set[int],
-                        parts: list[ChangeEvent] | None) -> list[ChangeEvent] | None:
+    def _part_candidate(txn: _Open, streams: dict[int, _Open], unparted: set[int],
+                        parts: _Open | None) -> _Open | None:
         """The transaction whose events may be applied ahead in parts now, if any: a large one being read
         whole, or the only streamed one in progress (several interleave: one would undo the others' parts)."""
-        if len(txn) >= BATCH_EVENTS and (parts is None or parts is txn):
+        if txn.rows >= BATCH_EVENTS and (parts is None or parts is txn):
             return txn
         if len(streams) == 1:
-            xid, events = next(iter(streams.items()))
-            if xid not in unparted and (parts is None or parts is events):
-                return events
+            xid, open_ = next(iter(streams.items()))
+            if xid not in unparted and (parts is None or parts is open_):
+                return open_
         return None
 
     def _apply(self, applier: PgApplier, stream: pg_source.LogicalStream, batch: list[ChangeEvent],

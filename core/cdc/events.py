@@ -44,3 +44,50 @@ class ChangeEvent:
     commit_time: datetime | None = None
     xid: int | None = None
     unchanged: frozenset[str] = field(default_factory=frozenset)
+
+
+class ChangeRun:
+    """Several changes of one kind to one table in one (sub)transaction, held more cheaply than as
+    ChangeEvents (see core.cdc.pgoutput.InsertRun). Where a list of changes may hold runs, a run
+    counts as `len(run)` changes; `events()` gives them one by one."""
+
+    __slots__ = ()
+    op: str
+    position: int
+    commit_time: datetime | None
+    xid: int | None
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def events(self) -> list[ChangeEvent]:
+        raise NotImplementedError
+
+
+def row_count(items: list) -> int:
+    """How many changes a list of ChangeEvents and ChangeRuns holds."""
+    return sum(len(i) if isinstance(i, ChangeRun) else 1 for i in items)
+
+
+def expand(items: list) -> list[ChangeEvent]:
+    """The changes of ChangeEvents and ChangeRuns, one ChangeEvent each (`items` itself when it has no run)."""
+    if not any(isinstance(i, ChangeRun) for i in items):
+        return items
+    out: list[ChangeEvent] = []
+    for i in items:
+        if isinstance(i, ChangeRun):
+            out.extend(i.events())
+        else:
+            out.append(i)
+    return out
+
+
+def expand_tail(items: list, n: int) -> list[ChangeEvent]:
+    """The last `n` changes of a list of ChangeEvents and ChangeRuns, one ChangeEvent each."""
+    if n <= 0:
+        return []
+    start, rows = len(items), 0
+    while start > 0 and rows < n:
+        start -= 1
+        rows += len(items[start]) if isinstance(items[start], ChangeRun) else 1
+    return expand(items[start:])[-n:]

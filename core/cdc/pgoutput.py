@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
-from core.cdc.events import ChangeEvent
+from core.cdc.events import ChangeEvent, ChangeRun
 from core.errors import ConnectorError
 
 PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
@@ -257,7 +257,41 @@ class RawInsert(ChangeEvent):
 
 _new_raw = object.__new__
 
-Item = ChangeEvent | RelationChanged | TxnEnd | StreamStart | StreamStop | StreamAbort
+
+class InsertRun(ChangeRun):
+    """Consecutive inserts into one relation by one (sub)transaction, kept as their pgoutput messages
+    (protocol 1 layout): what a Decoder(runs=True) makes of them. The applier COPYs the messages
+    as they are; `events()` gives them as RawInserts to whatever needs rows."""
+
+    __slots__ = ("rel", "messages", "position", "commit_time", "xid")
+    op = "insert"
+    schema = property(lambda self: self.rel.schema)
+    table = property(lambda self: self.rel.table)
+
+    def __init__(self, rel: _Rel, messages: list[bytes], position: int, commit_time: datetime | None,
+                 xid: int | None) -> None:
+        self.rel = rel
+        self.messages = messages
+        self.position = position
+        self.commit_time = commit_time
+        self.xid = xid
+
+    def __len__(self) -> int:
+        return len(self.messages)
+
+    def __repr__(self) -> str:
+        return f"InsertRun({self.rel.schema}.{self.rel.table}, {len(self.messages)} rows, position={self.position})"
+
+    def events(self) -> list[ChangeEvent]:
+        out: list[ChangeEvent] = []
+        rel, position, when, xid = self.rel, self.position, self.commit_time, self.xid
+        for msg in self.messages:
+            ev = _new_raw(RawInsert)
+            ev.rel, ev.message, ev.position, ev.commit_time, ev.xid, ev._decoded = rel, msg, position, when, xid, None
+            out.append(ev)
+        return out
+
+Item = ChangeEvent | InsertRun | RelationChanged | TxnEnd | StreamStart | StreamStop | StreamAbort
 
 
 class Decoder:
@@ -267,7 +301,9 @@ class Decoder:
     protocol flags every column as key, so pass the primary key where the table has one.
     """
 
-    def __init__(self, key_columns: Mapping[tuple[str, str], Sequence[str]] | None = None) -> None:
+    def __init__(self, key_columns: Mapping[tuple[str, str], Sequence[str]] | None = None, *,
+                 runs: bool = False) -> None:
+        self.runs = runs  # consecutive inserts of one (sub)transaction into one table as one InsertRun item
         self.relations: dict[int, Relation] = {}
         self.types: dict[int, tuple[str, str]] = {}
         self._rels: dict[int, _Rel] = {}
@@ -452,6 +488,13 @@ class Decoder:
             raise DecodeError(f"change for relation id {rel_id} before its Relation message") from None
         except (struct.error, IndexError) as exc:
             raise DecodeError(f"malformed pgoutput 'I' message: {exc}") from None
+        if self.runs:
+            last = out[-1] if out else None
+            if type(last) is InsertRun and last.rel is rel and last.xid == xid and last.position == position:
+                last.messages.append(msg)
+            else:
+                out.append(InsertRun(rel, [msg], position, when, xid))
+            return
         ev = _new_raw(RawInsert)  # no __init__: this runs once per inserted row
         ev.rel, ev.message, ev.position, ev.commit_time, ev.xid, ev._decoded = rel, msg, position, when, xid, None
         out.append(ev)

@@ -15,7 +15,7 @@ from core import monitoring
 from core.cdc import engine, pg_source
 from core.cdc.applier import PgApplier
 from core.cdc.engine import CdcPlan, drop_source_objects
-from core.cdc.events import ChangeEvent
+from core.cdc.events import ChangeEvent, expand
 from core.cdc.pg_source import LogicalStream, create_slot, ensure_publication, publication_name, slot_name
 from core.cdc.pgoutput import (
     UNCOMMITTED,
@@ -190,7 +190,8 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
 @pytest.fixture
 def recorded(monkeypatch: pytest.MonkeyPatch) -> list:
     got: list = []
-    monkeypatch.setattr(monitoring, "record_applied", lambda _pid, batch, _at=None, _counts=None: got.extend(batch))
+    monkeypatch.setattr(monitoring, "record_applied",
+                        lambda _pid, batch, _at=None, _counts=None: got.extend(expand(batch)))
     return got
 
 

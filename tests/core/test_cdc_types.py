@@ -18,6 +18,7 @@ from core import monitoring
 from core.cdc import engine
 from core.cdc.applier import PgApplier
 from core.cdc.engine import CdcPlan, CdcWorker, drop_source_objects
+from core.cdc.events import expand
 from core.fullload import TablePlan
 from tests.core.test_fullload import ALL_TYPES_DDL, execute, snapshot_of, spec, target_db  # noqa: F401
 from tests.pgcluster import PgCluster
@@ -60,7 +61,8 @@ def _running(pg: PgCluster, pg_db: str, target_db: str, monkeypatch: pytest.Monk
              tables: list[TablePlan]) -> Iterator[CdcWorker]:
     """A CdcWorker on `tables` in a thread, as the runner runs it; stopped and its slot dropped afterwards."""
     recorded: list = []  # what the worker hands to monitoring (no app database in this test)
-    monkeypatch.setattr(monitoring, "record_applied", lambda _pid, batch, _at, _counts=None: recorded.extend(batch))
+    monkeypatch.setattr(monitoring, "record_applied",
+                        lambda _pid, batch, _at, _counts=None: recorded.extend(expand(batch)))
     plan = CdcPlan(pipeline_id=PIPELINE_ID, source=spec(pg, pg_db), target=spec(pg, target_db), tables=tables,
                    mode="CDC_ONLY", auto_create=True, target_table_policy="fail")
     stop = threading.Event()

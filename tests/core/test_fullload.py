@@ -227,7 +227,8 @@ def snapshot_of(pg: PgCluster, db: str, schema: str, table: str, key: list[str])
     digest = fetch(
         pg, db, sql.SQL("SELECT md5(string_agg(t::text, E'\\n' ORDER BY {})) FROM {} t").format(order, name)
     )[0][0]
-    return [repr(r) for r in rows], digest
+    # bytea comes as a memoryview, whose repr is its address: compare its bytes.
+    return [repr(tuple(bytes(v) if isinstance(v, memoryview) else v for v in r)) for r in rows], digest
 
 
 @pytest.fixture

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import struct
+
 import pytest
 
 from core.cdc.applier import PgApplier, SchemaMismatch
 from core.cdc.applier import pg as applier_pg
 from core.cdc.applier.copytext import rows_payload
 from core.cdc.applier.rawcopy import copy_text
-from core.cdc.pgoutput import Decoder, RawInsert
+from core.cdc.events import expand, expand_tail, row_count
+from core.cdc.pgoutput import Decoder, InsertRun, RawInsert
 from tests.core.test_applier import ITEMS, content, db, items, run, spec, upd  # noqa: F401
 from tests.core.test_pgoutput import TS, begin, insert, relation
 
+COLS3 = [("id", 23, True), ("name", 25, False), ("qty", 23, False)]
 TRICKY = [
     ["1", None, "tab\there", "new\nline\r", "back\\slash"],
     [None, "x", "", "ü 😀 \"q\"", None],
@@ -133,3 +137,72 @@ def test_raw_insert_reads_like_a_change_event() -> None:
     assert ev.key == {"id": "1"} and ev.after == {"id": "1", "name": None, "qty": "3"}
     assert ev.unchanged == frozenset() and ev.columns == ("id", "name", "qty")
     assert ev == ev.as_event() and ev.as_event() == ev
+
+
+# -- runs: consecutive inserts as one item ----------------------------------------------------------
+
+
+def insert_runs(rows_: list[dict], pos: int, xid: int = 7) -> list:
+    """What Decoder(runs=True) makes of the rows' Insert messages: one InsertRun."""
+    d = Decoder(runs=True)
+    d.decode(begin(pos, TS, xid))
+    d.decode(relation(1, "public", "items", [(c, 25, c == "id") for c in ("id", "name", "qty")]))
+    out: list = []
+    for row in rows_:
+        d.decode_into(insert(1, [None if row.get(c) is None else str(row[c]) for c in ("id", "name", "qty")]), out)
+    return out
+
+
+def test_the_decoder_groups_consecutive_inserts_into_runs() -> None:
+    d = Decoder(runs=True)
+    out: list = []
+    for m in (begin(100, TS, 7), relation(1, "public", "a", COLS3), relation(2, "public", "b", COLS3),
+              insert(1, ["1", "x", None]), insert(1, ["2", "y", "3"]), insert(2, ["1", "z", None]),
+              insert(1, ["3", None, None]), b"C" + struct.pack(">BQQq", 0, 100, 110, TS),
+              begin(200, TS, 8), insert(1, ["4", "w", "4"])):
+        d.decode_into(m, out)
+    runs = [i for i in out if isinstance(i, InsertRun)]
+    assert [(r.table, len(r), r.position, r.xid) for r in runs] == [("a", 2, 100, 7), ("b", 1, 100, 7),
+                                                                   ("a", 1, 100, 7), ("a", 1, 200, 8)]
+    assert row_count(out) == 5 + sum(1 for i in out if not isinstance(i, InsertRun))
+    first = runs[0].events()
+    assert [e.after for e in first] == [{"id": "1", "name": "x", "qty": None}, {"id": "2", "name": "y", "qty": "3"}]
+    assert all(type(e) is RawInsert and e.position == 100 and e.xid == 7 for e in first)
+    assert [e.after["id"] for e in expand(out) if isinstance(e, RawInsert)] == ["1", "2", "1", "3", "4"]
+    assert [e.after["id"] for e in expand_tail(out, 2) if isinstance(e, RawInsert)] == ["4"]
+    assert [e.after["id"] for e in expand_tail(runs, 3)] == ["2", "1", "3", "4"][-3:]
+
+
+def test_runs_are_copied_straight_in_or_applied_as_rows(spec, db, items) -> None:  # noqa: F811
+    run(db, "INSERT INTO items VALUES (7, 'already there', 99)")
+    with PgApplier(spec, 1, {ITEMS: ITEMS}) as ap:
+        stats = ap.apply(insert_runs(rows(100, 400), 10), 10)
+        assert (stats.inserts, stats.events, stats.rows_upserted, stats.skipped) == (301, 301, 301, 0)
+        assert not ap._staged
+        # A run next to an update of the same table: the rows go through staging, in order.
+        ap.apply([*insert_runs(rows(401, 410), 20), upd("items", 20, {"id": 401}, id=401, name="u", qty=1)], 20)
+        # A run meeting a key the target has: the batch is written again as upserts.
+        stats = ap.apply(insert_runs(rows(1, 10), 30), 30)
+        assert stats.inserts == 10
+        # A batch read again after a crash is skipped as a whole, counted in rows.
+        again = ap.apply(insert_runs(rows(1, 10), 30), 30)
+        assert (again.applied, again.skipped) == (False, 10)
+    want = {r[0]: r for r in expected(rows(1, 10) + rows(100, 410))}
+    want[401] = (401, "u", 1)
+    assert content(db) == sorted(want.values())
+
+
+def test_monitoring_records_runs_as_rows(monkeypatch) -> None:
+    from core import monitoring  # noqa: PLC0415 - only this test needs it
+
+    added: list = []
+    published: list = []
+    monkeypatch.setattr(monitoring._recorder, "add", lambda pid, at, per_table, tail: added.append((per_table, tail)))
+    monkeypatch.setattr(monitoring.bus, "publish", published.append)
+    monitoring.record_applied(5, insert_runs(rows(1, 1200), 10))
+    ((per_table, tail),) = added
+    assert per_table == {("public", "items", "insert"): 1200}
+    assert len(tail) == monitoring.EVENT_LOG_CAP and tail[-1].after["id"] == "1200"
+    (event,) = published
+    assert event.data["total"] == 1200 and event.data["counts"] == {"insert": 1200}
+    assert [e["key"] for e in event.data["latest"]][-1] == {"id": "1200"}

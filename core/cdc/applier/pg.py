@@ -34,9 +34,9 @@ from core.cdc.applier.copytext import MarkerInValue, payload
 from core.cdc.applier.netchange import Plan, TableChanges, collect
 from core.cdc.applier.rawcopy import copy_text
 from core.cdc.applier.statements import DELETE_GROUP, Statements
-from core.cdc.events import ChangeEvent
+from core.cdc.events import ChangeEvent, expand, row_count
 from core.cdc.offsets import DEFAULT_SOURCE, ensure_offsets_table, read_offset, read_offset_for_update, write_offset
-from core.cdc.pgoutput import RawInsert
+from core.cdc.pgoutput import InsertRun, RawInsert
 from core.connectors.base import ConnectionSpec
 from core.connectors.postgres import translate_error
 
@@ -248,7 +248,8 @@ class PgApplier:
             stats = self._open_stats()
             stored = self._stored_for_update(cur, self.source)
             live = events if stored is None else [e for e in events if e.position > stored]
-            stats.skipped += len(events) - len(live)
+            if len(live) != len(events):
+                stats.skipped += row_count(events) - row_count(live)
             self._write(cur, live, stats, clear_stage=True)
             self._open.written.extend(live)
 
@@ -274,7 +275,7 @@ class PgApplier:
         """
         started = time.perf_counter()
         conn = self._connection()
-        total = sum(len(events) for events, _position in streams.values())
+        total = sum(row_count(events) for events, _position in streams.values())
 
         def write(cur: Any) -> ApplyStats | None:
             live: list[ChangeEvent] = []
@@ -289,7 +290,7 @@ class PgApplier:
                 return None
             stats = self._open_stats()
             stats.position, stats.applied = max(moved.values()), True
-            stats.skipped += total - len(live)
+            stats.skipped += total - row_count(live)
             self._write(cur, live, stats)
             for name, position in moved.items():
                 write_offset(cur, self.pipeline_id, position, name)
@@ -353,7 +354,7 @@ class PgApplier:
         """Stage and run the net changes of `events` in the open transaction (emptying the stages after a part)."""
         if self._open is not None and self._open.direct:
             events = self._copy_new_rows(cur, events, stats)
-        batches = collect(events, self.target_table)
+        batches = collect(expand(events), self.target_table)
         work = [self._stage(cur, changes, stats) for changes in batches.values()]
         statements = [s for statements in work for s in statements]
         if clear_stage:  # the next part's statements must not see these staged rows again
@@ -362,14 +363,15 @@ class PgApplier:
             cur.execute(";".join(statements))
 
     def _copy_new_rows(self, cur: Any, events: Sequence[ChangeEvent], stats: ApplyStats) -> Sequence[ChangeEvent]:
-        """COPY every table whose events are all RawInserts of one column layout straight into the target;
-        return the other tables' events (each table's in order) for the set-based path."""
+        """COPY every table whose events are all RawInserts or InsertRuns of one column layout straight into
+        the target; return the other tables' events (each table's in order) for the set-based path."""
         groups: dict[SourceTable, list[ChangeEvent]] = {}
         layout: dict[SourceTable, tuple[str, ...] | None] = {}  # None: not all RawInserts of one layout
         rel: Any = None
         run: list[ChangeEvent] = []
         for ev in events:
-            if type(ev) is RawInsert and ev.rel is rel:  # the common case: the same relation as the last one
+            cls = type(ev)
+            if (cls is InsertRun or cls is RawInsert) and ev.rel is rel:  # the same relation as the last one
                 run.append(ev)
                 continue
             src = (ev.schema, ev.table)
@@ -377,7 +379,7 @@ class PgApplier:
             if run is None:
                 run = groups[src] = []
             run.append(ev)
-            if type(ev) is RawInsert:
+            if cls is InsertRun or cls is RawInsert:
                 rel = ev.rel
                 names = layout.get(src, rel.names)
                 layout[src] = rel.names if names is not None and names == rel.names else None
@@ -402,7 +404,13 @@ class PgApplier:
             return False
         if not table.colset.issuperset(names):  # a column the target lacks or generates: staging says so
             return False
-        data = copy_text([ev.message for ev in rows], len(names))
+        messages: list[bytes] = []
+        for ev in rows:
+            if type(ev) is InsertRun:
+                messages.extend(ev.messages)
+            else:
+                messages.append(ev.message)
+        data = copy_text(messages, len(names))
         if data is None:
             return False
         try:
@@ -410,7 +418,7 @@ class PgApplier:
         except psycopg2.errors.UniqueViolation:
             self._direct_off[table.oid] = DIRECT_BACKOFF
             raise _DirectConflict from None
-        n = len(rows)
+        n = len(messages)
         stats.inserts += n
         stats.events += n
         stats.rows_upserted += n
