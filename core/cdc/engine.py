@@ -413,12 +413,6 @@ class CdcWorker:
                 return open_
         return None
 
-    def _apply(self, applier: PgApplier, stream: pg_source.LogicalStream, batch: list[ChangeEvent],
-               last: TxnEnd) -> None:
-        """Apply one batch on this thread, then confirm it to the source."""
-        self._commit(applier, batch, last)
-        stream.confirm(last.end_lsn)  # only after the target committed rows and position together
-
     def _work(self, applier: PgApplier, batch: list[ChangeEvent] | None, last: TxnEnd | None) -> None:
         """One job of the apply thread: a batch to commit, a part of a large transaction, or undo the parts."""
         if last is not None:
