@@ -60,7 +60,8 @@ class ChangeRun:
     def __len__(self) -> int:
         raise NotImplementedError
 
-    def events(self) -> list[ChangeEvent]:
+    def events(self, last: int | None = None) -> list[ChangeEvent]:
+        """Its changes one by one (only the `last` ones, when given)."""
         raise NotImplementedError
 
 
@@ -86,8 +87,13 @@ def expand_tail(items: list, n: int) -> list[ChangeEvent]:
     """The last `n` changes of a list of ChangeEvents and ChangeRuns, one ChangeEvent each."""
     if n <= 0:
         return []
-    start, rows = len(items), 0
-    while start > 0 and rows < n:
-        start -= 1
-        rows += len(items[start]) if isinstance(items[start], ChangeRun) else 1
-    return expand(items[start:])[-n:]
+    out: list[ChangeEvent] = []
+    for item in reversed(items):
+        if isinstance(item, ChangeRun):
+            out.extend(reversed(item.events(last=n - len(out))))  # not the whole run: only what is kept
+        else:
+            out.append(item)
+        if len(out) >= n:
+            break
+    out.reverse()
+    return out

@@ -255,9 +255,6 @@ class RawInsert(ChangeEvent):
     __hash__ = None  # type: ignore[assignment]  # like the dataclass: mutable, compared by value
 
 
-_new_raw = object.__new__
-
-
 class InsertRun(ChangeRun):
     """Consecutive inserts into one relation by one (sub)transaction, kept as their pgoutput messages
     (protocol 1 layout): what a Decoder(runs=True) makes of them. The applier COPYs the messages
@@ -282,14 +279,10 @@ class InsertRun(ChangeRun):
     def __repr__(self) -> str:
         return f"InsertRun({self.rel.schema}.{self.rel.table}, {len(self.messages)} rows, position={self.position})"
 
-    def events(self) -> list[ChangeEvent]:
-        out: list[ChangeEvent] = []
+    def events(self, last: int | None = None) -> list[ChangeEvent]:
         rel, position, when, xid = self.rel, self.position, self.commit_time, self.xid
-        for msg in self.messages:
-            ev = _new_raw(RawInsert)
-            ev.rel, ev.message, ev.position, ev.commit_time, ev.xid, ev._decoded = rel, msg, position, when, xid, None
-            out.append(ev)
-        return out
+        messages = self.messages if last is None else self.messages[-last:] if last > 0 else []
+        return [RawInsert(rel, msg, position, when, xid) for msg in messages]
 
 Item = ChangeEvent | InsertRun | RelationChanged | TxnEnd | StreamStart | StreamStop | StreamAbort
 
@@ -495,9 +488,7 @@ class Decoder:
             else:
                 out.append(InsertRun(rel, [msg], position, when, xid))
             return
-        ev = _new_raw(RawInsert)  # no __init__: this runs once per inserted row
-        ev.rel, ev.message, ev.position, ev.commit_time, ev.xid, ev._decoded = rel, msg, position, when, xid, None
-        out.append(ev)
+        out.append(RawInsert(rel, msg, position, when, xid))
 
     def _update(self, buf: bytes, out: list[Item]) -> None:
         (rel_id,) = _REL_ID.unpack_from(buf, 1)
