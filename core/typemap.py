@@ -27,11 +27,19 @@ PostgreSQL -> SQL Server
     interval nvarchar(64); inet, cidr nvarchar(64); macaddr, macaddr8 nvarchar(32); enums nvarchar(64).
     anything else (time with time zone, bit strings, geometric, range, tsvector, composite ...) is refused.
 
-PostgreSQL -> PostgreSQL is the identity for built-in types. User types are resolved by the
-engine from the catalog (`PgUserType`): enums are created in the target schema with the same
-labels in the same order; domains become their base type (the domain's CHECK is not carried
-over); extension base types (citext, ...) keep their name, so the target needs the extension;
-composite, range and pseudo types are refused. SQL Server -> SQL Server is the identity.
+PostgreSQL -> PostgreSQL is the identity for built-in types (arrays, ranges and multiranges,
+tsvector, money, bit strings, xml, network, geometric, interval, json ... all keep their type and
+their exact values). User types are resolved by the engine from the catalog (`PgUserType`):
+    enums are created in the target schema with the same labels in the same order;
+    domains are created in the target schema with the same name, base type (a domain over a
+    domain creates both), NOT NULL, DEFAULT and CHECK constraints (`DomainType`);
+    arrays of enums and domains are arrays of the created types;
+    an extension's base type (ltree, cube, citext ...) keeps its type when the target has a type of
+    that schema and name (`target_types`), otherwise it becomes `text` (arrays: `text[]`) holding
+    the value's text form, and `TargetType.fallback` says so (a warning, not an error);
+    composite, user-defined range and pseudo types are refused (ValidationFailed naming the column):
+    their fields would need types created recursively, and a text copy would silently lose them.
+SQL Server -> SQL Server is the identity.
 """
 
 from __future__ import annotations
@@ -62,6 +70,7 @@ class PgUserType:
 
     kind: enum | domain | base (an extension's type) | composite | range | multirange | pseudo.
     `base` is the domain's resolved base type (None when it is a built-in, then `base_type` says it).
+    Domains also carry their NOT NULL, DEFAULT expression and CHECK constraints (name, definition).
     """
 
     kind: str
@@ -71,22 +80,53 @@ class PgUserType:
     base_type: str | None = None
     base: PgUserType | None = None
     array_dims: int = 0
+    not_null: bool = False
+    default: str | None = None
+    checks: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class DomainType:
+    """A domain to create in the target schema (PostgreSQL targets): same name, base type and constraints."""
+
+    name: str
+    base: TargetType
+    not_null: bool = False
+    default: str | None = None
+    checks: tuple[tuple[str, str], ...] = ()  # (constraint name, pg_get_constraintdef text)
+    source_schema: str = ""
 
 
 @dataclass(frozen=True)
 class TargetType:
-    """A mapped type: `sql` is DDL text, except for enums, which DDL renders from `enum` as an identifier."""
+    """A mapped type: `sql` is DDL text, except for enums, domains and kept extension types (`ident`), which
+    DDL renders as identifiers in the target schema (for domains `sql` is the base type's text)."""
 
     sql: str
     enum: EnumType | None = None
     array_dims: int = 0
     cast_text: bool = False  # read the source column as text (values have no native equivalent)
     binary_safe: bool = True  # PostgreSQL binary COPY can carry it between databases (no type oids inside)
+    domain: DomainType | None = None
+    ident: tuple[str, str] | None = None  # an extension type that exists on the target under (schema, name)
+    fallback: str = ""  # why the values are carried as text (a warning for people), empty when they are not
 
     @property
     def display(self) -> str:
         """The type as people (and format_type, without schema) write it."""
-        return self.enum.name + "[]" * self.array_dims if self.enum else self.sql
+        if self.enum:
+            return self.enum.name + "[]" * self.array_dims
+        if self.domain:
+            return self.domain.name + "[]" * self.array_dims
+        return self.sql
+
+    def user_types(self) -> list[EnumType | DomainType]:
+        """The enums and domains this type needs on the target, the ones others depend on first."""
+        if self.enum:
+            return [self.enum]
+        if self.domain:
+            return [*self.domain.base.user_types(), self.domain]
+        return []
 
 
 @dataclass(frozen=True)
@@ -128,11 +168,16 @@ def map_type(
     target_kind: str,
     where: str = "column",
     user_type: PgUserType | None = None,
+    target_types: frozenset | None = None,
 ) -> TargetType:
-    """The target type for a source column type; ValidationFailed naming `where` (table.column) if none."""
+    """The target type for a source column type; ValidationFailed naming `where` (table.column) if none.
+
+    `target_types`: the (schema, name) of the user types the PostgreSQL target has; an extension type
+    it lacks (or all, when None) is carried as text.
+    """
     pair = (source_kind, target_kind)
     if pair == (POSTGRESQL, POSTGRESQL):
-        return _pg_to_pg(type_text, where, user_type)
+        return _pg_to_pg(type_text, where, user_type, target_types)
     if pair == (SQLSERVER, POSTGRESQL):
         return _mssql_to_pg(type_text, where)
     if pair == (POSTGRESQL, SQLSERVER):
@@ -145,7 +190,7 @@ def map_type(
 # ------------------------------------------------------------------ PostgreSQL -> PostgreSQL
 
 
-def _pg_to_pg(type_text: str, where: str, user: PgUserType | None) -> TargetType:
+def _pg_to_pg(type_text: str, where: str, user: PgUserType | None, target_types: frozenset | None) -> TargetType:
     if user is None:
         return TargetType(sql=type_text)
     dims = user.array_dims
@@ -154,22 +199,36 @@ def _pg_to_pg(type_text: str, where: str, user: PgUserType | None) -> TargetType
             sql=user.name + "[]" * dims, enum=EnumType(user.name, user.labels), array_dims=dims, binary_safe=dims == 0
         )
     if user.kind == "domain":
-        inner = _pg_to_pg(user.base_type or "", where, user.base)
-        return _with_dims(inner, dims)
+        return _pg_domain(user, where, target_types)
     if user.kind == "base":
-        return TargetType(sql=type_text, binary_safe=dims == 0)
+        if target_types is not None and (user.schema, user.name) in target_types:
+            return TargetType(sql=type_text, ident=(user.schema, user.name), array_dims=dims, binary_safe=dims == 0)
+        return TargetType(
+            sql="text" + "[]" * dims,
+            array_dims=dims,
+            cast_text=True,
+            binary_safe=False,
+            fallback=f"{type_text} is not a type of the target database",
+        )
     raise unknown_type(
         where, type_text, POSTGRESQL, POSTGRESQL, f"user-defined {user.kind} types are not created by auto-create"
     )
 
 
-def _with_dims(inner: TargetType, dims: int) -> TargetType:
-    """A domain's base type, made an array when the column is an array of the domain."""
-    if not dims:
-        return inner
-    total = inner.array_dims + dims
-    sql = inner.sql if inner.enum else inner.sql + "[]" * dims
-    return TargetType(sql=sql, enum=inner.enum, array_dims=total, cast_text=inner.cast_text, binary_safe=False)
+def _pg_domain(user: PgUserType, where: str, target_types: frozenset | None) -> TargetType:
+    """A domain created on the target over its (mapped) base type; arrays of it carry its oid, so text COPY."""
+    inner = _pg_to_pg(user.base_type or "", where, user.base, target_types)
+    domain = DomainType(user.name, inner, user.not_null, user.default, user.checks, user.schema)
+    dims = user.array_dims
+    sql_text = inner.sql + "[]" * dims
+    return TargetType(
+        sql=sql_text,
+        domain=domain,
+        array_dims=dims,
+        cast_text=inner.cast_text,
+        binary_safe=inner.binary_safe and dims == 0,
+        fallback=inner.fallback,
+    )
 
 
 # ------------------------------------------------------------------ SQL Server -> PostgreSQL

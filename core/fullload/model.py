@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from core.typemap import EnumType, TargetType
+from core.typemap import DomainType, EnumType, PgUserType, TargetType
 
 POLICIES = ("fail", "truncate", "append", "drop_recreate")
+DRIFTS = ("propagate_columns", "ignore", "stop_table")
 
 PENDING, RUNNING, COMPLETED, FAILED, CANCELLED = "PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"
 
@@ -38,6 +39,15 @@ class LoadOptions:
     target_table_policy: str = "fail"  # fail | truncate | append | drop_recreate
     parallelism: int = 4  # tables loading at once
     snapshot_id: str | None = None  # PostgreSQL source: every reader runs SET TRANSACTION SNAPSHOT this
+    schema_drift: str = "propagate_columns"  # existing target tables: propagate_columns | ignore | stop_table
+
+
+@dataclass(frozen=True)
+class Finding:
+    """Something validation found about a table: an `error` fails the run, a `warning` deserves a look."""
+
+    level: str  # error | warning
+    message: str
 
 
 @dataclass
@@ -71,15 +81,34 @@ class Cancelled(Exception):  # noqa: N818 - a state, not a failure
 
 @dataclass
 class ColumnPlan:
+    """A source column and what the target gets: mapped type, NOT NULL, default and generation.
+
+    `generated` is the source's generation expression; `generated_on_target` says the target column
+    is created GENERATED with it (then the load never writes it), else it is a plain column filled
+    from the source's values. `default` is the expression the target column is created with
+    (None: none, or not carried; `source_default` is what the source has).
+    """
+
     name: str
     source_type: str
     target: TargetType
     not_null: bool
+    user: PgUserType | None = None
+    source_default: str | None = None
+    default: str | None = None
+    generated: str | None = None
+    generated_on_target: bool = False
+    identity: bool = False
 
 
 @dataclass
 class TableSpec:
-    """A table ready to load: its plan, the columns with mapped types and the primary key."""
+    """A table ready to load: its plan, the columns with mapped types and the primary key.
+
+    `load_columns`, when set, are the columns the COPY writes into an existing target table (the
+    ones it has, generated ones left out); otherwise every column not generated on the target.
+    `notes` are findings made while preparing (types carried as text, defaults not carried ...).
+    """
 
     plan: TablePlan
     columns: list[ColumnPlan]
@@ -87,7 +116,27 @@ class TableSpec:
     relkind: str = "r"
     rows_expected: int = 0
     enums: list[EnumType] = field(default_factory=list)
+    domains: list[DomainType] = field(default_factory=list)
+    load_columns: list[str] | None = None
+    notes: list[Finding] = field(default_factory=list)
 
     @property
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]
+
+    @property
+    def copy_columns(self) -> list[ColumnPlan]:
+        """The columns the load reads from the source and writes into the target, in order."""
+        if self.load_columns is not None:
+            wanted = set(self.load_columns)
+            return [c for c in self.columns if c.name in wanted]
+        return [c for c in self.columns if not c.generated_on_target]
+
+    @property
+    def user_types(self) -> list[EnumType | DomainType]:
+        """Enums and domains to create before the table, dependencies first, each once."""
+        seen: dict[tuple[str, str], EnumType | DomainType] = {}
+        for col in self.columns:
+            for t in col.target.user_types():
+                seen.setdefault((type(t).__name__, t.name), t)
+        return list(seen.values())

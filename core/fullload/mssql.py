@@ -123,7 +123,11 @@ def create_schema_statement(schema: str) -> str:
 
 
 def create_table_statement(spec: TableSpec) -> str:
-    """CREATE TABLE with columns in order, mapped types, NULL/NOT NULL and the primary key in key order."""
+    """CREATE TABLE with columns in order, mapped types, NULL/NOT NULL and the primary key in key order.
+
+    PostgreSQL generated columns become plain columns filled from the source's values, domains their
+    base type (the type map's `sql`); defaults are not carried.
+    """
     parts = [f"{quote_ident(c.name)} {c.target.sql} {'NOT NULL' if c.not_null else 'NULL'}" for c in spec.columns]
     if spec.primary_key:
         parts.append(f"PRIMARY KEY ({', '.join(map(quote_ident, spec.primary_key))})")

@@ -8,6 +8,7 @@ connection uncommitted, so a failed or cancelled table leaves the target as it w
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, BinaryIO
@@ -17,7 +18,7 @@ from psycopg2.sql import Composable
 
 from core.connectors.base import ConnectionSpec
 from core.errors import ConnectorError
-from core.fullload import mssql, pgsql
+from core.fullload import mssql, pgsql, reconcile
 from core.fullload.job import Job
 from core.fullload.model import LoadOptions, TableSpec
 from core.fullload.pipe import CHUNK, PipeReader, pump, pump_batches
@@ -26,6 +27,8 @@ from core.typemap import POSTGRESQL
 # Per-row overheads used to turn bytes moved into an estimate of rows moved: a heap tuple costs
 # about 28 bytes of header and line pointer; a binary COPY row 2 bytes plus 4 per field.
 _HEAP_ROW_OVERHEAD = 28
+
+log = logging.getLogger(__name__)
 
 
 def load_table(job: Job, source: ConnectionSpec, target: ConnectionSpec, options: LoadOptions) -> int:
@@ -72,6 +75,7 @@ def pg_to_pg(job: Job, source: ConnectionSpec, target: ConnectionSpec, options: 
         job.check()
         with pgsql.pg_errors(target), tgt.cursor() as tcur:
             state = pgsql.apply_policy(tcur, spec, options.target_table_policy, options.auto_create)
+            spec = _fit_existing(tcur, spec, state, options)
             binary = _binary_ok(spec, src, tgt, tcur, state.created)
         fmt = "binary" if binary else "text"
         if not binary:
@@ -88,6 +92,19 @@ def pg_to_pg(job: Job, source: ConnectionSpec, target: ConnectionSpec, options: 
             raise ConnectorError(f"the source sent {counted[0]} rows but the target received {rows}")
         _finish_target(job, tgt, target, spec, state)
     return rows
+
+
+def _fit_existing(tcur: Any, spec: TableSpec, state: pgsql.TargetState, options: LoadOptions) -> TableSpec:
+    """An existing target table is reconciled with the source's columns (schema drift policy) in the load's
+    transaction; the COPY then writes the columns it has, never its generated ones."""
+    if state.created:
+        return spec
+    notes = reconcile.reconcile_on(tcur, spec, options.schema_drift)
+    for note in notes:
+        log.info("full load of %s: %s", spec.plan.source, note)
+    if notes:
+        state.fresh = False  # the changes ran in subtransactions: COPY FREEZE would be refused
+    return reconcile.fit_to_target(tcur, spec)
 
 
 def _spec(job: Job) -> TableSpec:
@@ -162,10 +179,12 @@ def mssql_to_pg(job: Job, source: ConnectionSpec, target: ConnectionSpec, option
     """fetchmany batches encoded as COPY text, piped into COPY FROM STDIN on the target."""
     spec = _spec(job)
     job.expect(spec.rows_expected, exact=False)
-    statement = mssql.select_statement(spec.plan.source_schema, spec.plan.source_table, spec.column_names)
     with _odbc(job, mssql.connect(source, autocommit=True)) as scur, _pg(job, pgsql.open_target(target)) as tgt:
         with pgsql.pg_errors(target), tgt.cursor() as tcur:
             state = pgsql.apply_policy(tcur, spec, options.target_table_policy, options.auto_create)
+            spec = _fit_existing(tcur, spec, state, options)
+        names = [c.name for c in spec.copy_columns]
+        statement = mssql.select_statement(spec.plan.source_schema, spec.plan.source_table, names)
         rows = pump(
             produce=lambda sink: _mssql_rows_to_copy(job, scur, source, statement, sink),
             consume=lambda reader: _copy_in(tgt, target, pgsql.copy_in(spec, "text", state.fresh), reader),
@@ -220,7 +239,9 @@ def mssql_to_mssql(job: Job, source: ConnectionSpec, target: ConnectionSpec, opt
     """fetchmany batches from one SQL Server into fast_executemany INSERTs on another."""
     spec = _spec(job)
     job.expect(spec.rows_expected, exact=False)
-    statement = mssql.select_statement(spec.plan.source_schema, spec.plan.source_table, spec.column_names)
+    statement = mssql.select_statement(
+        spec.plan.source_schema, spec.plan.source_table, [c.name for c in spec.copy_columns]
+    )
     with (
         _odbc(job, mssql.connect(source, autocommit=True)) as scur,
         _odbc(job, mssql.connect(target, autocommit=False)) as tcur,
@@ -245,7 +266,7 @@ def _into_mssql(
     """Policy action, then batches into fast_executemany, then one commit."""
     driver_error = mssql.driver().Error
     plan = spec.plan
-    statement = mssql.insert_statement(plan.target_schema, plan.target_table, spec.column_names)
+    statement = mssql.insert_statement(plan.target_schema, plan.target_table, [c.name for c in spec.copy_columns])
 
     def on_rows(total: int) -> None:
         job.rows_moved = total

@@ -173,3 +173,34 @@ def test_guess_kind_and_normalize() -> None:
     assert guess_kind(["integer", "character varying(5)", "mood"]) == POSTGRESQL
     assert normalize('"Copy".mood[]') == normalize("mood[]") == "mood[]"
     assert normalize("numeric(10, 2)") == "numeric(10,2)"
+
+
+def test_domain_is_created_on_postgresql_targets_over_its_mapped_base() -> None:
+    mood = PgUserType(kind="enum", schema="shop", name="mood", labels=("sad", "ok"))
+    inner = PgUserType(kind="domain", schema="shop", name="Größe", base_type="bigint", not_null=True,
+                       default="1", checks=(("positiv", "CHECK ((VALUE > 0))"),))
+    outer = PgUserType(kind="domain", schema="shop", name="klein", base_type='shop."Größe"', base=inner)
+    mapped = map_type("klein", POSTGRESQL, POSTGRESQL, "shop.t.k", outer)
+    assert mapped.display == "klein" and mapped.sql == "bigint" and mapped.binary_safe
+    assert [t.name for t in mapped.user_types()] == ["Größe", "klein"]
+    assert mapped.domain.base.domain.checks == (("positiv", "CHECK ((VALUE > 0))"),)
+    assert mapped.domain.base.domain.not_null and mapped.domain.base.domain.default == "1"
+    over_enum = PgUserType(kind="domain", schema="shop", name="laune", base_type="shop.mood", base=mood, array_dims=1)
+    mapped = map_type("laune[]", POSTGRESQL, POSTGRESQL, "shop.t.l", over_enum)
+    assert mapped.display == "laune[]" and not mapped.binary_safe
+    assert mapped.user_types() == [EnumType("mood", ("sad", "ok")), mapped.domain]
+    assert map_type("laune[]", POSTGRESQL, SQLSERVER, "shop.t.l", over_enum).sql == "nvarchar(max)"
+
+
+def test_extension_types_are_kept_only_when_the_target_has_them() -> None:
+    ltree = PgUserType(kind="base", schema="public", name="ltree")
+    fallback = map_type("ltree", POSTGRESQL, POSTGRESQL, "public.t.p", ltree)
+    assert (fallback.sql, fallback.cast_text, fallback.binary_safe) == ("text", True, False)
+    assert fallback.fallback == "ltree is not a type of the target database"
+    arr = PgUserType(kind="base", schema="public", name="ltree", array_dims=1)
+    assert map_type("ltree[]", POSTGRESQL, POSTGRESQL, "public.t.p", arr).sql == "text[]"
+    kept = map_type("ltree", POSTGRESQL, POSTGRESQL, "public.t.p", ltree, frozenset({("public", "ltree")}))
+    assert (kept.ident, kept.display, kept.cast_text, kept.binary_safe, kept.fallback) == (
+        ("public", "ltree"), "ltree", False, True, "")
+    other_schema = map_type("ltree", POSTGRESQL, POSTGRESQL, "public.t.p", ltree, frozenset({("ext", "ltree")}))
+    assert other_schema.cast_text
