@@ -11,6 +11,8 @@ Mode = Literal["FULL_LOAD_ONLY", "CDC_ONLY", "FULL_LOAD_AND_CDC"]
 Policy = Literal["fail", "truncate", "append", "drop_recreate"]
 Engine = Literal["embedded", "kafka_connect"]
 Sink = Literal["studio", "connect"]  # kafka_connect: the app applies (studio) or a JDBC sink connector does
+OnTableError = Literal["continue", "stop"]  # a table that fails to load or apply: only it stops, or everything
+SchemaDrift = Literal["propagate_columns", "ignore", "stop_table"]  # what a source schema change does to the target
 
 MODES: tuple[str, ...] = ("FULL_LOAD_ONLY", "CDC_ONLY", "FULL_LOAD_AND_CDC")
 POLICIES: tuple[str, ...] = ("fail", "truncate", "append", "drop_recreate")
@@ -47,6 +49,8 @@ class PipelineCreate(_Base):
     schedule: str | None = Field(default=None, max_length=120)
     engine: Engine = "embedded"
     sink: Sink = "studio"
+    on_table_error: OnTableError = "continue"
+    schema_drift: SchemaDrift = "propagate_columns"
 
 
 class PipelineUpdate(_Base):
@@ -69,6 +73,8 @@ class PipelineUpdate(_Base):
     schedule: str | None = Field(default=None, max_length=120)
     engine: Engine | None = None
     sink: Sink | None = None
+    on_table_error: OnTableError | None = None
+    schema_drift: SchemaDrift | None = None
 
 
 class RunPublic(BaseModel):
@@ -104,6 +110,9 @@ class PipelinePublic(BaseModel):
     schedule: str | None
     engine: str
     sink: str = "studio"
+    on_table_error: str = "continue"
+    schema_drift: str = "propagate_columns"
+    slot_name: str | None = None
     state: str
     full_load_status: str
     cdc_status: str
@@ -135,6 +144,8 @@ class PipelineStatus(BaseModel):
     tables: list[TableStatus]
     engine: str = "embedded"
     connector: dict | None = None  # kafka_connect: {name, state, tasks: [{id, state, worker_id, trace}]}
+    health: str = "ok"  # ok | degraded (a table FAILED while the others run) | failed (state ERROR)
+    failed_tables: list[str] = Field(default_factory=list)
 
 
 class PreviewRow(BaseModel):
@@ -145,10 +156,16 @@ class PreviewRow(BaseModel):
     has_primary_key: bool
     size_bytes: int = 0
     differences: dict | None = None
+    errors: list[str] = Field(default_factory=list)  # what makes this table fail (validate fills these)
+    warnings: list[str] = Field(default_factory=list)  # what deserves a look: type fallbacks, generated columns
 
 
 class ValidationReport(BaseModel):
+    """`ok`: nothing wrong at all. `startable`: a start is accepted — with on_table_error `continue` a table
+    with errors is refused alone (it ends FAILED with its reason) while the others run."""
+
     ok: bool
     errors: list[str]
     warnings: list[str]
     tables: list[PreviewRow] = Field(default_factory=list)
+    startable: bool = True

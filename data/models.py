@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, Column, ForeignKey, Integer
+from sqlalchemy import JSON, BigInteger, Column, ForeignKey, Integer
 from sqlmodel import Field, SQLModel
 
 
@@ -70,6 +70,7 @@ class AuditEntry(SQLModel, table=True):
 
 class Pipeline(SQLModel, table=True):
     __tablename__ = "pipelines"
+    __table_args__ = {"sqlite_autoincrement": True}  # a deleted pipeline's id is never given again
 
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(index=True, unique=True, max_length=100)
@@ -89,6 +90,9 @@ class Pipeline(SQLModel, table=True):
     schedule: str | None = Field(default=None, max_length=120)
     engine: str = Field(default="embedded", max_length=20)
     sink: str = Field(default="studio", max_length=20)
+    on_table_error: str = Field(default="continue", max_length=20)
+    schema_drift: str = Field(default="propagate_columns", max_length=30)
+    slot_name: str | None = Field(default=None, max_length=63)  # its replication slot and publication
     state: str = Field(default="NOT_STARTED", max_length=20)
     full_load_status: str = Field(default="NOT_STARTED", max_length=20)
     cdc_status: str = Field(default="NOT_STARTED", max_length=20)
@@ -134,6 +138,7 @@ class PipelineTable(SQLModel, table=True):
     error: str | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    cdc_since_lsn: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
 
 
 class MetricMinute(SQLModel, table=True):

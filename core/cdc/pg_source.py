@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import selectors
 import socket
 import threading
@@ -63,6 +64,11 @@ class SlotBusy(ConnectorError):
 def slot_name(pipeline_id: int) -> str:
     """The replication slot of a pipeline."""
     return f"{_NAME_PREFIX}{int(pipeline_id)}"
+
+
+def new_slot_name(pipeline_id: int, instance: str) -> str:
+    """A slot (and publication) name never given twice: this installation's tag, the id and a random part."""
+    return _check_slot(f"cdc_studio_{instance}_p{int(pipeline_id)}_{secrets.token_hex(3)}")
 
 
 def publication_name(pipeline_id: int) -> str:
@@ -231,7 +237,8 @@ def check_replica_identity(spec: ConnectionSpec, tables: Sequence[tuple[str, str
                 problems.append(f"table {name} does not exist in database {spec.database}")
                 continue
             identity, has_pk, has_identity_index = row
-            fix = f"ALTER TABLE {name} REPLICA IDENTITY FULL or add a primary key"
+            # The applier needs a key on the target too, so a primary key is the fix that works end to end.
+            fix = f"ALTER TABLE {name} " + ("ADD PRIMARY KEY (...)" if not has_pk else "REPLICA IDENTITY DEFAULT")
             if identity == "n":
                 problems.append(f"{name} has REPLICA IDENTITY NOTHING: updates and deletes cannot be captured: {fix}")
             elif identity == "d" and not has_pk:
@@ -258,19 +265,24 @@ def primary_keys(spec: ConnectionSpec, tables: Sequence[tuple[str, str]]) -> dic
     return keys
 
 
-def check_wal_level(spec: ConnectionSpec) -> list[str]:
-    """Server-side problems for logical replication (wal_level, replication privilege, free slots)."""
+def check_wal_level(spec: ConnectionSpec, slot: str | None = None) -> list[str]:
+    """Server-side problems for logical replication (wal_level, replication privilege, free slots, senders).
+
+    The pipeline's own `slot`, if it exists already, does not count as taken: a restart reuses it.
+    """
     problems: list[str] = []
     with _cursor(spec) as cur:
         cur.execute(
             "SELECT current_setting('wal_level'), "
             "r.rolreplication OR r.rolsuper OR coalesce(pg_has_role(r.oid, "
             "  (SELECT oid FROM pg_roles WHERE rolname = 'rds_replication'), 'member'), false), "
-            "current_setting('max_replication_slots')::int, (SELECT count(*) FROM pg_replication_slots), "
-            "current_setting('max_wal_senders')::int "
-            "FROM pg_roles r WHERE r.rolname = current_user"
+            "current_setting('max_replication_slots')::int, "
+            "(SELECT count(*) FROM pg_replication_slots WHERE slot_name IS DISTINCT FROM %s), "
+            "current_setting('max_wal_senders')::int, (SELECT count(*) FROM pg_stat_replication) "
+            "FROM pg_roles r WHERE r.rolname = current_user",
+            (slot,),
         )
-        wal_level, may_replicate, max_slots, used_slots, max_senders = cur.fetchone()
+        wal_level, may_replicate, max_slots, used_slots, max_senders, senders = cur.fetchone()
     if wal_level != "logical":
         problems.append(
             f"wal_level is '{wal_level}': set wal_level = logical in postgresql.conf (or "
@@ -288,6 +300,9 @@ def check_wal_level(spec: ConnectionSpec) -> list[str]:
         )
     if max_senders < 1:
         problems.append("max_wal_senders is 0: set it to at least the number of pipelines and restart")
+    elif senders >= max_senders:
+        problems.append(f"all {max_senders} WAL senders (max_wal_senders) are in use: raise it and restart, "
+                        "or stop another replication client")
     return problems
 
 
@@ -338,16 +353,20 @@ def create_slot(spec: ConnectionSpec, slot: str) -> SlotInfo:
     return SlotInfo(slot_name=name, consistent_point=lsn)
 
 
-def create_slot_with_snapshot(spec: ConnectionSpec, slot: str) -> SlotHandle:
+def create_slot_with_snapshot(spec: ConnectionSpec, slot: str, temporary: bool = False) -> SlotHandle:
     """Create a pgoutput slot and export its snapshot; the handle must stay open during the full load.
 
-    Raises SlotExists if the slot is there already (drop it, or stream from it, instead).
+    A `temporary` slot only marks a consistent point for its snapshot (one table loaded again while
+    the pipeline's own slot goes on): it is gone when the handle closes. Raises SlotExists if the slot
+    is there already (drop it, or stream from it, instead).
     """
-    conn, (name, lsn, snapshot) = _create_slot(spec, slot, "EXPORT_SNAPSHOT")
+    conn, (name, lsn, snapshot) = _create_slot(spec, slot, "EXPORT_SNAPSHOT", temporary)
     return SlotHandle(slot_name=name, consistent_point=lsn, snapshot_name=snapshot, _conn=conn)
 
 
-def _create_slot(spec: ConnectionSpec, slot: str, snapshot_action: str) -> tuple[Any, tuple[str, int, str]]:
+def _create_slot(
+    spec: ConnectionSpec, slot: str, snapshot_action: str, temporary: bool = False
+) -> tuple[Any, tuple[str, int, str]]:
     _check_slot(slot)
     existing = _slot_row(spec, slot)
     if existing is not None:
@@ -357,13 +376,14 @@ def _create_slot(spec: ConnectionSpec, slot: str, snapshot_action: str) -> tuple
     try:
         with conn.cursor() as cur:
             # The slot name is checked against [a-z0-9_] above; replication commands take no parameters.
-            cur.execute(f'CREATE_REPLICATION_SLOT "{slot}" LOGICAL pgoutput {snapshot_action}')
+            kind = "TEMPORARY LOGICAL" if temporary else "LOGICAL"
+            cur.execute(f'CREATE_REPLICATION_SLOT "{slot}" {kind} pgoutput {snapshot_action}')
             created = True
             name, lsn, snapshot, _plugin = cur.fetchone()
         return conn, (name, parse_lsn(lsn), snapshot or "")
     except BaseException as exc:
         conn.close()
-        if created:
+        if created and not temporary:
             drop_slot(spec, slot)  # created but not handed out: leave nothing behind
         if isinstance(exc, psycopg2.Error):
             if exc.pgcode == _DUPLICATE_OBJECT:

@@ -25,7 +25,6 @@ from typing import Any
 import orjson
 
 from core import monitoring
-from core.cdc import pg_source
 from core.cdc.applier import PgApplier
 from core.cdc.engine import CdcFailed, CdcPlan, CdcWorker
 from core.cdc.events import ChangeEvent
@@ -85,8 +84,9 @@ class KafkaCdcWorker(CdcWorker):
     def __init__(self, plan: CdcPlan, stop: threading.Event,
                  on_progress: Callable[[TableProgress], None] | None = None,
                  on_streaming: Callable[[], None] | None = None,
-                 on_connector: Callable[[ConnectorStatus], None] | None = None) -> None:
-        super().__init__(plan, stop, on_progress, on_streaming)
+                 on_connector: Callable[[ConnectorStatus], None] | None = None,
+                 on_table: Callable[[str, str, str | None, int | None], None] | None = None) -> None:
+        super().__init__(plan, stop, on_progress, on_streaming, on_table)
         self.on_connector = on_connector or (lambda _s: None)
         self.connector = debezium.connector_name(plan.pipeline_id)
         self.prefix = debezium.topic_prefix(plan.pipeline_id)
@@ -230,7 +230,7 @@ class KafkaCdcWorker(CdcWorker):
             return False
         options = LoadOptions(auto_create=self.plan.auto_create, target_table_policy=self.plan.target_table_policy)
         self.full_load_status = "RUNNING"
-        result = run_full_load(self.plan.source, self.plan.target, self.plan.tables, options, self.on_progress,
+        result = run_full_load(self.plan.source, self.plan.target, self.tables(), options, self.on_progress,
                                self.stop)
         self.full_load_status = result.status
         if result.status != "COMPLETED":
@@ -589,8 +589,3 @@ def _reset_offsets(client: KafkaConnectClient, name: str, timeout_s: float = 30.
                 log.warning("connector %s: offsets not reset (%s); deleting it anyway", name, exc)
                 return
             time.sleep(0.5)
-
-
-def drop_source_objects(spec: Any, pipeline_id: int) -> None:
-    """Debezium leaves its slot and publication behind when a connector is deleted: drop them."""
-    pg_source.drop_slot_and_publication(spec, pg_source.slot_name(pipeline_id), pg_source.publication_name(pipeline_id))
