@@ -18,6 +18,7 @@ PREVIEW_COLUMNS = [
     {"name": "status", "label": "Target", "field": "status", "align": "left"},
     {"name": "rows", "label": "Rows", "field": "rows", "align": "right"},
     {"name": "pk", "label": "Primary key", "field": "pk", "align": "left"},
+    {"name": "notes", "label": "Notes", "field": "notes", "align": "left", "classes": "whitespace-normal"},
 ]
 TABLE_COLUMNS = [
     {"name": "name", "label": "Table", "field": "name", "align": "left", "sortable": True},
@@ -102,6 +103,19 @@ class PipelineWizard:
                     )
                     .classes("w-96")
                     .mark("p-policy")
+                )
+                self.on_table_error = (
+                    ui.select({"continue": "Set that table aside, go on with the others", "stop": "Stop the pipeline"},
+                              value="continue", label="When one table fails")
+                    .classes("w-96")
+                    .mark("p-on-table-error")
+                )
+                self.schema_drift = (
+                    ui.select({"propagate_columns": "Follow it on the target (add, retype columns)",
+                               "ignore": "Leave the target as it is", "stop_table": "Set the table aside"},
+                              value="propagate_columns", label="When a source table's columns change")
+                    .classes("w-96")
+                    .mark("p-schema-drift")
                 )
                 self.schedule = (
                     ui.input("Cron schedule (UTC, optional; full-load-only)", placeholder="0 2 * * *")
@@ -205,6 +219,8 @@ class PipelineWizard:
             mode=self.mode.value,
             auto_create=self.auto_create.value,
             target_table_policy=self.policy.value,
+            on_table_error=self.on_table_error.value,
+            schema_drift=self.schema_drift.value,
             schedule=self.schedule.value or None,
             engine=self.engine.value if self.mode.value != "FULL_LOAD_ONLY" else "embedded",
             sink=self.sink.value if self.engine.value == "kafka_connect" else "studio",
@@ -232,6 +248,7 @@ class PipelineWizard:
                 "status": STATUS_WORDS[r.target_status],
                 "rows": human_count(r.row_count),
                 "pk": "yes" if r.has_primary_key else "no",
+                "notes": " · ".join([f"✖ {e}" for e in r.errors] + [f"⚠ {w}" for w in r.warnings]),
             }
             for r in rows
         ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from nicegui import ui
 
 from components.format import human_count
@@ -17,10 +19,12 @@ STATUS_COLORS = {
 
 
 class TableProgressList(ui.column):
-    """One row per table: name, status badge, progress bar, rows copied of expected, rows/s, error."""
+    """One row per table: name, status badge, progress bar, rows copied of expected, rows/s, error; a FAILED
+    table has a Retry button when `on_retry` is given (it loads that table again alone)."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_retry: Callable[[str], Awaitable[None]] | None = None) -> None:
         super().__init__()
+        self._on_retry = on_retry
         self.classes("w-full gap-1")
         self._rows: dict[str, dict] = {}
         self._placeholder: ui.label | None = None
@@ -52,6 +56,8 @@ class TableProgressList(ui.column):
         row["rows"].text = _rows_text(t)
         row["error"].text = t.error or ""
         row["error"].visible = bool(t.error)
+        if row["retry"] is not None:
+            row["retry"].visible = t.status == "FAILED"
 
     def _add(self, t: TableStatus) -> None:
         with ui.row().classes("w-full items-center gap-3 no-wrap") as line:
@@ -60,10 +66,16 @@ class TableProgressList(ui.column):
             bar = ui.linear_progress(value=_fraction(t), show_value=False, size="12px").classes("flex-grow")
             bar.props(f"color={STATUS_COLORS.get(t.status, 'grey')} instant-feedback")
             rows = ui.label(_rows_text(t)).classes("w-72 text-right text-sm text-grey-8")
+            retry = None
+            if self._on_retry is not None:
+                on_retry, source = self._on_retry, t.source
+                retry = ui.button("Retry", icon="replay", on_click=lambda: on_retry(source)).props("outline dense")
+                retry.mark(f"retry-{t.source}")
+                retry.visible = t.status == "FAILED"
         line.mark(f"progress-{t.source}")
         error = ui.label(t.error or "").classes("text-negative text-sm pl-4")
         error.visible = bool(t.error)
-        self._rows[t.source] = {"bar": bar, "badge": badge, "rows": rows, "error": error}
+        self._rows[t.source] = {"bar": bar, "badge": badge, "rows": rows, "error": error, "retry": retry}
 
 
 def _fraction(t: TableStatus) -> float:

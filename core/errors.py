@@ -16,6 +16,14 @@ class ValidationFailed(StudioError):
         self.message = message
 
 
+class NotStartable(ValidationFailed):
+    """A pipeline that does not validate is not started; `messages` are the validation errors."""
+
+    def __init__(self, messages: list[str]) -> None:
+        super().__init__("pipeline", "the pipeline does not validate: " + "; ".join(messages))
+        self.messages = messages
+
+
 class NotFound(StudioError):
     """The thing asked for does not exist."""
 

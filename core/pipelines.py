@@ -7,13 +7,18 @@ these same functions. Functions that reach a database block: call them off the e
 from __future__ import annotations
 
 import dataclasses
+import logging
+from typing import NamedTuple
 
-from core import runner, scheduler
+from core import pipeline_checks, runner, scheduler
+from core.cdc import pg_source
+from core.cdc.engine import CdcPlan
 from core.config import get_settings
 from core.connections import spec_of
 from core.connectors import get_connector
 from core.connectors.base import ConnectionSpec, TableInfo
-from core.errors import Conflict, ConnectorError, NotFound, StudioError, ValidationFailed
+from core.errors import Conflict, ConnectorError, NotFound, NotStartable, StudioError, ValidationFailed
+from core.fullload import LoadOptions, TablePlan, compare_columns
 from core.pipeline_schemas import (
     PipelineCreate,
     PipelinePublic,
@@ -25,7 +30,7 @@ from core.pipeline_schemas import (
     TableStatus,
     ValidationReport,
 )
-from core.security import Action, require
+from core.security import Action, instance_tag, require
 from core.table_select import select_tables
 from core.users import Actor
 from data import audit
@@ -33,6 +38,8 @@ from data import connections as conn_db
 from data import pipelines as pipe_db
 from data.db import session_scope
 from data.models import Connection, Pipeline, utcnow
+
+log = logging.getLogger(__name__)
 
 ACTIVE_STATES = {"STARTING", "RUNNING", "PAUSED", "STOPPING"}
 EDITABLE_WHILE_RUNNING = {"name", "description", "schedule"}
@@ -96,9 +103,11 @@ def get_status(actor: Actor, pipeline_id: int) -> PipelineStatus:
         live = runner.live_tables(pipeline_id)
         if live:
             tables = [live.get(t.source, t) for t in tables] or list(live.values())
+        failed = [t.source for t in tables if t.status == "FAILED"]
+        health = "failed" if p.state == "ERROR" else "degraded" if failed else "ok"
         return PipelineStatus(id=p.id, state=p.state, full_load_status=p.full_load_status, cdc_status=p.cdc_status,
                               error_message=p.error_message, tables=tables, engine=p.engine,
-                              connector=runner.connector_status(pipeline_id))
+                              connector=runner.connector_status(pipeline_id), health=health, failed_tables=failed)
 
 
 # ---------------------------------------------------------------- validation
@@ -115,6 +124,15 @@ def _connection(session, field: str, connection_id: int, usage: str) -> Connecti
 
 def _spec(c: Connection, database: str) -> ConnectionSpec:
     return dataclasses.replace(spec_of(c), database=database)
+
+
+class LoadPlan(NamedTuple):
+    """What a full load runs: source, target, the tables and the options."""
+
+    source: ConnectionSpec
+    target: ConnectionSpec
+    tables: list[TablePlan]
+    options: LoadOptions
 
 
 @dataclasses.dataclass
@@ -222,6 +240,8 @@ def create_pipeline(actor: Actor, data: PipelineCreate) -> PipelinePublic:
         values.update(source_database=resolved.source.database, target_database=resolved.target.database,
                       schedule=data.schedule or None, created_by=actor.email)
         p = pipe_db.save(session=session, obj=Pipeline(**values))
+        p.slot_name = pg_source.new_slot_name(p.id, instance_tag())
+        p = pipe_db.save(session=session, obj=p)
         audit.record(session=session, user_email=actor.email, action="pipeline.create", target=p.name)
     # After the commit: the job store writes the same SQLite file through its own engine.
     scheduler.set_schedule(p.id, p.schedule)
@@ -268,6 +288,7 @@ def delete_pipeline(actor: Actor, pipeline_id: int) -> None:
     runner.stop(pipeline_id, wait=True)
     scheduler.remove(pipeline_id)
     _drop_cdc_objects(pipeline_id)
+    _forget_offsets(pipeline_id)
     with session_scope() as session:
         p = _load(session, pipeline_id)
         name = p.name
@@ -297,26 +318,85 @@ def _drop_cdc_objects(pipeline_id: int) -> None:
     if src is None or src.kind != "postgresql":
         return
     try:
-        drop_source_objects(_spec(src, p.source_database), pipeline_id)
+        drop_source_objects(_spec(src, p.source_database), pipeline_id, p.slot_name)
     except ConnectorError as exc:
         raise Conflict(f"cannot drop the replication slot and publication on the source ({exc}); a slot left "
                        "behind makes the source keep WAL forever, so the pipeline is kept: fix the source and "
                        "delete again") from None
 
 
+def _forget_offsets(pipeline_id: int) -> None:
+    """Remove the deleted pipeline's applied positions from its PostgreSQL target (best effort: logged)."""
+    from core.cdc.engine import forget_offsets
+
+    with session_scope() as session:
+        p = _load(session, pipeline_id)
+        tgt = conn_db.get_connection(session=session, connection_id=p.target_connection_id)
+    if p.mode == "FULL_LOAD_ONLY" or tgt is None or tgt.kind != "postgresql":
+        return
+    try:
+        forget_offsets(_spec(tgt, p.target_database), pipeline_id)
+    except StudioError as exc:
+        log.warning("pipeline %s: its offsets row on the target was not removed: %s", pipeline_id, exc)
+
+
 def start_pipeline(actor: Actor, pipeline_id: int) -> PipelineStatus:
-    """Start the pipeline now: its full load, or its CDC (after the full load for FULL_LOAD_AND_CDC)."""
+    """Start the pipeline now: its full load, or its CDC (after the full load for FULL_LOAD_AND_CDC).
+
+    Validation runs first: a pipeline that does not validate does not start (422 with its errors). With
+    on_table_error `continue`, tables with errors are refused alone (they end FAILED with the reason).
+    """
     require(actor.role, Action.manage_pipelines)
     with session_scope() as session:
         p = _load(session, pipeline_id)
         mode, source_kind = p.mode, _connection(session, "source_connection_id", p.source_connection_id, "source").kind
         engine = p.engine
+    if mode != "FULL_LOAD_ONLY" and source_kind not in ("postgresql", "sqlserver"):
+        raise ValidationFailed("mode", f"CDC from {source_kind} sources ({engine} engine) is not available")
+    if runner.is_running(pipeline_id):
+        raise Conflict(f"pipeline {pipeline_id} is already running; stop it or wait for the run to end")
+    report = validate(actor, pipeline_id)
+    if not report.startable:
+        raise NotStartable(report.errors)
+    refused = {r.source: "; ".join(r.errors) for r in report.tables if r.errors}
     if mode == "FULL_LOAD_ONLY":
-        runner.start_full_load(pipeline_id, trigger="manual", actor_email=actor.email)
+        runner.start_full_load(pipeline_id, trigger="manual", actor_email=actor.email, refused=refused)
     else:
-        if source_kind not in ("postgresql", "sqlserver"):
-            raise ValidationFailed("mode", f"CDC from {source_kind} sources ({engine} engine) is not available")
-        runner.start_cdc(pipeline_id, trigger="manual", actor_email=actor.email)
+        runner.start_cdc(pipeline_id, trigger="manual", actor_email=actor.email, refused=refused)
+    return get_status(actor, pipeline_id)
+
+
+def retry_table(actor: Actor, pipeline_id: int, source: str) -> PipelineStatus:
+    """Load one FAILED table again alone, once its cause is fixed; the other tables keep streaming.
+
+    A running CDC pipeline is restarted around the reload (its stream resumes where it was); a stopped
+    one reloads the table when it starts; a FULL_LOAD_ONLY pipeline runs a load of just that table.
+    """
+    require(actor.role, Action.manage_pipelines)
+    with session_scope() as session:
+        p = _load(session, pipeline_id)
+        row = next((t for t in pipe_db.list_tables(session=session, pipeline_id=pipeline_id) if t.source == source),
+                   None)
+        if row is None:
+            raise NotFound(f"pipeline '{p.name}' has no table {source}")
+        if row.status != "FAILED":
+            raise Conflict(f"table {source} is {row.status}; only a FAILED table is retried")
+        mode, state = p.mode, p.state
+        if mode != "FULL_LOAD_ONLY" and p.engine != "embedded":
+            raise Conflict(f"retrying one table is available on the embedded engine; pipeline '{p.name}' runs on "
+                           f"{p.engine}: stop it and start it again to load every table")
+    report = validate(actor, pipeline_id, retrying=True)
+    table = next((r for r in report.tables if r.source == source), None)
+    if table is None:
+        raise ValidationFailed("source", f"{source} is no longer part of the pipeline")
+    if table.errors or report.errors:
+        raise NotStartable(report.errors + table.errors)
+    if mode == "FULL_LOAD_ONLY":
+        runner.start_full_load(pipeline_id, trigger="retry", actor_email=actor.email, only=[source])
+        return get_status(actor, pipeline_id)
+    if state in ACTIVE_STATES:
+        runner.stop(pipeline_id, wait=True, actor_email=actor.email, restart=True)
+    runner.start_cdc(pipeline_id, trigger="retry", actor_email=actor.email, reload=[source])
     return get_status(actor, pipeline_id)
 
 
@@ -353,8 +433,6 @@ def resume_pipeline(actor: Actor, pipeline_id: int) -> PipelineStatus:
 
 def lag(actor: Actor, pipeline_id: int) -> dict:
     """Events/s, counts and lag: live from the worker while CDC runs, else from the source's slot."""
-    from core.cdc import pg_source
-
     p, src, _tgt = _with_connections(actor, pipeline_id)
     figures = runner.cdc_figures(pipeline_id)
     if figures is None:
@@ -362,7 +440,7 @@ def lag(actor: Actor, pipeline_id: int) -> dict:
                    "seconds_behind": None, "last_commit_time": None}
         slot = None
         if p.mode != "FULL_LOAD_ONLY" and src.kind == "postgresql":
-            slot = pg_source.slot_status(_spec(src, p.source_database), pg_source.slot_name(pipeline_id))
+            slot = pg_source.slot_status(_spec(src, p.source_database), p.slot_name or pg_source.slot_name(pipeline_id))
         figures.update(lag_bytes=slot["lag_bytes"] if slot else None,
                        retained_wal_bytes=slot["retained_wal_bytes"] if slot else None,
                        slot_active=slot["active"] if slot else None)
@@ -402,10 +480,11 @@ def _stored_request(p: Pipeline) -> PipelineCreate:
     return PipelineCreate.model_validate(p.model_dump(include=set(PipelineCreate.model_fields)))
 
 
-def _preview_rows(p: PipelineCreate, src: Connection, tgt: Connection) -> list[PreviewRow]:
-    from core.fullload import compare_columns
-
-    resolved = _resolve(p, src, tgt)
+def _preview_rows(p: PipelineCreate, src: Connection, tgt: Connection, resolved: Resolved | None = None,
+                  policy: str | None = None) -> tuple[list[PreviewRow], list[str]]:
+    """The preview rows, with what each table's columns will become (generated columns, type fallbacks,
+    defaults) as warnings and what would fail as errors; and the problems of checking them at all."""
+    resolved = resolved or _resolve(p, src, tgt)
     source_conn, target_conn = get_connector(resolved.source), get_connector(resolved.target)
     try:
         existing = {t.name: t for t in target_conn.list_tables(resolved.target.database, p.target_schema)}
@@ -425,7 +504,14 @@ def _preview_rows(p: PipelineCreate, src: Connection, tgt: Connection) -> list[P
             row_count=info.row_count, has_primary_key=info.has_primary_key, size_bytes=info.size_bytes,
             differences=diff if diff["status"] == "different" else None,
         ))
-    return rows
+    return rows, pipeline_checks.add_findings(_setup(p, resolved, policy), rows)
+
+
+def _setup(p: PipelineCreate | Pipeline, resolved: Resolved, policy: str | None = None) -> pipeline_checks.Setup:
+    return pipeline_checks.Setup(source=resolved.source, target=resolved.target, source_schema=p.source_schema,
+                                 target_schema=p.target_schema, mode=p.mode, policy=policy or p.target_table_policy,
+                                 auto_create=p.auto_create, schema_drift=p.schema_drift,
+                                 slot=getattr(p, "slot_name", None))
 
 
 def _with_connections(actor: Actor, pipeline_id: int) -> tuple[Pipeline, Connection, Connection]:
@@ -440,7 +526,7 @@ def _with_connections(actor: Actor, pipeline_id: int) -> tuple[Pipeline, Connect
 def preview(actor: Actor, pipeline_id: int) -> list[PreviewRow]:
     """Source table -> target table, whether it will be created / exists / differs, rows, PK."""
     p, src, tgt = _with_connections(actor, pipeline_id)
-    return _preview_rows(_stored_request(p), src, tgt)
+    return _preview_rows(_stored_request(p), src, tgt)[0]
 
 
 def preview_request(actor: Actor, data: PipelineCreate) -> list[PreviewRow]:
@@ -449,7 +535,7 @@ def preview_request(actor: Actor, data: PipelineCreate) -> list[PreviewRow]:
     with session_scope() as session:
         src = _connection(session, "source_connection_id", data.source_connection_id, "source")
         tgt = _connection(session, "target_connection_id", data.target_connection_id, "target")
-    return _preview_rows(data, src, tgt)
+    return _preview_rows(data, src, tgt)[0]
 
 
 def schema_diff(actor: Actor, pipeline_id: int) -> list[PreviewRow]:
@@ -457,39 +543,39 @@ def schema_diff(actor: Actor, pipeline_id: int) -> list[PreviewRow]:
     return [r for r in preview(actor, pipeline_id) if r.target_status != "exists"]
 
 
-def validate(actor: Actor, pipeline_id: int) -> ValidationReport:
-    """Everything that would stop a start, as errors, and what deserves a look, as warnings."""
+def validate(actor: Actor, pipeline_id: int, retrying: bool = False) -> ValidationReport:
+    """Everything that would make a run fail, per table and for the pipeline, as errors; what deserves a
+    look as warnings. `startable` says whether a start is accepted (see ValidationReport).
+
+    The target table policy is judged only where a load will run: not for CDC_ONLY, nor for a CDC
+    pipeline that resumes from its slot; a retried table is loaded again with `truncate`.
+    """
     p, src, tgt = _with_connections(actor, pipeline_id)
-    errors: list[str] = []
-    warnings: list[str] = []
+    request = _stored_request(p)
     try:
-        rows = _preview_rows(_stored_request(p), src, tgt)
+        resolved = _resolve(request, src, tgt)
+        policy = "truncate" if retrying else p.target_table_policy if _will_load(p, resolved.source) else "append"
+        rows, problems = _preview_rows(request, src, tgt, resolved, policy)
     except (ValidationFailed, ConnectorError) as exc:
-        return ValidationReport(ok=False, errors=[str(exc)], warnings=[])
-    if p.mode != "FULL_LOAD_ONLY" and src.kind == "postgresql":
-        from core.cdc import pg_source
-
-        errors += pg_source.check_wal_level(_spec(src, p.source_database))
-    if p.mode != "FULL_LOAD_ONLY" and src.kind == "sqlserver":
-        from core.cdc import mssql_source
-
-        tables = [(p.source_schema, r.source.split(".", 1)[1]) for r in rows]
-        try:
-            errors += mssql_source.check_cdc(_spec(src, p.source_database), tables)
-        except ConnectorError as exc:
-            errors.append(f"cannot check SQL Server CDC on the source: {exc}")
+        return ValidationReport(ok=False, errors=[str(exc)], warnings=[], startable=False)
+    checked = pipeline_checks.check(_setup(p, resolved, policy), rows)
+    checked.errors += problems
     for r in rows:
-        if r.target_status == "missing" and p.mode != "CDC_ONLY":
-            errors.append(f"{r.target} does not exist and auto_create is off")
         if r.target_status == "exists_different" and p.target_table_policy != "drop_recreate":
-            warnings.append(f"{r.target} exists with different columns: {describe_differences(r.differences)}")
-        if not r.has_primary_key:
-            message = f"{r.source} has no primary key"
-            if p.mode != "FULL_LOAD_ONLY":
-                errors.append(f"{message}: CDC needs one (ALTER TABLE ... ADD PRIMARY KEY, or REPLICA IDENTITY FULL)")
-            else:
-                warnings.append(f"{message}: the target is created without one")
-    return ValidationReport(ok=not errors, errors=errors, warnings=warnings, tables=rows)
+            r.warnings.insert(0, f"{r.target} exists with different columns: {describe_differences(r.differences)}")
+    errors = checked.errors + [e for r in rows for e in r.errors]
+    warnings = checked.warnings + [w for r in rows for w in r.warnings]
+    return ValidationReport(ok=not errors, errors=errors, warnings=warnings, tables=rows,
+                            startable=pipeline_checks.startable(checked.errors, rows, p.on_table_error))
+
+
+def _will_load(p: Pipeline, source: ConnectionSpec) -> bool:
+    """Whether a start runs a full load: FULL_LOAD_ONLY always, FULL_LOAD_AND_CDC unless it resumes its slot."""
+    if p.mode == "FULL_LOAD_ONLY":
+        return True
+    if p.mode == "CDC_ONLY" or source.kind != "postgresql":
+        return p.mode == "FULL_LOAD_AND_CDC" and p.full_load_status != "COMPLETED"
+    return pg_source.slot_status(source, p.slot_name or pg_source.slot_name(p.id)) is None
 
 
 def describe_differences(diff: dict | None) -> str:
@@ -506,29 +592,33 @@ def describe_differences(diff: dict | None) -> str:
     return "; ".join(parts)
 
 
-
-
-def load_plan(pipeline_id: int):  # noqa: ANN201 - (source spec, target spec, [TablePlan], LoadOptions)
+def load_plan(pipeline_id: int) -> LoadPlan:
     """Resolve a stored pipeline into what the full-load engine runs."""
-    from core.fullload import LoadOptions, TablePlan
-
     with session_scope() as session:
         p = _load(session, pipeline_id)
         src = _connection(session, "source_connection_id", p.source_connection_id, "source")
         tgt = _connection(session, "target_connection_id", p.target_connection_id, "target")
     resolved = _resolve(_stored_request(p), src, tgt)
     plans = [TablePlan(p.source_schema, info.name, p.target_schema, target) for info, target in resolved.pairs]
-    options = LoadOptions(auto_create=p.auto_create, target_table_policy=p.target_table_policy)
-    return resolved.source, resolved.target, plans, options
+    options = LoadOptions(auto_create=p.auto_create, target_table_policy=p.target_table_policy,
+                          schema_drift=p.schema_drift)
+    return LoadPlan(resolved.source, resolved.target, plans, options)
 
 
-def cdc_plan(pipeline_id: int):  # noqa: ANN201 - core.cdc.engine.CdcPlan
-    """Resolve a stored pipeline into what the CDC engine runs."""
-    from core.cdc.engine import CdcPlan
-
-    source, target, plans, options = load_plan(pipeline_id)
+def cdc_plan(pipeline_id: int, reload: list[str] | tuple[str, ...] = ()) -> CdcPlan:
+    """Resolve a stored pipeline into what the CDC engine runs (with its tables' earlier failures and reloads)."""
+    source, target, plans, _options = load_plan(pipeline_id)
     with session_scope() as session:
         p = _load(session, pipeline_id)
-        return CdcPlan(pipeline_id=pipeline_id, source=source, target=target, tables=plans, mode=p.mode,
-                       auto_create=p.auto_create, target_table_policy=p.target_table_policy, engine=p.engine,
-                       sink=p.sink)
+        rows = pipe_db.list_tables(session=session, pipeline_id=pipeline_id)
+    failed = {_pair(r.source): r.error or "failed earlier" for r in rows if r.status == "FAILED"}
+    since = {_pair(r.source): r.cdc_since_lsn for r in rows if r.cdc_since_lsn is not None}
+    return CdcPlan(pipeline_id=pipeline_id, source=source, target=target, tables=plans, mode=p.mode,
+                   auto_create=p.auto_create, target_table_policy=p.target_table_policy, engine=p.engine,
+                   sink=p.sink, slot=p.slot_name, on_table_error=p.on_table_error, schema_drift=p.schema_drift,
+                   failed_tables=failed, since=since, reload=[_pair(t) for t in reload])
+
+
+def _pair(source: str) -> tuple[str, str]:
+    schema, _, table = source.partition(".")
+    return schema, table

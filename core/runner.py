@@ -38,6 +38,8 @@ class ActiveRun:
     streaming: bool = False  # CDC reached its stream (after any full load)
     connector_failed: bool = False
     shutting_down: bool = False  # the app stops: CDC ends here but resumes at the next start
+    refused: dict[str, str] = field(default_factory=dict)  # tables validation refused at this start -> reason
+    reload: list[str] = field(default_factory=list)  # tables to load again alone (a retry)
     _persisted_at: dict[str, float] = field(default_factory=dict)
 
     def join(self, timeout: float | None = None) -> None:
@@ -73,9 +75,15 @@ def _set_pipeline(pipeline_id: int, **values: object) -> None:
     bus.publish(Event("pipeline.state", {k: v for k, v in values.items()}, pipeline_id))
 
 
-def start_full_load(pipeline_id: int, trigger: str = "manual", actor_email: str | None = None) -> ActiveRun:
-    """Begin a full load on a worker thread; Conflict if this pipeline already runs one."""
+def start_full_load(pipeline_id: int, trigger: str = "manual", actor_email: str | None = None,
+                    refused: dict[str, str] | None = None, only: list[str] | None = None) -> ActiveRun:
+    """Begin a full load on a worker thread; Conflict if this pipeline already runs one.
+
+    `refused` tables (validation said why) end FAILED without loading; `only`: load just these tables (a
+    retry), keeping the others' last results.
+    """
     active = _begin(pipeline_id, "FULL_LOAD", trigger, full_load_status="RUNNING")
+    active.refused, active.reload = dict(refused or {}), list(only or [])
     _launch(active, _execute, f"full-load-{pipeline_id}")
     log.info("full load of pipeline %s started (%s, by %s)", pipeline_id, trigger, actor_email or "-")
     return active
@@ -110,15 +118,20 @@ def _launch(active: ActiveRun, target, name: str) -> None:  # noqa: ANN001
 
 
 def stop(
-    pipeline_id: int, wait: bool = False, actor_email: str | None = None, timeout: float = 60, pause: bool = False
+    pipeline_id: int, wait: bool = False, actor_email: str | None = None, timeout: float = 60, pause: bool = False,
+    restart: bool = False,
 ) -> None:
-    """Ask a running load or CDC stream to end (optionally waiting); with `pause` it ends PAUSED."""
+    """Ask a running load or CDC stream to end (optionally waiting); with `pause` it ends PAUSED; with
+    `restart` a CDC stream ends as at an app stop (still RUNNING), to be started again at once."""
     with _lock:
         active = _active.get(pipeline_id)
     if active is None:
         return
     active.pausing = pause
-    _set_pipeline(pipeline_id, state="STOPPING")
+    if restart:
+        active.shutting_down = True
+    else:
+        _set_pipeline(pipeline_id, state="STOPPING")
     active.cancel.set()
     log.info("stop of pipeline %s requested by %s", pipeline_id, actor_email or "-")
     if wait:
@@ -143,11 +156,19 @@ def _execute(active: ActiveRun) -> None:
     pid = active.pipeline_id
     try:
         source, target, plans, options = load_plan(pid)
-        _init_tables(active, plans)
+        if active.reload:
+            plans = [p for p in plans if p.source in active.reload]
+            _sync_tables(active, plans)
+        else:
+            _init_tables(active, plans)
+        _refuse(active, plans)
+        plans = [p for p in plans if p.source not in active.refused]
         _set_pipeline(pid, state="RUNNING")
         from core.fullload import run_full_load
 
         result = run_full_load(source, target, plans, options, lambda tp: _on_progress(active, tp), active.cancel)
+        if active.refused and result.status == "COMPLETED":
+            result.status = "FAILED"
         _finish(active, result.status, result.rows_copied, _failed_rows(active), _failure_summary(active))
     except Exception as exc:  # noqa: BLE001 - any failure must end the run in ERROR with its reason
         log.warning("full load of pipeline %s failed: %s", pid, exc)
@@ -167,6 +188,44 @@ def _init_tables(active: ActiveRun, plans: list) -> None:  # noqa: ANN001
         pipe_db.replace_tables(session=session, pipeline_id=active.pipeline_id, tables=rows)
 
 
+def _sync_tables(active: ActiveRun, plans: list) -> None:  # noqa: ANN001
+    """A restart or a retry: keep each table's last result (status, error, apply-from position), add new ones."""
+    with session_scope() as session:
+        stored = {t.source: t for t in pipe_db.list_tables(session=session, pipeline_id=active.pipeline_id)}
+        for plan in plans:
+            src, tgt = f"{plan.source_schema}.{plan.source_table}", f"{plan.target_schema}.{plan.target_table}"
+            row = stored.get(src)
+            if row is None:
+                row = PipelineTable(pipeline_id=active.pipeline_id, run_id=active.run_id, source=src, target=tgt)
+                session.add(row)
+            if src in active.reload:
+                row.status, row.error, row.rows_copied, row.cdc_since_lsn = "PENDING", None, 0, None
+                session.add(row)
+            active.tables[src] = TableStatus.model_validate(row, from_attributes=True)
+
+
+def _refuse(active: ActiveRun, plans: list) -> None:  # noqa: ANN001
+    """Tables validation refused end FAILED with its reason, before anything runs."""
+    for plan in plans:
+        reason = active.refused.get(plan.source)
+        if reason is not None:
+            old = active.tables.get(plan.source)
+            status = TableStatus(source=plan.source, target=plan.target, status="FAILED", error=reason,
+                                 rows_copied=old.rows_copied if old else 0, finished_at=utcnow())
+            active.tables[plan.source] = status
+            _persist_table(active, status)
+
+
+def table_result(active: ActiveRun, source: str, status: str, error: str | None, since: int | None) -> None:
+    """The engine set a table aside (FAILED) or loaded it again alone (COMPLETED, applying from `since`)."""
+    old = active.tables.get(source)
+    base = old.model_dump() if old else {"source": source, "target": source}
+    current = TableStatus(**{**base, "status": status, "error": error, "finished_at": utcnow()})
+    active.tables[source] = current
+    _persist_table(active, current, cdc_since_lsn=since)
+    bus.publish(Event("pipeline.progress", current.model_dump(mode="json"), active.pipeline_id))
+
+
 def _on_progress(active: ActiveRun, tp) -> None:  # noqa: ANN001 - core.fullload.TableProgress
     status = TableStatus(**{f.name: getattr(tp, f.name) for f in dataclasses.fields(tp)})
     previous = active.tables.get(status.source)
@@ -176,14 +235,16 @@ def _on_progress(active: ActiveRun, tp) -> None:  # noqa: ANN001 - core.fullload
     changed = previous is None or previous.status != status.status
     if changed or now - active._persisted_at.get(status.source, 0) >= PERSIST_EVERY_S:
         active._persisted_at[status.source] = now
-        _persist_table(active, status)
+        # A table loading anew: changes apply from the new copy's slot on, not from an earlier reload's point.
+        extra = {"cdc_since_lsn": None} if changed and status.status == "RUNNING" else {}
+        _persist_table(active, status, **extra)
 
 
-def _persist_table(active: ActiveRun, status: TableStatus) -> None:
+def _persist_table(active: ActiveRun, status: TableStatus, **extra: object) -> None:
     with session_scope() as session:
         for row in pipe_db.list_tables(session=session, pipeline_id=active.pipeline_id):
             if row.source == status.source:
-                for k, v in status.model_dump().items():
+                for k, v in {**status.model_dump(), **extra}.items():
                     setattr(row, k, v)
                 session.add(row)
 
@@ -232,9 +293,15 @@ def recover_interrupted() -> None:
 # ---------------------------------------------------------------------------------------- CDC
 
 
-def start_cdc(pipeline_id: int, trigger: str = "manual", actor_email: str | None = None) -> ActiveRun:
-    """Start (or resume) a pipeline's CDC on a worker thread; Conflict if something already runs."""
+def start_cdc(pipeline_id: int, trigger: str = "manual", actor_email: str | None = None,
+              refused: dict[str, str] | None = None, reload: list[str] | None = None) -> ActiveRun:
+    """Start (or resume) a pipeline's CDC on a worker thread; Conflict if something already runs.
+
+    `refused` tables (validation said why) are set aside (FAILED) from the start; `reload` tables are
+    loaded again alone before streaming goes on (a retry of tables that failed).
+    """
     active = _begin(pipeline_id, "CDC", trigger, cdc_status="STARTING")
+    active.refused, active.reload = dict(refused or {}), list(reload or [])
     _launch(active, _execute_cdc, f"cdc-{pipeline_id}")
     log.info("CDC of pipeline %s started (%s, by %s)", pipeline_id, trigger, actor_email or "-")
     return active
@@ -257,10 +324,12 @@ def _execute_cdc(active: ActiveRun) -> None:
     pid = active.pipeline_id
     worker = None
     try:
-        plan = cdc_plan(pid)
-        if plan.mode == "FULL_LOAD_AND_CDC":
-            _init_tables(active, plan.tables)
-        callbacks = {"on_progress": lambda tp: _on_progress(active, tp), "on_streaming": lambda: _streaming(active)}
+        plan = cdc_plan(pid, reload=active.reload)
+        _sync_tables(active, plan.tables)
+        _refuse(active, plan.tables)
+        plan.refused = {_pair(s): r for s, r in active.refused.items()}
+        callbacks = {"on_progress": lambda tp: _on_progress(active, tp), "on_streaming": lambda: _streaming(active),
+                     "on_table": lambda *result: table_result(active, *result)}
         if plan.engine == "kafka_connect":
             from core.kafka.engine import KafkaCdcWorker
 
@@ -284,6 +353,11 @@ def _execute_cdc(active: ActiveRun) -> None:
     finally:
         with _lock:
             _active.pop(pid, None)
+
+
+def _pair(source: str) -> tuple[str, str]:
+    schema, _, table = source.partition(".")
+    return schema, table
 
 
 def _streaming(active: ActiveRun) -> None:

@@ -90,7 +90,18 @@ async def pipeline_detail_page(pipeline_id: int) -> None:
             stats = CdcStats()
 
         ui.label("Tables").classes("text-lg font-semibold mt-2")
-        progress = TableProgressList()
+        health = ui.label().classes("text-warning").mark("pipeline-health")
+        health.visible = False
+
+        async def retry(source: str) -> None:
+            try:
+                await run.io_bound(pipelines.retry_table, actor, pipeline_id, source)
+                ui.notify(f"{source}: loading it again alone", type="positive")
+            except StudioError as exc:
+                ui.notify(f"Retry {source}: {plain(exc)}", type="negative", multi_line=True)
+            await refresh_status()
+
+        progress = TableProgressList(on_retry=retry if editor else None)
         ui.label("Schema diff").classes("text-lg font-semibold mt-2")
         diff_table = ui.table(columns=DIFF_COLUMNS, rows=[], row_key="source").classes("w-full").mark("diff-table")
         ui.label("Run history").classes("text-lg font-semibold mt-2")
@@ -132,6 +143,9 @@ async def pipeline_detail_page(pipeline_id: int) -> None:
                 if c is not None:
                     stop.enabled = True  # the consumer runs, also while a task FAILED
             progress.show(status.tables)
+            health.visible = status.health == "degraded"
+            health.text = (f"Degraded: {len(status.failed_tables)} table(s) failed and are set aside while the "
+                           f"others run ({', '.join(status.failed_tables)}); fix the cause, then Retry the table")
             runs_table.rows = [
                 {
                     "id": r.id,
@@ -159,7 +173,8 @@ async def pipeline_detail_page(pipeline_id: int) -> None:
                     "source": r.source,
                     "target": r.target,
                     "status": STATUS_WORDS[r.target_status],
-                    "detail": pipelines.describe_differences(r.differences),
+                    "detail": " · ".join(filter(None, [pipelines.describe_differences(r.differences)]
+                                                + [f"✖ {e}" for e in r.errors] + [f"⚠ {w}" for w in r.warnings])),
                 }
                 for r in rows
             ]

@@ -12,6 +12,7 @@ from core.errors import (
     ConnectorError,
     DatabaseNotFound,
     NotFound,
+    NotStartable,
     ObjectNotFound,
     PermissionDenied,
     StudioError,
@@ -41,7 +42,9 @@ def status_of(exc: StudioError) -> int:
 async def _handle(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StudioError)
     status = status_of(exc)
-    if isinstance(exc, ValidationFailed):
+    if isinstance(exc, NotStartable):
+        body = {"detail": [{"loc": ["pipeline"], "msg": m, "type": "validation_error"} for m in exc.messages]}
+    elif isinstance(exc, ValidationFailed):
         body = {"detail": [{"loc": ["body", *exc.field.split(".")], "msg": exc.message, "type": "value_error"}]}
     else:
         body = {"detail": str(exc)}

@@ -70,7 +70,7 @@ def validate(pipeline_id: int, actor: Actor = Depends(current_actor)) -> Validat
 
 @router.post("/{pipeline_id}/start", response_model=PipelineStatus)
 def start(pipeline_id: int, actor: Actor = Depends(current_actor)) -> PipelineStatus:
-    """Start the full load now (409 if a run is in progress)."""
+    """Start the pipeline now (409 if a run is in progress; 422 with the validation errors if it cannot start)."""
     return svc.start_pipeline(actor, pipeline_id)
 
 
@@ -96,6 +96,13 @@ def restart(pipeline_id: int, only_failed: bool = True, actor: Actor = Depends(c
 def resume(pipeline_id: int, actor: Actor = Depends(current_actor)) -> PipelineStatus:
     """Resume a paused CDC pipeline."""
     return svc.resume_pipeline(actor, pipeline_id)
+
+
+@router.post("/{pipeline_id}/tables/{source}/retry", response_model=PipelineStatus)
+def retry_table(pipeline_id: int, source: str, actor: Actor = Depends(current_actor)) -> PipelineStatus:
+    """Load one FAILED table (`schema.table`) again alone; the others keep streaming (422 if it still fails
+    validation, 409 if it is not FAILED)."""
+    return svc.retry_table(actor, pipeline_id, source)
 
 
 @router.get("/{pipeline_id}/lag")

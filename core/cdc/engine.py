@@ -24,11 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from psycopg2 import sql
-
 from core import monitoring
 from core.cdc import mssql_source, offsets, pg_source
-from core.cdc.applier import PgApplier
+from core.cdc.applier import ApplyStats, PgApplier
 from core.cdc.events import ChangeEvent, row_count
 from core.cdc.pgoutput import (
     Decoder,
@@ -44,10 +42,10 @@ from core.cdc.pgoutput import (
 from core.connectors import get_connector
 from core.connectors.base import ConnectionSpec
 from core.connectors.postgres import PostgresConnector
-from core.errors import StudioError
+from core.errors import ObjectNotFound, StudioError, ValidationFailed
 from core.events import Event, bus
-from core.fullload import LoadOptions, TablePlan, TableProgress, pgsql, plan_target_ddl, run_full_load
-from core.typemap import map_type
+from core.fullload import FullLoadResult, LoadOptions, TablePlan, TableProgress, pgsql, plan_target_ddl, run_full_load
+from core.fullload.reconcile import reconcile_table
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +80,15 @@ class CdcFailed(StudioError):
     """The pipeline cannot go on without a person: the message says why and what to do."""
 
 
+_CHANGES = (ChangeEvent, RawInsert, InsertRun)  # what the stream yields for row changes
+
+
+def _raise_incomplete(result: FullLoadResult) -> None:
+    failed = [t for t in result.tables if t.status == "FAILED"]
+    reason = f"{failed[0].source}: {failed[0].error}" if failed else result.status.lower()
+    raise CdcFailed(f"the full load before CDC did not complete ({reason})")
+
+
 @dataclass
 class CdcCounters:
     """Live figures of one worker (read by the status/lag API)."""
@@ -110,6 +117,13 @@ class CdcPlan:
     target_table_policy: str
     engine: str = "embedded"
     sink: str = "studio"
+    slot: str | None = None  # the pipeline's slot and publication name (None: the legacy cdc_studio_p<id>)
+    on_table_error: str = "continue"  # continue: a failing table is set aside, the others go on | stop
+    schema_drift: str = "propagate_columns"
+    refused: dict[tuple[str, str], str] = field(default_factory=dict)  # by validation at this start: source -> reason
+    failed_tables: dict[tuple[str, str], str] = field(default_factory=dict)  # set aside earlier: source -> reason
+    since: dict[tuple[str, str], int] = field(default_factory=dict)  # reloaded alone: apply from this commit LSN
+    reload: list[tuple[str, str]] = field(default_factory=list)  # tables to reload alone before streaming
 
 
 class CdcWorker:
@@ -117,19 +131,29 @@ class CdcWorker:
 
     def __init__(self, plan: CdcPlan, stop: threading.Event,
                  on_progress: Callable[[TableProgress], None] | None = None,
-                 on_streaming: Callable[[], None] | None = None) -> None:
+                 on_streaming: Callable[[], None] | None = None,
+                 on_table: Callable[[str, str, str | None, int | None], None] | None = None) -> None:
         self.plan = plan
         self.stop = stop
         self.on_progress = on_progress or (lambda _tp: None)
         self.on_streaming = on_streaming or (lambda: None)
+        # A table set aside or reloaded: on_table("schema.table", FAILED|COMPLETED, reason, apply-from LSN).
+        self.on_table = on_table or (lambda _source, _status, _error, _since: None)
+        self._skip: set[tuple[str, str]] = set(plan.refused)  # their changes are dropped, not applied
+        self._since: dict[tuple[str, str], int] = dict(plan.since)  # changes of earlier commits are in the copy
         self.counters = CdcCounters()
-        self.slot = pg_source.slot_name(plan.pipeline_id)
-        self.publication = pg_source.publication_name(plan.pipeline_id)
+        self.slot = plan.slot or pg_source.slot_name(plan.pipeline_id)
+        self.publication = plan.slot or pg_source.publication_name(plan.pipeline_id)
         self.full_load_status: str | None = None
-        self._pairs = {(t.source_schema, t.source_table): (t.target_schema, t.target_table) for t in plan.tables}
+        self._pairs = {(t.source_schema, t.source_table): (t.target_schema, t.target_table) for t in plan.tables
+                       if (t.source_schema, t.source_table) not in plan.refused}
         self._parts: list[ChangeEvent] = []  # applied parts of a large transaction, awaiting its commit
 
     # ------------------------------------------------------------------ setup
+
+    def tables(self) -> list[TablePlan]:
+        """The plan's tables that have not been set aside."""
+        return [t for t in self.plan.tables if (t.source_schema, t.source_table) in self._pairs]
 
     def check(self) -> None:
         """Refuse a source that cannot do CDC, with the fix in words."""
@@ -141,17 +165,33 @@ class CdcWorker:
             if warning:
                 log.warning("pipeline %s: %s", self.plan.pipeline_id, warning)
             return
-        problems = pg_source.check_wal_level(self.plan.source)
-        problems += pg_source.check_replica_identity(self.plan.source, list(self._pairs))
+        problems = pg_source.check_wal_level(self.plan.source, self.slot)
         if problems:
             raise CdcFailed("; ".join(problems))
+        for table, key in pg_source.primary_keys(self.plan.source, list(self._pairs)).items():
+            if not key:
+                self._fail_table(table, f"{table[0]}.{table[1]} has no primary key: CDC needs one to apply updates "
+                                 "and deletes on the target (ALTER TABLE ... ADD PRIMARY KEY), then retry the table")
+                continue
+            for problem in pg_source.check_replica_identity(self.plan.source, [table]):
+                self._fail_table(table, problem)
 
     def prepare(self) -> None:
         """Publication, slot and (FULL_LOAD_AND_CDC, first start) the full load under the slot's snapshot."""
         src = self.plan.source
+        restart = pg_source.slot_status(src, self.slot) is not None
+        if restart:  # tables set aside before stay aside (a retry reloads them); a new start loads them all
+            for table in set(self.plan.failed_tables) - set(self.plan.reload):
+                self._pairs.pop(table, None)
+                self._skip.add(table)
+        else:
+            self._since.clear()
         pg_source.ensure_publication(src, self.publication, list(self._pairs))
-        if pg_source.slot_status(src, self.slot) is not None:
-            return  # a restart: continue from the slot and the target's stored position
+        if restart:
+            # A restart: continue from the slot and the target's stored position.
+            self._reconcile_targets()
+            self._reload_tables()
+            return
         if self.plan.mode == "FULL_LOAD_AND_CDC":
             self._load_under_snapshot()
         else:
@@ -163,27 +203,94 @@ class CdcWorker:
         with pg_source.create_slot_with_snapshot(self.plan.source, self.slot) as handle:
             options = replace(options, snapshot_id=handle.snapshot_name)
             self.full_load_status = "RUNNING"
-            result = run_full_load(self.plan.source, self.plan.target, self.plan.tables, options, self.on_progress,
+            result = run_full_load(self.plan.source, self.plan.target, self.tables(), options, self.on_progress,
                                    self.stop)
         self.full_load_status = result.status
-        if result.status != "COMPLETED":
+        if result.status != "COMPLETED" and not self._set_aside_failed(result):
             # Without a complete copy the slot's position is meaningless: drop it so a new start reloads.
             pg_source.drop_slot(self.plan.source, self.slot)
-            failed = [t for t in result.tables if t.status == "FAILED"]
-            reason = f"{failed[0].source}: {failed[0].error}" if failed else result.status.lower()
-            raise CdcFailed(f"the full load before CDC did not complete ({reason})")
+            _raise_incomplete(result)
 
     def _create_missing_targets(self) -> None:
         """CDC_ONLY applies changes to existing tables; with auto-create, empty ones are created first."""
         target = PostgresConnector(self.plan.target)
-        for plan in self.plan.tables:
+        for plan in self.tables():
             existing = {t.name for t in _tables_or_empty(target, plan.target_schema)}
-            if plan.target_table in existing:
+            try:
+                if plan.target_table in existing:
+                    continue
+                if not self.plan.auto_create:
+                    raise CdcFailed(f"target table {plan.target_schema}.{plan.target_table} does not exist and "
+                                    "auto-create is off")
+                _execute(self.plan.target, plan_target_ddl(self.plan.source, self.plan.target, plan))
+            except StudioError as exc:
+                self._fail_table((plan.source_schema, plan.source_table), str(exc))
+
+    # ------------------------------------------------------------------ one table's failure is that table's
+
+    def _set_aside_failed(self, result: FullLoadResult) -> bool:
+        """After a full load with FAILED tables: with on_table_error `continue` (and something loaded), set
+        them aside and go on streaming the others (True); otherwise False."""
+        failed = [t for t in result.tables if t.status == "FAILED"]
+        if self.plan.on_table_error != "continue" or result.status != "FAILED" or len(failed) == len(result.tables):
+            return False
+        for t in failed:
+            schema, _, table = t.source.partition(".")
+            self._fail_table((schema, table), t.error or "the full load failed", announce=False)
+        self.full_load_status = "COMPLETED"  # of the tables that go on; the failed ones say FAILED
+        return True
+
+    def _fail_table(self, source: tuple[str, str], reason: str, announce: bool = True) -> None:
+        """Set one table aside (its changes are dropped from now on) or, with on_table_error `stop`, stop."""
+        label = f"{source[0]}.{source[1]}"
+        if self.plan.on_table_error != "continue":
+            raise CdcFailed(f"{label}: {reason}")
+        if source not in self._pairs:
+            return
+        del self._pairs[source]
+        self._skip.add(source)
+        if not self._pairs:
+            raise CdcFailed(f"every table failed; {label}: {reason}")
+        log.warning("pipeline %s: table %s set aside: %s", self.plan.pipeline_id, label, reason)
+        if announce:
+            self.on_table(label, "FAILED", reason, None)
+        bus.publish(Event("pipeline.table", {"table": label, "status": "FAILED", "error": reason},
+                          self.plan.pipeline_id))
+
+    def _reload_tables(self) -> None:
+        """Tables asked to be loaded again alone (a retry): each under the snapshot of a temporary slot; its
+        changes then apply from that slot's consistent point, the others' stream goes on from the stored one."""
+        for source in self.plan.reload:
+            if self.stop.is_set() or source not in self._pairs:
                 continue
-            if not self.plan.auto_create:
-                raise CdcFailed(f"target table {plan.target_schema}.{plan.target_table} does not exist and "
-                                "auto-create is off")
-            _execute(self.plan.target, plan_target_ddl(self.plan.source, self.plan.target, plan))
+            plan = next(t for t in self.plan.tables if (t.source_schema, t.source_table) == source)
+            options = LoadOptions(auto_create=self.plan.auto_create, target_table_policy="truncate",
+                                  schema_drift=self.plan.schema_drift)
+            with pg_source.create_slot_with_snapshot(self.plan.source, f"{self.slot}_reload",
+                                                     temporary=True) as handle:
+                result = run_full_load(self.plan.source, self.plan.target, [plan],
+                                       replace(options, snapshot_id=handle.snapshot_name), self.on_progress, self.stop)
+            if result.status == "COMPLETED":
+                self._since[source] = handle.consistent_point
+                self.on_table(plan.source, "COMPLETED", None, handle.consistent_point)
+            elif result.status == "FAILED":
+                self._fail_table(source, result.tables[0].error or "the reload failed")
+
+    def _reconcile_targets(self) -> None:
+        """A restart: the source may have changed while the pipeline was down; fit the existing targets."""
+        for plan in self.tables():
+            source = (plan.source_schema, plan.source_table)
+            if source in self._skip:
+                continue
+            try:
+                notes = reconcile_table(self.plan.source, self.plan.target, plan, drift=self.plan.schema_drift)
+            except ObjectNotFound:
+                continue  # not created yet (a failed first start): the load or CDC_ONLY creates it
+            except StudioError as exc:
+                self._fail_table(source, str(exc))
+                continue
+            for note in notes:
+                log.info("pipeline %s: %s: %s", self.plan.pipeline_id, plan.source, note)
 
     # ------------------------------------------------------------------ streaming
 
@@ -204,7 +311,8 @@ class CdcWorker:
                 return
             keys = pg_source.primary_keys(self.plan.source, list(self._pairs))
         _raise_gc_threshold()
-        with PgApplier(self.plan.target, self.plan.pipeline_id, self._pairs) as applier, \
+        with PgApplier(self.plan.target, self.plan.pipeline_id, self._pairs,
+                       lenient=self.plan.schema_drift == "ignore") as applier, \
                 pg_source.LogicalStream(self.plan.source, self.slot, self.publication,
                                         decoder=Decoder(key_columns=keys, runs=True),
                                         stream_work_mem=pg_source.STREAM_WORK_MEM) as stream:
@@ -229,12 +337,10 @@ class CdcWorker:
                 options = LoadOptions(auto_create=self.plan.auto_create,
                                       target_table_policy=self.plan.target_table_policy)
                 self.full_load_status = "RUNNING"
-                result = run_full_load(src, self.plan.target, self.plan.tables, options, self.on_progress, self.stop)
+                result = run_full_load(src, self.plan.target, self.tables(), options, self.on_progress, self.stop)
                 self.full_load_status = result.status
-                if result.status != "COMPLETED":
-                    failed = [t for t in result.tables if t.status == "FAILED"]
-                    reason = f"{failed[0].source}: {failed[0].error}" if failed else result.status.lower()
-                    raise CdcFailed(f"the full load before CDC did not complete ({reason})")
+                if result.status != "COMPLETED" and not self._set_aside_failed(result):
+                    _raise_incomplete(result)
             else:
                 self._create_missing_targets()
         if self.stop.is_set():
@@ -294,6 +400,7 @@ class CdcWorker:
         # The tables were checked just before streaming; the first lag is measured once under way.
         next_check, next_lag = time.monotonic() + CHECK_EVERY_S, time.monotonic() + LAG_EVERY_S / 4
         keepalive = getattr(stream, "keepalive", lambda: None)
+        skip = self._skip  # tables set aside: mutated in place when another one fails
 
         def confirm(done: list[TxnEnd]) -> None:
             for end in done:
@@ -330,6 +437,8 @@ class CdcWorker:
             items = stream.poll(timeout_s=0.2)
             for item in items:
                 cls = type(item)
+                if skip and cls in _CHANGES and (item.schema, item.table) in skip:
+                    continue
                 if cls is InsertRun:
                     into.events.append(item)
                     into.rows += len(item.messages)
@@ -346,6 +455,8 @@ class CdcWorker:
                         into = txn
                     if parts is not None and parts is not ended and not undo_parts():
                         return
+                    if self._since:
+                        ended.events = self._after_since(ended.events, item.commit_lsn)
                     if not batch:
                         batch_since = time.monotonic()
                     if parts is ended:  # the parts commit with the rest of their transaction
@@ -400,11 +511,20 @@ class CdcWorker:
                 self._measure_lag()
                 next_lag = now + LAG_EVERY_S
 
-    @staticmethod
-    def _part_candidate(txn: _Open, streams: dict[int, _Open], unparted: set[int],
+    def _after_since(self, events: list, commit_lsn: int) -> list:
+        """A transaction's changes without those of reloaded tables that their copy already holds."""
+        since = self._since
+        kept = [e for e in events if commit_lsn >= since.get((e.schema, e.table), 0)]
+        if self.stop.is_set() or all(commit_lsn >= lsn for lsn in since.values()):
+            since.clear()  # the stream is past every reload point: nothing more to filter
+        return kept
+
+    def _part_candidate(self, txn: _Open, streams: dict[int, _Open], unparted: set[int],
                         parts: _Open | None) -> _Open | None:
         """The transaction whose events may be applied ahead in parts now, if any: a large one being read
         whole, or the only streamed one in progress (several interleave: one would undo the others' parts)."""
+        if self._since:  # a reloaded table's changes are filtered at their commit: no parts meanwhile
+            return None
         if txn.rows >= BATCH_EVENTS and (parts is None or parts is txn):
             return txn
         if len(streams) == 1:
@@ -430,10 +550,14 @@ class CdcWorker:
         """Apply a batch (rows and position in one target transaction, with the `parts` applied before
         it), then count and record all of it."""
         stats = None
-        if batch or parts or self.plan.source.kind == "sqlserver":
+        had_parts = bool(parts)
+        if self._skip and (batch or parts):
+            batch = [e for e in batch if (e.schema, e.table) not in self._skip]
+            parts = [e for e in parts or [] if (e.schema, e.table) not in self._skip]
+        if batch or had_parts or self.plan.source.kind == "sqlserver":
             # SQL Server has no slot: the target's offset is the only position kept, so it follows even
             # transactions of other tables, or a quiet pipeline would fall behind the CDC cleanup job.
-            stats = applier.apply(batch, last.commit_lsn)
+            stats = self._apply(applier, batch, last.commit_lsn, parts or [])
         if parts:
             batch = parts + batch
         if not batch or stats is None:
@@ -449,40 +573,58 @@ class CdcWorker:
         if stats.events:  # not a batch read again after a crash (the applier skipped it: counted before)
             monitoring.record_applied(self.plan.pipeline_id, batch, c.last_applied_at, stats.by_table)
 
+    def _apply(self, applier: PgApplier, batch: list[ChangeEvent], lsn: int, parts: list[ChangeEvent]) -> ApplyStats:
+        """Apply a batch (after its `parts`, applied ahead in the open target transaction); when it fails and a
+        failing table may be set aside, apply all of it again table by table (the failure discarded the parts)."""
+        try:
+            return applier.apply(batch, lsn)
+        except StudioError as exc:
+            if self.plan.on_table_error != "continue" or getattr(exc, "transient", False) or not batch:
+                raise
+            log.warning("pipeline %s: a batch failed (%s); applying it table by table", self.plan.pipeline_id, exc)
+        stats, failed = applier.apply_isolated(parts + batch, lsn)
+        for source, reason in failed.items():
+            self._fail_table(source, f"applying a change failed: {reason}")
+        return stats
+
     # ------------------------------------------------------------------ schema changes, dropped tables, lag
 
     def _evolve(self, applier: PgApplier, change: RelationChanged) -> None:
-        """A new source column: add it to the target (auto-create on) or stop with the reason."""
+        """A source table's columns changed: fit its target as the drift policy says (core.fullload.reconcile).
+
+        `propagate_columns` adds new columns (with their defaults, domains and enums), follows type
+        changes and lets dropped columns go NULL; `ignore` leaves the target as it is (values of columns
+        it lacks are dropped); `stop_table` sets the table aside with the difference as its reason.
+        """
         key = (change.schema, change.table)
-        if key not in self._pairs or not change.added:
+        if key not in self._pairs or not (change.added or change.removed or change.retyped):
+            return
+        where = f"{change.schema}.{change.table}"
+        if not self.plan.auto_create and change.added and self.plan.schema_drift == "propagate_columns":
+            self._fail_table(key, f"new column(s) {', '.join(change.added)}; add them to the target or turn "
+                             "auto-create on, then retry the table")
             return
         target_schema, target_table = self._pairs[key]
-        where = f"{change.schema}.{change.table}"
-        if not self.plan.auto_create:
-            raise CdcFailed(f"source table {where} has new column(s) {', '.join(change.added)}; add them to "
-                            f"{target_schema}.{target_table} or turn auto-create on, then start again")
-        detail = PostgresConnector(self.plan.source).table_detail(self.plan.source.database, *key)
-        types = {c.name: c.type for c in detail.columns}
-        statements = []
-        for name in change.added:
-            target_type = map_type(types[name], "postgresql", self.plan.target.kind, f"{where}.{name}")
-            statements.append(sql.SQL("ALTER TABLE {}.{} ADD COLUMN IF NOT EXISTS {} {}").format(
-                sql.Identifier(target_schema), sql.Identifier(target_table), sql.Identifier(name),
-                sql.SQL(target_type.sql)))
-        _execute(self.plan.target, statements)
+        plan = TablePlan(change.schema, change.table, target_schema, target_table)
+        try:
+            notes = reconcile_table(self.plan.source, self.plan.target, plan, drift=self.plan.schema_drift)
+        except ValidationFailed as exc:
+            self._fail_table(key, exc.message)
+            return
         applier.refresh(key)
-        log.info("pipeline %s: added column(s) %s to %s.%s", self.plan.pipeline_id, change.added, target_schema,
-                 target_table)
-        bus.publish(Event("pipeline.schema", {"table": where, "added": list(change.added)}, self.plan.pipeline_id))
+        if notes:
+            log.info("pipeline %s: %s: %s", self.plan.pipeline_id, where, "; ".join(notes))
+        bus.publish(Event("pipeline.schema", {"table": where, "added": list(change.added),
+                                              "removed": list(change.removed), "retyped": list(change.retyped),
+                                              "changes": notes}, self.plan.pipeline_id))
 
     def _check_tables(self) -> None:
         src = get_connector(self.plan.source)
         for schema in {s for s, _ in self._pairs}:
             present = {t.name for t in _tables_or_empty(src, schema)}
-            missing = [f"{s}.{t}" for s, t in self._pairs if s == schema and t not in present]
-            if missing:
-                raise CdcFailed(f"source table(s) {', '.join(missing)} no longer exist; the target keeps its rows. "
-                                "Remove them from the pipeline or restore them, then start again")
+            for s, t in [k for k in self._pairs if k[0] == schema and k[1] not in present]:
+                self._fail_table((s, t), "the source table no longer exists; the target keeps its rows. Remove it "
+                                 "from the pipeline, or restore it and retry the table")
 
     def _measure_lag(self) -> None:
         status = pg_source.slot_status(self.plan.source, self.slot) if self.plan.source.kind == "postgresql" else None
@@ -627,7 +769,17 @@ def _execute(spec: ConnectionSpec, statements: list) -> None:
         conn.close()
 
 
-def drop_source_objects(spec: ConnectionSpec, pipeline_id: int) -> None:
+def forget_offsets(spec: ConnectionSpec, pipeline_id: int) -> None:
+    """Remove a deleted pipeline's applied positions from its target (nothing else is kept there for it)."""
+    conn = pgsql.connect(spec)
+    try:
+        with pgsql.pg_errors(spec), conn.cursor() as cur:
+            offsets.delete_offsets(cur, pipeline_id)
+    finally:
+        conn.close()
+
+
+def drop_source_objects(spec: ConnectionSpec, pipeline_id: int, slot: str | None = None) -> None:
     """Remove the pipeline's slot and publication from the source (retrying while the slot is active)."""
-    pg_source.drop_slot_and_publication(spec, pg_source.slot_name(pipeline_id),
-                                        pg_source.publication_name(pipeline_id))
+    pg_source.drop_slot_and_publication(spec, slot or pg_source.slot_name(pipeline_id),
+                                        slot or pg_source.publication_name(pipeline_id))

@@ -124,7 +124,8 @@ async def test_handoff_under_load_pause_resume_lag_and_delete(client, admin, pg,
     assert rows(pg, target_db, "SELECT count(*) FROM copy.items WHERE name = 'paused'") == [(0,)]
     lag = (await client.get(f"/api/v1/pipelines/{pid}/lag", headers=admin)).json()
     assert lag["state"] == "PAUSED" and lag["lag_bytes"] > 0 and lag["slot_active"] is False
-    before = dict(slots(pg, pg_db))[f"cdc_studio_p{pid}"]
+    slot = (await client.get(f"/api/v1/pipelines/{pid}", headers=admin)).json()["slot_name"]
+    before = dict(slots(pg, pg_db))[slot]
     r = await client.post(f"/api/v1/pipelines/{pid}/resume", headers=admin)
     assert r.status_code == 200, r.text
     await wait_for_state(client, admin, pid, {"RUNNING"})
@@ -135,7 +136,7 @@ async def test_handoff_under_load_pause_resume_lag_and_delete(client, admin, pg,
     # The slot's confirmed position advances after applies.
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 15
-    while dict(slots(pg, pg_db))[f"cdc_studio_p{pid}"] == before:
+    while dict(slots(pg, pg_db))[slot] == before:
         assert loop.time() < deadline
         await asyncio.sleep(0.3)
 
@@ -192,9 +193,11 @@ async def test_table_without_key_is_refused_for_cdc(client, admin, pg, pg_db, ta
     body = pipeline_body(src, tgt, source_schema="app", target_schema="app", tables=["nokey"], mode="CDC_ONLY")
     pid = (await client.post("/api/v1/pipelines", headers=admin, json=body)).json()["id"]
     report = (await client.post(f"/api/v1/pipelines/{pid}/validate", headers=admin)).json()
-    assert report["ok"] is False and any("REPLICA IDENTITY FULL" in e for e in report["errors"])
-    await client.post(f"/api/v1/pipelines/{pid}/start", headers=admin)
-    status = await wait_for_state(client, admin, pid, {"ERROR"})
-    assert "nokey" in status["error_message"]
+    assert report["ok"] is False and any("ADD PRIMARY KEY" in e for e in report["errors"])
+    assert report["startable"] is False  # its only table cannot stream
+    r = await client.post(f"/api/v1/pipelines/{pid}/start", headers=admin)
+    assert r.status_code == 422 and "nokey" in r.text, r.text
+    status = (await client.get(f"/api/v1/pipelines/{pid}/status", headers=admin)).json()
+    assert status["state"] == "NOT_STARTED"
     assert slots(pg, pg_db) == []  # refused before anything was created
     assert (await client.post(f"/api/v1/pipelines/{pid}/pause", headers=admin)).status_code == 409

@@ -143,16 +143,17 @@ async def test_preview_validate_load_and_history(client, admin, pg, pg_db, targe
         cur.execute("SELECT count(*), sum(amount) FROM shop_copy.orders_v2")
         assert cur.fetchone() == (5000, sum(g * 1.5 for g in range(1, 5001)))
     conn.close()
-    # The same tables exist now: a second run with policy "fail" fails on every non-empty table.
+    # The same tables exist now: a second run with policy "fail" would fail on every non-empty table, which
+    # validation sees, so the start is refused (422, with the reason per table) and nothing runs.
     after = (await client.get(f"/api/v1/pipelines/{pid}/tables/preview", headers=admin)).json()
     assert {row["target_status"] for row in after} == {"exists"}
-    await client.post(f"/api/v1/pipelines/{pid}/start", headers=admin)
-    status = await wait_for_state(client, admin, pid, {"STOPPED", "ERROR"})
-    assert status["state"] == "ERROR" and status["full_load_status"] == "FAILED"
-    assert "not empty" in status["error_message"]
+    r = await client.post(f"/api/v1/pipelines/{pid}/start", headers=admin)
+    assert r.status_code == 422 and "not empty" in r.text, r.text
+    status = (await client.get(f"/api/v1/pipelines/{pid}/status", headers=admin)).json()
+    assert status["state"] == "STOPPED" and status["full_load_status"] == "COMPLETED"
     runs = (await client.get(f"/api/v1/pipelines/{pid}/runs", headers=admin)).json()
-    assert [r["status"] for r in runs] == ["FAILED", "COMPLETED"]
-    assert runs[1]["rows_processed"] == 5510 and runs[1]["completed_at"] and runs[1]["run_type"] == "FULL_LOAD"
+    assert [r["status"] for r in runs] == ["COMPLETED"]
+    assert runs[0]["rows_processed"] == 5510 and runs[0]["completed_at"] and runs[0]["run_type"] == "FULL_LOAD"
     assert set(runs[0]) >= {"id", "run_type", "status", "started_at", "completed_at", "rows_processed",
                             "rows_failed", "error_message"}
     # Switch to truncate and run again: completes.

@@ -126,7 +126,7 @@ async def test_kafka_pipeline_lifecycle(kafka_env, client, admin, pg, pg_db, tar
     await converge(pg, pg_db, target_db, ITEMS.format("app"), ITEMS.format("copy"))
 
     # A task forced to FAIL: the pipeline shows ERROR with the trace; "restart failed" brings it back.
-    slot = f"cdc_studio_p{pid}"
+    slot = (await client.get(f"/api/v1/pipelines/{pid}", headers=admin)).json()["slot_name"]
     run_sql(pg, pg_db, f"SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = '{slot}'")
     status = await wait_for_state(client, admin, pid, {"ERROR"}, timeout=60)
     assert "FAILED" in status["error_message"] and status["connector"]["tasks"][0]["state"] == "FAILED"

@@ -60,6 +60,7 @@ class TargetTable:
     primary_key: tuple[str, ...]
     ignored: frozenset[str] = frozenset()  # generated columns on the target: values sent for them are dropped
     identity_always: bool = False  # GENERATED ALWAYS AS IDENTITY: inserts need OVERRIDING SYSTEM VALUE
+    lenient: bool = False  # values of columns it lacks are dropped instead of refused (schema drift `ignore`)
     colset: frozenset[str] = field(init=False)
     key_of: Any = field(init=False, repr=False)  # row dict -> key (str for one key column, tuple for several)
     values_of: Any = field(init=False, repr=False)  # full row dict -> tuple of values in column order
@@ -80,7 +81,7 @@ class TargetTable:
         return key if len(self.primary_key) > 1 else (key,)
 
 
-def load_table(cur: PgCursor, schema: str, name: str) -> TargetTable:
+def load_table(cur: PgCursor, schema: str, name: str, lenient: bool = False) -> TargetTable:
     """Read one target table's columns and primary key; refuse a missing table or one without a key."""
     label = qualified(schema, name)
     cur.execute(_RELATION_SQL, (schema, name))
@@ -109,4 +110,5 @@ def load_table(cur: PgCursor, schema: str, name: str) -> TargetTable:
         primary_key=pk,
         ignored=frozenset(c[0] for c in cols if c[2]),
         identity_always=any(c[3] for c in cols),
+        lenient=lenient,
     )

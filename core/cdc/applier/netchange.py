@@ -179,7 +179,7 @@ class TableChanges:
         if sig is None:
             t = self.table
             extra = sorted(sent - t.colset - t.ignored)
-            if extra:
+            if extra and not t.lenient:
                 raise SchemaMismatch(
                     f"source table {self.source[0]}.{self.source[1]} has column(s) {', '.join(extra)} "
                     f"that target table {t.label} lacks",

@@ -18,6 +18,7 @@ through staging for a while).
 
 from __future__ import annotations
 
+import copy
 import io
 import time
 from collections import Counter
@@ -39,6 +40,7 @@ from core.cdc.offsets import DEFAULT_SOURCE, ensure_offsets_table, read_offset, 
 from core.cdc.pgoutput import InsertRun, RawInsert
 from core.connectors.base import ConnectionSpec
 from core.connectors.postgres import translate_error
+from core.errors import StudioError
 
 APPLICATION_NAME = "cdc-studio-apply"
 _RESERVED_KEYWORDS = {"host", "port", "dbname", "user", "password", "connect_timeout"}
@@ -94,6 +96,7 @@ class PgApplier:
         tables: Mapping[SourceTable, tuple[str, str]],
         *,
         source: str = DEFAULT_SOURCE,
+        lenient: bool = False,
     ) -> None:
         """Connect to the target, create the offsets table if missing, and learn every mapped table.
 
@@ -102,6 +105,7 @@ class PgApplier:
         self.spec = spec
         self.pipeline_id = pipeline_id
         self.source = source
+        self.lenient = lenient  # values of columns the target lacks are dropped (schema drift `ignore`)
         self._map: dict[SourceTable, tuple[str, str]] = dict(tables)
         self._tables: dict[SourceTable, TargetTable] = {}
         self._sql: dict[int, Statements] = {}  # by target oid
@@ -179,7 +183,7 @@ class PgApplier:
                     if src not in self._map:
                         raise SchemaMismatch(f"source table {src[0]}.{src[1]} is not mapped to a target", table=src)
                     old = self._tables.get(src)
-                    self._tables[src] = load_table(cur, *self._map[src])
+                    self._tables[src] = load_table(cur, *self._map[src], lenient=self.lenient)
                     if old is not None and old.oid in self._staged:
                         cur.execute(self._statements(old).drop_stage())
                         self._staged.discard(old.oid)
@@ -312,6 +316,59 @@ class PgApplier:
             raise
         stats.seconds = time.perf_counter() - started
         return stats
+
+    def apply_isolated(self, events: Sequence[ChangeEvent], position: int) -> tuple[ApplyStats, dict[SourceTable, str]]:
+        """Like `apply`, with each table's changes in a savepoint: a table whose changes fail is left out and
+        its error returned, the others commit with `position`. The slow path after `apply` failed on a
+        batch (any parts applied ahead are gone with that failure: pass their events again in `events`)."""
+        started = time.perf_counter()
+        self._discard()
+        conn = self._connection()
+        failed: dict[SourceTable, str] = {}
+        try:
+            with conn.cursor() as cur:
+                stored = read_offset_for_update(cur, self.pipeline_id, self.source)
+                live = events if stored is None else [e for e in events if e.position > stored]
+                self._open = _OpenTransaction(ApplyStats(position=position, applied=True), direct=False)
+                stats = self._open.stats
+                stats.skipped = row_count(events) - row_count(live)
+                groups: dict[SourceTable, list[ChangeEvent]] = {}
+                for ev in live:
+                    groups.setdefault((ev.schema, ev.table), []).append(ev)
+                for src, table_events in groups.items():
+                    error = self._write_alone(cur, table_events, stats)
+                    if error is not None:
+                        failed[src] = error
+                write_offset(cur, self.pipeline_id, position, self.source)
+            conn.commit()
+            self._open = None
+        except psycopg2.Error as exc:
+            self._discard()
+            raise translate_error(exc, self.spec) from None
+        except BaseException:
+            self._discard()
+            raise
+        stats.seconds = time.perf_counter() - started
+        return stats, failed
+
+    def _write_alone(self, cur: Any, events: list[ChangeEvent], stats: ApplyStats) -> str | None:
+        """One table's changes in a savepoint; on a failure they are rolled back and the reason returned."""
+        assert self._open is not None
+        staged, counts = set(self._open.staged), copy.deepcopy(stats)
+        cur.execute("SAVEPOINT cdc_studio_table")
+        try:
+            self._write(cur, events, stats, clear_stage=True)
+            cur.execute("RELEASE SAVEPOINT cdc_studio_table")
+            return None
+        except (psycopg2.Error, StudioError) as exc:
+            message = str(translate_error(exc, self.spec)) if isinstance(exc, psycopg2.Error) else str(exc)
+            cur.execute("ROLLBACK TO SAVEPOINT cdc_studio_table")
+            self._staged -= self._open.staged - staged  # TEMP tables made inside the savepoint are gone
+            self._open.staged = staged
+            for name in ("inserts", "updates", "deletes", "truncates", "events", "rows_upserted", "rows_deleted"):
+                setattr(stats, name, getattr(counts, name))
+            stats.per_table, stats.by_table = counts.per_table, counts.by_table
+            return message
 
     def _retrying(self, conn: PgConnection, work: Callable[[Any], T]) -> T:
         """`work(cur)` in the open target transaction; after a direct COPY met an existing key, the
