@@ -526,7 +526,10 @@ def _with_connections(actor: Actor, pipeline_id: int) -> tuple[Pipeline, Connect
 def preview(actor: Actor, pipeline_id: int) -> list[PreviewRow]:
     """Source table -> target table, whether it will be created / exists / differs, rows, PK."""
     p, src, tgt = _with_connections(actor, pipeline_id)
-    return _preview_rows(_stored_request(p), src, tgt)[0]
+    request = _stored_request(p)
+    resolved = _resolve(request, src, tgt)
+    policy = p.target_table_policy if _will_load(p, resolved.source) else "append"  # judged where a load runs
+    return _preview_rows(request, src, tgt, resolved, policy)[0]
 
 
 def preview_request(actor: Actor, data: PipelineCreate) -> list[PreviewRow]:

@@ -229,6 +229,9 @@ async def pipeline_detail_page(pipeline_id: int) -> None:
                     stats.show(e.data)
             for t in latest.values():
                 progress.set_table(t)
+            settled = any(t.status in ("FAILED", "COMPLETED") for t in latest.values())
+            if settled and (any(t.status == "FAILED" for t in latest.values()) or health.visible):
+                ui.timer(0.1, refresh_status, once=True)  # the degraded line follows the tables set aside
             if any(e.topic == "pipeline.run" for e in events):
                 ui.timer(0.1, refresh_status, once=True)
                 ui.timer(0.1, refresh_diff, once=True)

@@ -164,3 +164,37 @@ async def test_cdc_pipeline_page_shows_live_counts_and_pauses(app_env, user: Use
     user.find(marker="stop").click()
     await eventually(lambda: state.text == "STOPPED", timeout=30)
     pipelines.delete_pipeline(admin_actor(), p.id)
+
+
+async def test_a_failed_table_is_shown_degraded_and_retried_from_the_page(app_env, user: User, pg: PgCluster,
+                                                                          dbs) -> None:
+    source_db, target_db = dbs
+    conn = pg.connect(target_db)
+    with conn.cursor() as cur:  # the target refuses contacts' rows: that table fails, accounts streams
+        cur.execute("CREATE SCHEMA copy; CREATE TABLE copy.contacts (id int PRIMARY KEY, account_id int, email text "
+                    "CONSTRAINT short CHECK (length(email) < 5))")
+    conn.close()
+    src = save_connection("s", pg, source_db)
+    tgt = save_connection("t", pg, target_db)
+    p = pipelines.create_pipeline(admin_actor(), PipelineCreate(
+        name="crm cdc", source_connection_id=src, target_connection_id=tgt, source_schema="crm",
+        target_schema="copy", tables=["accounts", "contacts"], mode="FULL_LOAD_AND_CDC"))
+    await login(user)
+    await user.open(f"/pipelines/{p.id}")
+    await user.should_see(marker="start", retries=WAIT)
+    user.find(marker="start").click()
+    state = one(user, "pipeline-state")
+    await eventually(lambda: state.text == "RUNNING", timeout=60)
+    await eventually(lambda: one(user, "retry-crm.contacts").visible, timeout=30)
+    await user.should_see(marker="pipeline-health", retries=WAIT)
+    assert "crm.contacts" in one(user, "pipeline-health").text
+    await user.should_not_see(marker="retry-crm.accounts")
+    conn = pg.connect(target_db)
+    with conn.cursor() as cur:
+        cur.execute("ALTER TABLE copy.contacts DROP CONSTRAINT short")
+    conn.close()
+    user.find(marker="retry-crm.contacts").click()
+    await user.should_see("900 / 900 rows", retries=WAIT * 3)
+    await user.should_not_see(marker="pipeline-health", retries=WAIT)
+    assert state.text == "RUNNING"
+    pipelines.delete_pipeline(admin_actor(), p.id)
