@@ -30,6 +30,9 @@ if __name__ in {"__main__", "__mp_main__"}:
         reload=False,
         show=False,
         show_welcome_message=True,
-        fastapi_docs={"title": "CDC Studio API", "version": "0.1.0",
-                      "description": "Automation API of CDC Studio. Get a token at POST /api/v1/auth/token."},
+        fastapi_docs={
+            "title": "CDC Studio API",
+            "version": "0.1.0",
+            "description": "Automation API of CDC Studio. Get a token at POST /api/v1/auth/token.",
+        },
     )

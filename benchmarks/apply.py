@@ -40,8 +40,13 @@ T = ("public", "t")
 
 
 def row(i: int, v: int = 0) -> dict[str, str | None]:
-    return {"id": str(i), "a": str(i * 7 + v), "b": f"some text value {i} {v}", "c": f"{i % 100000}.{v % 100:02d}",
-            "d": f"2024-01-{1 + i % 28:02d} 10:{i % 60:02d}:00+00"}
+    return {
+        "id": str(i),
+        "a": str(i * 7 + v),
+        "b": f"some text value {i} {v}",
+        "c": f"{i % 100000}.{v % 100:02d}",
+        "d": f"2024-01-{1 + i % 28:02d} 10:{i % 60:02d}:00+00",
+    }
 
 
 def insert_events(n: int, start: int = 1) -> list[ChangeEvent]:
@@ -68,7 +73,7 @@ def mixed_events(n: int, existing: int, first_pos: int) -> list[ChangeEvent]:
 def run_batches(ap: PgApplier, events: list[ChangeEvent], batch: int) -> float:
     started = time.perf_counter()
     for s in range(0, len(events), batch):
-        chunk = events[s:s + batch]
+        chunk = events[s : s + batch]
         ap.apply(chunk, chunk[-1].position)
     return time.perf_counter() - started
 
@@ -100,11 +105,15 @@ def native(pg: PgCluster, rows: int, single: bool) -> float:
             cur.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (f"slot_{src}",))
         with d.cursor() as cur:
             cur.execute(DDL.format("t"))
-            cur.execute(f"CREATE SUBSCRIPTION sub_{src} CONNECTION '{pg.dsn(src)}' PUBLICATION p "
-                        f"WITH (create_slot = false, slot_name = 'slot_{src}', enabled = false, copy_data = false)")
+            cur.execute(
+                f"CREATE SUBSCRIPTION sub_{src} CONNECTION '{pg.dsn(src)}' PUBLICATION p "
+                f"WITH (create_slot = false, slot_name = 'slot_{src}', enabled = false, copy_data = false)"
+            )
         with s.cursor() as cur:
-            fill = ("INSERT INTO t SELECT g, g * 7, 'some text value ' || g, (g % 100000)::numeric, "
-                    "timestamptz '2024-01-01 00:00+00' + g * interval '1 s' FROM generate_series({}, {}) g")
+            fill = (
+                "INSERT INTO t SELECT g, g * 7, 'some text value ' || g, (g % 100000)::numeric, "
+                "timestamptz '2024-01-01 00:00+00' + g * interval '1 s' FROM generate_series({}, {}) g"
+            )
             if single:
                 for lo in range(1, rows + 1, 5000):
                     txns = (f"BEGIN;{fill.format(g, g)};COMMIT" for g in range(lo, min(lo + 5000, rows + 1)))
@@ -121,8 +130,10 @@ def native(pg: PgCluster, rows: int, single: bool) -> float:
                 time.sleep(0.02)
         took = time.perf_counter() - started
         with d.cursor() as cur:
-            cur.execute(f"ALTER SUBSCRIPTION sub_{src} DISABLE; ALTER SUBSCRIPTION sub_{src} SET (slot_name = NONE); "
-                        f"DROP SUBSCRIPTION sub_{src}")
+            cur.execute(
+                f"ALTER SUBSCRIPTION sub_{src} DISABLE; ALTER SUBSCRIPTION sub_{src} SET (slot_name = NONE); "
+                f"DROP SUBSCRIPTION sub_{src}"
+            )
         with s.cursor() as cur:
             cur.execute("SELECT pg_drop_replication_slot(%s)", (f"slot_{src}",))
         return took
@@ -145,8 +156,9 @@ def main() -> None:
         admin = pg.connect("bench")
         with admin.cursor() as cur:
             cur.execute(DDL.format("t"))
-        spec = ConnectionSpec(kind="postgresql", host=pg.host, port=pg.port, database="bench",
-                              username=pg.user, password=pg.password)
+        spec = ConnectionSpec(
+            kind="postgresql", host=pg.host, port=pg.port, database="bench", username=pg.user, password=pg.password
+        )
         inserts = insert_events(n)
         limit = copy_limit(pg, "bench", inserts)
         print(f"copy (physical limit)   {n / limit:>9,.0f} rows/s  ({limit:.2f} s)")
@@ -155,8 +167,10 @@ def main() -> None:
             if prof:
                 prof.enable()
             took = run_batches(ap, inserts, args.batch)
-            print(f"apply inserts           {n / took:>9,.0f} rows/s  ({took:.2f} s, batches of {args.batch}, "
-                  f"{limit / took:.2f} of copy)")
+            print(
+                f"apply inserts           {n / took:>9,.0f} rows/s  ({took:.2f} s, batches of {args.batch}, "
+                f"{limit / took:.2f} of copy)"
+            )
             with admin.cursor() as cur:
                 cur.execute("VACUUM ANALYZE t")
             mixed = mixed_events(n, n, n + 1)

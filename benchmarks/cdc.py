@@ -62,8 +62,10 @@ from tests.pgcluster import PgCluster  # noqa: E402
 SRC, DST = "cdc_src", "cdc_dst"
 COLUMNS = "id bigint PRIMARY KEY, a int, b text, c numeric(12,2), d timestamptz"
 LAT_COLUMNS = COLUMNS + ", committed_at timestamptz NOT NULL DEFAULT clock_timestamp()"
-VALUES = ("{g}, {g} * 7, 'some text value ' || {g}, ({g} % 100000)::numeric / 100, "
-          "timestamptz '2024-01-01 00:00+00' + {g} * interval '1 s'")
+VALUES = (
+    "{g}, {g} * 7, 'some text value ' || {g}, ({g} % 100000)::numeric / 100, "
+    "timestamptz '2024-01-01 00:00+00' + {g} * interval '1 s'"
+)
 # Throughput tables (A and B) and latency tables, one of each per consumer.
 NAT_T, OUR_T, NAT_L, OUR_L = "nat_t", "our_t", "nat_lat", "our_lat"
 NAT_SUB, NAT_SLOT = "bench_native", "bench_native"
@@ -71,8 +73,13 @@ NAT_SUB, NAT_SLOT = "bench_native", "bench_native"
 # worker right after ENABLE (its default 5 s throttle after the previous start would count in B).
 # Autovacuum off: after one consumer's 200k inserts it vacuums and analyzes those tables while the
 # other consumer is being measured (seen: whichever ran second lost 20-30%).
-CLUSTER_CONF = {"max_wal_size": "'16GB'", "checkpoint_timeout": "'1h'", "shared_buffers": "'256MB'",
-                "wal_retrieve_retry_interval": "'50ms'", "autovacuum": "off"}
+CLUSTER_CONF = {
+    "max_wal_size": "'16GB'",
+    "checkpoint_timeout": "'1h'",
+    "shared_buffers": "'256MB'",
+    "wal_retrieve_retry_interval": "'50ms'",
+    "autovacuum": "off",
+}
 # The cluster runs synchronous_commit=off; a source session that commits the workload uses `on`
 # (cheap with fsync off) so its commits reach the walsenders at once, not at the WAL writer's
 # next round (wal_writer_delay, 200 ms), which would add up to 200 ms to every measurement.
@@ -100,10 +107,14 @@ BEGIN
     END LOOP;
 END $$
 """
-STAMP_FN = ("CREATE FUNCTION stamp_applied() RETURNS trigger LANGUAGE plpgsql AS "
-            "$$BEGIN NEW.applied_at := clock_timestamp(); RETURN NEW; END$$")
-STAMP_TRIGGER = ("CREATE TRIGGER stamp_applied BEFORE INSERT OR UPDATE ON public.{table} FOR EACH ROW "
-                 "EXECUTE FUNCTION stamp_applied(); ALTER TABLE public.{table} ENABLE ALWAYS TRIGGER stamp_applied")
+STAMP_FN = (
+    "CREATE FUNCTION stamp_applied() RETURNS trigger LANGUAGE plpgsql AS "
+    "$$BEGIN NEW.applied_at := clock_timestamp(); RETURN NEW; END$$"
+)
+STAMP_TRIGGER = (
+    "CREATE TRIGGER stamp_applied BEFORE INSERT OR UPDATE ON public.{table} FOR EACH ROW "
+    "EXECUTE FUNCTION stamp_applied(); ALTER TABLE public.{table} ENABLE ALWAYS TRIGGER stamp_applied"
+)
 
 
 # ------------------------------------------------------------------------------------ helpers
@@ -125,8 +136,9 @@ class Bench:
 
     def spec(self, db: str) -> ConnectionSpec:
         pg = self.pg
-        return ConnectionSpec(kind="postgresql", host=pg.host, port=pg.port, database=db, username=pg.user,
-                              password=pg.password)
+        return ConnectionSpec(
+            kind="postgresql", host=pg.host, port=pg.port, database=db, username=pg.user, password=pg.password
+        )
 
     def q(self, conn, statement: str, params: tuple | None = None) -> list[tuple]:  # noqa: ANN001
         with conn.cursor() as cur:
@@ -167,15 +179,26 @@ def setup(b: Bench) -> None:
     with db.session_scope() as session:
         conns = {}
         for name, database in (("bench source", SRC), ("bench target", DST)):
-            c = Connection(name=name, kind="postgresql", host=b.pg.host, port=b.pg.port, database=database,
-                           username=b.pg.user)
+            c = Connection(
+                name=name, kind="postgresql", host=b.pg.host, port=b.pg.port, database=database, username=b.pg.user
+            )
             session.add(c)
             session.flush()
             conns[database] = c.id
         for table in (OUR_T, OUR_L):
-            p = Pipeline(name=f"bench {table}", source_connection_id=conns[SRC], target_connection_id=conns[DST],
-                         source_database=SRC, source_schema="public", target_database=DST, target_schema="public",
-                         tables=[table], mode="CDC_ONLY", auto_create=False, target_table_policy="append")
+            p = Pipeline(
+                name=f"bench {table}",
+                source_connection_id=conns[SRC],
+                target_connection_id=conns[DST],
+                source_database=SRC,
+                source_schema="public",
+                target_database=DST,
+                target_schema="public",
+                tables=[table],
+                mode="CDC_ONLY",
+                auto_create=False,
+                target_table_policy="append",
+            )
             session.add(p)
             session.flush()
             b.pipeline_ids[table] = p.id
@@ -189,8 +212,9 @@ def reset(b: Bench, table: str) -> None:
 
 
 def verify(b: Bench, table: str, rows: int) -> None:
-    digest = (f"SELECT count(*), md5(string_agg(t::text, '|' ORDER BY id)) "
-              f"FROM (SELECT id, a, b, c, d FROM public.{table}) t")
+    digest = (
+        f"SELECT count(*), md5(string_agg(t::text, '|' ORDER BY id)) FROM (SELECT id, a, b, c, d FROM public.{table}) t"
+    )
     src, dst = b.q(b.src, digest)[0], b.q(b.dst, digest)[0]
     if src != dst or src[0] != rows:
         raise SystemExit(f"{table}: target differs from source (source {src}, target {dst}, expected {rows} rows)")
@@ -215,8 +239,10 @@ def commit_insert(b: Bench, table: str, lo: int, hi: int) -> tuple[int, float]:
     try:
         with conn.cursor() as cur:
             cur.execute(SOURCE_SESSION)
-            cur.execute(f"INSERT INTO public.{table} (id, a, b, c, d) SELECT {VALUES.format(g='g')} "
-                        f"FROM generate_series({int(lo)}, {int(hi)}) g")
+            cur.execute(
+                f"INSERT INTO public.{table} (id, a, b, c, d) SELECT {VALUES.format(g='g')} "
+                f"FROM generate_series({int(lo)}, {int(hi)}) g"
+            )
             cur.execute("SELECT pg_current_wal_insert_lsn()::text")
             before_commit = lsn_int(cur.fetchone()[0])
             conn.commit()
@@ -241,13 +267,22 @@ class Native:
         # Same cluster: the slot cannot be created by CREATE SUBSCRIPTION itself (it would wait for
         # its own transaction), so it is made first, as PostgreSQL's documentation says.
         b.q(b.src, "SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (NAT_SLOT,))
-        b.q(b.dst, f"CREATE SUBSCRIPTION {NAT_SUB} CONNECTION '{b.pg.dsn(SRC)}' PUBLICATION pub_{self.table} "
-                   f"WITH (create_slot = false, slot_name = '{NAT_SLOT}', copy_data = false, "
-                   f"enabled = {str(enabled).lower()})")
+        b.q(
+            b.dst,
+            f"CREATE SUBSCRIPTION {NAT_SUB} CONNECTION '{b.pg.dsn(SRC)}' PUBLICATION pub_{self.table} "
+            f"WITH (create_slot = false, slot_name = '{NAT_SLOT}', copy_data = false, "
+            f"enabled = {str(enabled).lower()})",
+        )
 
     def streaming(self) -> bool:
-        return self.b.one(self.b.src, "SELECT count(*) FROM pg_stat_replication WHERE application_name = %s "
-                                      "AND state = 'streaming'", (NAT_SUB,)) == 1
+        return (
+            self.b.one(
+                self.b.src,
+                "SELECT count(*) FROM pg_stat_replication WHERE application_name = %s AND state = 'streaming'",
+                (NAT_SUB,),
+            )
+            == 1
+        )
 
     def stream(self) -> None:
         """Create the subscription enabled and wait until its walsender streams."""
@@ -267,14 +302,23 @@ class Native:
 
     def disable(self) -> None:
         self.b.q(self.b.dst, f"ALTER SUBSCRIPTION {NAT_SUB} DISABLE")
-        wait_until("the subscription's worker to stop", lambda: not self.b.one(
-            self.b.src, "SELECT active FROM pg_replication_slots WHERE slot_name = %s", (NAT_SLOT,)), 30)
+        wait_until(
+            "the subscription's worker to stop",
+            lambda: (
+                not self.b.one(self.b.src, "SELECT active FROM pg_replication_slots WHERE slot_name = %s", (NAT_SLOT,))
+            ),
+            30,
+        )
 
     def applied(self) -> int:
         """The source LSN the subscription's replication origin has applied up to (commit end)."""
-        value = self.b.one(self.b.dst, "SELECT pg_wal_lsn_diff(s.remote_lsn, '0/0')::bigint "
-                                       "FROM pg_replication_origin_status s JOIN pg_subscription p "
-                                       "ON s.external_id = 'pg_' || p.oid WHERE p.subname = %s", (NAT_SUB,))
+        value = self.b.one(
+            self.b.dst,
+            "SELECT pg_wal_lsn_diff(s.remote_lsn, '0/0')::bigint "
+            "FROM pg_replication_origin_status s JOIN pg_subscription p "
+            "ON s.external_id = 'pg_' || p.oid WHERE p.subname = %s",
+            (NAT_SUB,),
+        )
         return int(value or 0)
 
     def alive(self) -> None:
@@ -325,9 +369,15 @@ class OurWorker:
         return self.b.pipeline_ids[self.table]
 
     def plan(self) -> CdcPlan:
-        return CdcPlan(pipeline_id=self.pipeline_id, source=self.b.spec(SRC), target=self.b.spec(DST),
-                       tables=[TablePlan("public", self.table, "public", self.table)], mode="CDC_ONLY",
-                       auto_create=False, target_table_policy="append")
+        return CdcPlan(
+            pipeline_id=self.pipeline_id,
+            source=self.b.spec(SRC),
+            target=self.b.spec(DST),
+            tables=[TablePlan("public", self.table, "public", self.table)],
+            mode="CDC_ONLY",
+            auto_create=False,
+            target_table_policy="append",
+        )
 
     def start(self) -> None:
         self.stop, self.started, self.error = threading.Event(), threading.Event(), None
@@ -385,8 +435,13 @@ class OurWorker:
 
     def applied(self) -> int:
         """The position (commit LSN) the target's offsets table holds for this pipeline."""
-        value = self.b.one(self.b.dst, "SELECT position FROM cdc_studio.offsets WHERE pipeline_id = %s",
-                           (self.pipeline_id,)) if self._offsets_exist() else None
+        value = (
+            self.b.one(
+                self.b.dst, "SELECT position FROM cdc_studio.offsets WHERE pipeline_id = %s", (self.pipeline_id,)
+            )
+            if self._offsets_exist()
+            else None
+        )
         return int(value or 0)
 
     def _offsets_exist(self) -> bool:
@@ -395,8 +450,9 @@ class OurWorker:
     def drop(self) -> None:
         """Stop the worker, drop its slot and publication (as deleting the pipeline does), forget its offset."""
         self.halt()
-        pg_source.drop_slot_and_publication(self.b.spec(SRC), pg_source.slot_name(self.pipeline_id),
-                                            pg_source.publication_name(self.pipeline_id))
+        pg_source.drop_slot_and_publication(
+            self.b.spec(SRC), pg_source.slot_name(self.pipeline_id), pg_source.publication_name(self.pipeline_id)
+        )
         if self._offsets_exist():
             self.b.q(self.b.dst, "DELETE FROM cdc_studio.offsets WHERE pipeline_id = %s", (self.pipeline_id,))
 
@@ -475,17 +531,24 @@ def latency(b: Bench, consumer: Consumer, table: str, seconds: float, rate: int)
     try:
         consumer.stream()
         b.q(b.src, f"CALL gen_{table}(1, {n}, {rate})")
-        wait_until(f"{n} paced rows applied", lambda: b.one(b.dst, f"SELECT count(*) FROM public.{table}") >= n,
-                   120, consumer.alive)
+        wait_until(
+            f"{n} paced rows applied",
+            lambda: b.one(b.dst, f"SELECT count(*) FROM public.{table}") >= n,
+            120,
+            consumer.alive,
+        )
     finally:
         consumer.drop()
     stamped = b.one(b.dst, f"SELECT count(applied_at) FROM public.{table}")
     if stamped != n:
         raise SystemExit(f"{table}: {stamped} of {n} rows have applied_at (trigger did not fire for all)")
-    p50, p99, worst = b.q(b.dst, "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms), "
-                                 "percentile_cont(0.99) WITHIN GROUP (ORDER BY ms), max(ms) FROM "
-                                 "(SELECT extract(epoch FROM applied_at - committed_at) * 1000 AS ms "
-                                 f"FROM public.{table}) t")[0]
+    p50, p99, worst = b.q(
+        b.dst,
+        "SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms), "
+        "percentile_cont(0.99) WITHIN GROUP (ORDER BY ms), max(ms) FROM "
+        "(SELECT extract(epoch FROM applied_at - committed_at) * 1000 AS ms "
+        f"FROM public.{table}) t",
+    )[0]
     span = b.one(b.src, f"SELECT extract(epoch FROM max(committed_at) - min(committed_at)) FROM public.{table}")
     return Latency(n, float(p50), float(p99), float(worst), (n - 1) / float(span) if span else 0.0)
 
@@ -504,13 +567,17 @@ LABEL_WIDTH = 38
 
 
 def rate_line(label: str, rows: int, native_s: float, ours_s: float) -> str:
-    return (f"  {label:<{LABEL_WIDTH}} native {rows / native_s:>9,.0f} rows/s ({native_s:6.2f} s)   "
-            f"ours {rows / ours_s:>9,.0f} rows/s ({ours_s:6.2f} s)   ratio {native_s / ours_s:.2f}")
+    return (
+        f"  {label:<{LABEL_WIDTH}} native {rows / native_s:>9,.0f} rows/s ({native_s:6.2f} s)   "
+        f"ours {rows / ours_s:>9,.0f} rows/s ({ours_s:6.2f} s)   ratio {native_s / ours_s:.2f}"
+    )
 
 
 def lat_line(label: str, lat: Latency) -> str:
-    return (f"  {label:<{LABEL_WIDTH}} p50 {lat.p50_ms:7.1f} ms   p99 {lat.p99_ms:7.1f} ms   "
-            f"max {lat.max_ms:7.1f} ms   ({lat.rows:,} commits at {lat.rate:,.0f}/s)")
+    return (
+        f"  {label:<{LABEL_WIDTH}} p50 {lat.p50_ms:7.1f} ms   p99 {lat.p99_ms:7.1f} ms   "
+        f"max {lat.max_ms:7.1f} ms   ({lat.rows:,} commits at {lat.rate:,.0f}/s)"
+    )
 
 
 def run_round(b: Bench, i: int, args: argparse.Namespace) -> dict[str, float | Latency]:
@@ -552,10 +619,13 @@ def summary(rounds: list[dict], args: argparse.Namespace, server: str) -> None:
         return statistics.median(r[key] for r in rounds)
 
     print()
-    print(f"median of {len(rounds)} round(s); {server}; source and target are two databases of ONE cluster "
-          "on this machine (they share its cores);")
-    print("fsync=off; autovacuum=off; synchronous_commit=off except in the sessions that commit the source "
-          "workload (on)")
+    print(
+        f"median of {len(rounds)} round(s); {server}; source and target are two databases of ONE cluster "
+        "on this machine (they share its cores);"
+    )
+    print(
+        "fsync=off; autovacuum=off; synchronous_commit=off except in the sessions that commit the source workload (on)"
+    )
     head = f"{'workload':<{LABEL_WIDTH}} {'native rows/s':>14} {'ours rows/s':>12} {'ratio':>6}  goal"
     print(head)
     print("-" * len(head) + "-" * 8)
@@ -565,8 +635,10 @@ def summary(rounds: list[dict], args: argparse.Namespace, server: str) -> None:
         nat, ours = med(f"{key}_native"), med(f"{key}_ours")
         ratio = nat / ours
         per_round = ", ".join(f"{r[f'{key}_native'] / r[f'{key}_ours']:.2f}" for r in rounds)
-        print(f"{label.format(n=n):<{LABEL_WIDTH}} {n / nat:>14,.0f} {n / ours:>12,.0f} {ratio:>6.2f}  >= 1.0 "
-              f"{'met' if ratio >= 1.0 else 'NOT met'}   (ratio per round: {per_round})")
+        print(
+            f"{label.format(n=n):<{LABEL_WIDTH}} {n / nat:>14,.0f} {n / ours:>12,.0f} {ratio:>6.2f}  >= 1.0 "
+            f"{'met' if ratio >= 1.0 else 'NOT met'}   (ratio per round: {per_round})"
+        )
     if "L_ours" in rounds[0]:
         print(f"commit-to-applied latency, {args.rate:,} single-row commits/s for {args.latency_seconds:g} s:")
         for who in ("native", "ours"):
@@ -576,14 +648,20 @@ def summary(rounds: list[dict], args: argparse.Namespace, server: str) -> None:
             per_round = ", ".join(f"{x.p50_ms:.1f}/{x.p99_ms:.1f}" for x in lats)
             goal = f"   (p50/p99 per round: {per_round})"
             if who == "ours":
-                goal = (f"  goal p50 < 50 ms {'met' if p50 < 50 else 'NOT met'}, "
-                        f"p99 < 250 ms {'met' if p99 < 250 else 'NOT met'}" + goal)
+                goal = (
+                    f"  goal p50 < 50 ms {'met' if p50 < 50 else 'NOT met'}, "
+                    f"p99 < 250 ms {'met' if p99 < 250 else 'NOT met'}" + goal
+                )
             print(f"  {who:<8} p50 {p50:7.1f} ms   p99 {p99:7.1f} ms{goal}")
 
 
 def print_profiles(b: Bench) -> None:
-    names = {"A": "A-live one transaction", "C": "A-catchup one transaction", "B": "B single-row transactions",
-             "L": "L latency"}
+    names = {
+        "A": "A-live one transaction",
+        "C": "A-catchup one transaction",
+        "B": "B single-row transactions",
+        "L": "L latency",
+    }
     for label, profiles in b.profiles.items():
         stats = pstats.Stats(profiles[0], stream=io.StringIO())
         for p in profiles[1:]:
@@ -609,8 +687,9 @@ def cleanup(b: Bench) -> None:
         if table in b.pipeline_ids:
             with contextlib.suppress(Exception):
                 pid = b.pipeline_ids[table]
-                pg_source.drop_slot_and_publication(b.spec(SRC), pg_source.slot_name(pid),
-                                                    pg_source.publication_name(pid))
+                pg_source.drop_slot_and_publication(
+                    b.spec(SRC), pg_source.slot_name(pid), pg_source.publication_name(pid)
+                )
     with contextlib.suppress(Exception):
         for (slot,) in b.q(b.src, "SELECT slot_name FROM pg_replication_slots"):
             drop_slot(b, slot)
@@ -630,11 +709,15 @@ def main() -> None:
     parser.add_argument("--latency-seconds", type=float, default=10, help="length of the paced run (0: skip)")
     parser.add_argument("--rate", type=int, default=1000, help="single-row commits per second in the paced run")
     parser.add_argument("--profile", action="store_true", help="cProfile our worker thread (slows it down)")
-    parser.add_argument("--workloads", default="ACBL",
-                        help="which to run: A (A-live), C (A-catchup), B, L (default all: ACBL)")
-    parser.add_argument("--without-monitoring", action="store_true",
-                        help="DIAGNOSTIC, not the app: make core.monitoring.record_applied a no-op in this process "
-                             "to show what recording batches in the app database costs")
+    parser.add_argument(
+        "--workloads", default="ACBL", help="which to run: A (A-live), C (A-catchup), B, L (default all: ACBL)"
+    )
+    parser.add_argument(
+        "--without-monitoring",
+        action="store_true",
+        help="DIAGNOSTIC, not the app: make core.monitoring.record_applied a no-op in this process "
+        "to show what recording batches in the app database costs",
+    )
     args = parser.parse_args()
     args.workloads = args.workloads.upper()
     if set(args.workloads) - set(RATE_WORKLOADS) - {"L"}:

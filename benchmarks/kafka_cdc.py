@@ -77,8 +77,10 @@ from tests.pgcluster import PgCluster  # noqa: E402
 
 SRC, DST = "kcdc_src", "kcdc_dst"
 COLUMNS = "id bigint PRIMARY KEY, a int, b text, c numeric(12,2), d timestamptz"
-VALUES = ("{g}, {g} * 7, 'some text value ' || {g}, ({g} % 100000)::numeric / 100, "
-          "timestamptz '2024-01-01 00:00+00' + {g} * interval '1 s'")
+VALUES = (
+    "{g}, {g} * 7, 'some text value ' || {g}, ({g} % 100000)::numeric / 100, "
+    "timestamptz '2024-01-01 00:00+00' + {g} * interval '1 s'"
+)
 KAFKA_T, EMB_T, REPLAY_T, APPLY_T = "kafka_t", "emb_t", "replay_t", "apply_t"
 CLUSTER_CONF = {"max_wal_size": "'16GB'", "checkpoint_timeout": "'1h'", "shared_buffers": "'256MB'"}
 # The workload's session commits with synchronous_commit=on (cheap with fsync off) so the commit
@@ -114,8 +116,9 @@ class Bench:
         from core.connectors.base import ConnectionSpec
 
         pg = self.pg
-        return ConnectionSpec(kind="postgresql", host=pg.host, port=pg.port, database=db, username=pg.user,
-                              password=pg.password)
+        return ConnectionSpec(
+            kind="postgresql", host=pg.host, port=pg.port, database=db, username=pg.user, password=pg.password
+        )
 
     def q(self, conn, statement: str, params: tuple | None = None) -> list[tuple]:  # noqa: ANN001
         with conn.cursor() as cur:
@@ -132,10 +135,20 @@ class Bench:
         from data.models import Pipeline
 
         with db.session_scope() as session:
-            p = Pipeline(name=f"bench {label} {len(self.pipelines) + 1}", source_connection_id=self.conn_ids[SRC],
-                         target_connection_id=self.conn_ids[DST], source_database=SRC, source_schema="public",
-                         target_database=DST, target_schema="public", tables=[source_table], mode="CDC_ONLY",
-                         auto_create=False, target_table_policy="append", engine=engine)
+            p = Pipeline(
+                name=f"bench {label} {len(self.pipelines) + 1}",
+                source_connection_id=self.conn_ids[SRC],
+                target_connection_id=self.conn_ids[DST],
+                source_database=SRC,
+                source_schema="public",
+                target_database=DST,
+                target_schema="public",
+                tables=[source_table],
+                mode="CDC_ONLY",
+                auto_create=False,
+                target_table_policy="append",
+                engine=engine,
+            )
             session.add(p)
             session.flush()
             pid = int(p.id)
@@ -146,9 +159,16 @@ class Bench:
         from core.cdc.engine import CdcPlan
         from core.fullload import TablePlan
 
-        return CdcPlan(pipeline_id=pid, source=self.spec(SRC), target=self.spec(DST),
-                       tables=[TablePlan("public", source_table, "public", target_table)], mode="CDC_ONLY",
-                       auto_create=False, target_table_policy="append", engine=engine)
+        return CdcPlan(
+            pipeline_id=pid,
+            source=self.spec(SRC),
+            target=self.spec(DST),
+            tables=[TablePlan("public", source_table, "public", target_table)],
+            mode="CDC_ONLY",
+            auto_create=False,
+            target_table_policy="append",
+            engine=engine,
+        )
 
     def rows(self, table: str) -> int:
         return int(self.one(self.dst, f"SELECT count(*) FROM public.{table}"))
@@ -157,8 +177,13 @@ class Bench:
         """What the target's offsets table holds for a pipeline (changes with every applied batch)."""
         if not self.one(self.dst, "SELECT to_regclass('cdc_studio.offsets') IS NOT NULL"):
             return None
-        return tuple(self.q(self.dst, "SELECT source, position FROM cdc_studio.offsets WHERE pipeline_id = %s "
-                                      "ORDER BY source", (pid,)))
+        return tuple(
+            self.q(
+                self.dst,
+                "SELECT source, position FROM cdc_studio.offsets WHERE pipeline_id = %s ORDER BY source",
+                (pid,),
+            )
+        )
 
 
 def setup(b: Bench) -> None:
@@ -173,8 +198,9 @@ def setup(b: Bench) -> None:
     db.init(f"sqlite:///{b.app_dir / 'app.db'}")  # migrates it to the newest schema
     with db.session_scope() as session:
         for name, database in (("bench source", SRC), ("bench target", DST)):
-            c = Connection(name=name, kind="postgresql", host=b.pg.host, port=b.pg.port, database=database,
-                           username=b.pg.user)
+            c = Connection(
+                name=name, kind="postgresql", host=b.pg.host, port=b.pg.port, database=database, username=b.pg.user
+            )
             session.add(c)
             session.flush()
             b.conn_ids[database] = int(c.id)
@@ -191,8 +217,10 @@ def verify(b: Bench, source_table: str, target_table: str, rows: int) -> None:
     digest = "SELECT count(*), md5(string_agg(t::text, '|' ORDER BY id)) FROM (SELECT id, a, b, c, d FROM public.{}) t"
     src, dst = b.q(b.src, digest.format(source_table))[0], b.q(b.dst, digest.format(target_table))[0]
     if src != dst or src[0] != rows:
-        raise SystemExit(f"{target_table}: target differs from source {source_table} (source {src}, target {dst}, "
-                         f"expected {rows} rows)")
+        raise SystemExit(
+            f"{target_table}: target differs from source {source_table} (source {src}, target {dst}, "
+            f"expected {rows} rows)"
+        )
 
 
 def wait_until(what: str, check: Callable[[], bool], timeout: float, alive: Callable[[], None] | None = None) -> float:
@@ -226,8 +254,11 @@ def wait_rows(b: Bench, pid: int, table: str, expected: int, timeout: float, ali
 
 
 def insert_one(b: Bench, table: str, row_id: int) -> None:
-    b.q(b.src, f"INSERT INTO public.{table} (id, a, b, c, d) SELECT {VALUES.format(g='g')} "
-               f"FROM generate_series({int(row_id)}, {int(row_id)}) g")
+    b.q(
+        b.src,
+        f"INSERT INTO public.{table} (id, a, b, c, d) SELECT {VALUES.format(g='g')} "
+        f"FROM generate_series({int(row_id)}, {int(row_id)}) g",
+    )
 
 
 def commit_insert(b: Bench, table: str, lo: int, hi: int) -> float:
@@ -236,8 +267,10 @@ def commit_insert(b: Bench, table: str, lo: int, hi: int) -> float:
     try:
         with conn.cursor() as cur:
             cur.execute(SOURCE_SESSION)
-            cur.execute(f"INSERT INTO public.{table} (id, a, b, c, d) SELECT {VALUES.format(g='g')} "
-                        f"FROM generate_series({int(lo)}, {int(hi)}) g")
+            cur.execute(
+                f"INSERT INTO public.{table} (id, a, b, c, d) SELECT {VALUES.format(g='g')} "
+                f"FROM generate_series({int(lo)}, {int(hi)}) g"
+            )
             conn.commit()
             return time.perf_counter()
     finally:
@@ -246,8 +279,14 @@ def commit_insert(b: Bench, table: str, lo: int, hi: int) -> float:
 
 def consumer_settings(b: Bench, group: str) -> dict[str, Any]:
     """A plain reader's settings, as the engine's consumer reads (fetch wait, no auto commit)."""
-    return {"bootstrap.servers": b.stack.bootstrap, "group.id": group, "enable.auto.commit": False,
-            "enable.auto.offset.store": False, "auto.offset.reset": "earliest", "fetch.wait.max.ms": 50}
+    return {
+        "bootstrap.servers": b.stack.bootstrap,
+        "group.id": group,
+        "enable.auto.commit": False,
+        "enable.auto.offset.store": False,
+        "auto.offset.reset": "earliest",
+        "fetch.wait.max.ms": 50,
+    }
 
 
 # ------------------------------------------------------------------------------------ engines
@@ -334,8 +373,11 @@ class Observer(threading.Thread):
                 consumer.assign([TopicPartition(self.topic, 0, OFFSET_BEGINNING)])
                 count, todo = 0, sorted(self.marks)
                 while todo and not self.halt.is_set():
-                    got = sum(1 for m in consumer.consume(num_messages=5000, timeout=0.05)
-                              if m.error() is None and m.value() is not None)
+                    got = sum(
+                        1
+                        for m in consumer.consume(num_messages=5000, timeout=0.05)
+                        if m.error() is None and m.value() is not None
+                    )
                     if got:
                         count += got
                         now = time.perf_counter()
@@ -540,8 +582,17 @@ def consumer_alone(b: Bench, topic: str, expected: int) -> ConsumerAlone:
     if profile:
         b.profiles.append(profile)
     verify(b, KAFKA_T, REPLAY_T, expected)
-    return ConsumerAlone(seconds, worker.startup_s, worker.apply_s, worker.consume_s, worker.gc_s, worker.cpu_s,
-                         worker.process_s, worker.machine_s, worker.batches)
+    return ConsumerAlone(
+        seconds,
+        worker.startup_s,
+        worker.apply_s,
+        worker.consume_s,
+        worker.gc_s,
+        worker.cpu_s,
+        worker.process_s,
+        worker.machine_s,
+        worker.batches,
+    )
 
 
 @dataclass
@@ -604,7 +655,7 @@ def limits(b: Bench, topic: str, expected: int, batches: list[int]) -> Limits:
         began = time.perf_counter()
         at = 0
         for size in batches or [len(events)]:
-            chunk = events[at:at + size]
+            chunk = events[at : at + size]
             if chunk:
                 applier.apply_streams({name: (chunk, chunk[-1].position)})
             at += size
@@ -626,17 +677,25 @@ def run_round(b: Bench, i: int, args: argparse.Namespace) -> dict[str, Any]:
     for engine in ("kafka_connect", "embedded") if kafka_first else ("embedded", "kafka_connect"):
         out[engine] = end_to_end(b, engine, n)
     k, e = out["kafka_connect"], out["embedded"]
-    line = (f"  E one {n:,}-row transaction, COMMIT -> all on target:  kafka {n / k.seconds:>8,.0f} rows/s "
-            f"({k.seconds:6.2f} s)   embedded {n / e.seconds:>8,.0f} rows/s ({e.seconds:6.2f} s)   "
-            f"kafka/embedded {e.seconds / k.seconds:.2f}")
+    line = (
+        f"  E one {n:,}-row transaction, COMMIT -> all on target:  kafka {n / k.seconds:>8,.0f} rows/s "
+        f"({k.seconds:6.2f} s)   embedded {n / e.seconds:>8,.0f} rows/s ({e.seconds:6.2f} s)   "
+        f"kafka/embedded {e.seconds / k.seconds:.2f}"
+    )
     print(line, flush=True)
     if k.all_in_kafka_s:
-        print(f"    Debezium -> Kafka: first message {k.first_in_kafka_s:.2f} s after COMMIT, "
-              f"last {k.all_in_kafka_s:.2f} s ({n / k.all_in_kafka_s:,.0f} events/s); the app applied the last row "
-              f"{k.seconds - k.all_in_kafka_s:.2f} s after it reached Kafka "
-              f"(kafka engine / Debezium delivery {k.all_in_kafka_s / k.seconds:.2f})", flush=True)
-    print(f"    setup: kafka {k.setup_s:.1f} s to stream + {k.warmup_s:.1f} s first row; "
-          f"embedded {e.setup_s:.1f} s + {e.warmup_s:.2f} s", flush=True)
+        print(
+            f"    Debezium -> Kafka: first message {k.first_in_kafka_s:.2f} s after COMMIT, "
+            f"last {k.all_in_kafka_s:.2f} s ({n / k.all_in_kafka_s:,.0f} events/s); the app applied the last row "
+            f"{k.seconds - k.all_in_kafka_s:.2f} s after it reached Kafka "
+            f"(kafka engine / Debezium delivery {k.all_in_kafka_s / k.seconds:.2f})",
+            flush=True,
+        )
+    print(
+        f"    setup: kafka {k.setup_s:.1f} s to stream + {k.warmup_s:.1f} s first row; "
+        f"embedded {e.setup_s:.1f} s + {e.warmup_s:.2f} s",
+        flush=True,
+    )
 
     expected = n + 1
     replays: list[ConsumerAlone] = []
@@ -647,15 +706,21 @@ def run_round(b: Bench, i: int, args: argparse.Namespace) -> dict[str, Any]:
         replays.append(c)
         lims.append(lim)
         steady, read_steady = c.consumer_s - c.startup_s, lim.read_s - lim.read_startup_s
-        print(f"  C consumer alone #{r + 1}: {expected / steady:>7,.0f} events/s from the first message in hand "
-              f"({steady:4.2f} s; {expected / c.consumer_s:,.0f}/s with the {c.startup_s:4.2f} s first fetch): "
-              f"consume() {c.consume_s - c.startup_s:4.2f}, rest {steady - (c.consume_s - c.startup_s):4.2f}, "
-              f"_apply_parts (apply thread, overlapping) {c.apply_in_consumer_s:4.2f}; GC {c.gc_s:4.2f}; "
-              f"CPU: thread {c.cpu_s:4.2f}, process {c.process_s:4.2f}, machine {c.machine_s:4.2f}; "
-              f"{len(c.batches)} batches", flush=True)
-        print(f"       alone: read {expected / read_steady:>7,.0f}/s ({expected / lim.read_s:,.0f}/s with the "
-              f"{lim.read_startup_s:4.2f} s first fetch)   json.loads {expected / lim.json_s:>7,.0f}/s   "
-              f"decode {expected / lim.decode_s:>7,.0f}/s   apply {expected / lim.apply_s:>7,.0f}/s", flush=True)
+        print(
+            f"  C consumer alone #{r + 1}: {expected / steady:>7,.0f} events/s from the first message in hand "
+            f"({steady:4.2f} s; {expected / c.consumer_s:,.0f}/s with the {c.startup_s:4.2f} s first fetch): "
+            f"consume() {c.consume_s - c.startup_s:4.2f}, rest {steady - (c.consume_s - c.startup_s):4.2f}, "
+            f"_apply_parts (apply thread, overlapping) {c.apply_in_consumer_s:4.2f}; GC {c.gc_s:4.2f}; "
+            f"CPU: thread {c.cpu_s:4.2f}, process {c.process_s:4.2f}, machine {c.machine_s:4.2f}; "
+            f"{len(c.batches)} batches",
+            flush=True,
+        )
+        print(
+            f"       alone: read {expected / read_steady:>7,.0f}/s ({expected / lim.read_s:,.0f}/s with the "
+            f"{lim.read_startup_s:4.2f} s first fetch)   json.loads {expected / lim.json_s:>7,.0f}/s   "
+            f"decode {expected / lim.decode_s:>7,.0f}/s   apply {expected / lim.apply_s:>7,.0f}/s",
+            flush=True,
+        )
     out["consumer"] = replays
     out["limits"] = lims
     return out
@@ -672,56 +737,79 @@ def summary(rounds: list[dict[str, Any]], args: argparse.Namespace, server: str,
     emb = med([r["embedded"].seconds for r in rounds])
     delivered = [r["kafka_connect"].all_in_kafka_s for r in rounds if r["kafka_connect"].all_in_kafka_s]
     cs = [c for r in rounds for c in r["consumer"]]
-    total, startup, inapply, gcs, cpu, proc, machine = (med([getattr(c, f) for c in cs]) for f in (
-        "consumer_s", "startup_s", "apply_in_consumer_s", "gc_s", "cpu_s", "process_s", "machine_s"))
+    total, startup, inapply, gcs, cpu, proc, machine = (
+        med([getattr(c, f) for c in cs])
+        for f in ("consumer_s", "startup_s", "apply_in_consumer_s", "gc_s", "cpu_s", "process_s", "machine_s")
+    )
     cons = med([c.consumer_s - c.startup_s for c in cs])  # steady: from the first message in hand
     inconsume = med([c.consume_s - c.startup_s for c in cs])
     loop = med([c.consumer_s - c.consume_s for c in cs])  # decoding, and waits for the apply thread
     lims = [lim for r in rounds for lim in r["limits"]]
-    js, dec, app, read_total, read_startup = (med([getattr(x, f) for x in lims]) for f in (
-        "json_s", "decode_s", "apply_s", "read_s", "read_startup_s"))
+    js, dec, app, read_total, read_startup = (
+        med([getattr(x, f) for x in lims]) for f in ("json_s", "decode_s", "apply_s", "read_s", "read_startup_s")
+    )
     read = med([x.read_s - x.read_startup_s for x in lims])
     replays = len(lims)
 
     print()
-    print(f"median of {len(rounds)} round(s) ({replays} consumer-alone runs); {server}; Kafka: tansu + Connect 4.3 "
-          f"+ Debezium 3.6 (JVM {args.jvm}), started in {stack_s:.1f} s; everything on this {os.cpu_count()}-core "
-          "machine")
+    print(
+        f"median of {len(rounds)} round(s) ({replays} consumer-alone runs); {server}; Kafka: tansu + Connect 4.3 "
+        f"+ Debezium 3.6 (JVM {args.jvm}), started in {stack_s:.1f} s; everything on this {os.cpu_count()}-core "
+        "machine"
+    )
     print(f"{'measurement':<62} {'rate':>16} {'seconds':>8}  ratio")
     print("-" * 104)
     print(f"{f'E embedded engine, {n:,}-row transaction':<62} {n / emb:>11,.0f} /s {emb:>8.2f}")
-    print(f"{'E kafka engine, same workload':<62} {n / kafka:>11,.0f} /s {kafka:>8.2f}  "
-          f"{emb / kafka:.2f} of embedded")
+    print(f"{'E kafka engine, same workload':<62} {n / kafka:>11,.0f} /s {kafka:>8.2f}  {emb / kafka:.2f} of embedded")
     if delivered:
         d = med(delivered)
-        print(f"{'  Debezium alone: COMMIT -> last message in Kafka':<62} {n / d:>11,.0f} /s {d:>8.2f}  "
-              f"kafka engine at {d / kafka:.2f} of Debezium's delivery")
+        print(
+            f"{'  Debezium alone: COMMIT -> last message in Kafka':<62} {n / d:>11,.0f} /s {d:>8.2f}  "
+            f"kafka engine at {d / kafka:.2f} of Debezium's delivery"
+        )
     goal = "met" if expected / cons >= GOAL_CONSUMER else "NOT met"
     label = f"C consumer alone, {expected:,} messages: first in hand -> applied"
     print(f"{label:<62} {expected / cons:>11,.0f} /s {cons:>8.2f}  goal >= {GOAL_CONSUMER:,}/s {goal}")
-    print(f"{'  the same with the fresh consumer first fetch':<62} {expected / total:>11,.0f} /s {total:>8.2f}  "
-          f"(first fetch {startup:.2f} s: once per consumer start)")
+    print(
+        f"{'  the same with the fresh consumer first fetch':<62} {expected / total:>11,.0f} /s {total:>8.2f}  "
+        f"(first fetch {startup:.2f} s: once per consumer start)"
+    )
     print("  where the consumer's time goes, from the first message in hand (measured inside the run above):")
-    for label, secs in (("inside Consumer.consume() (fetch wait + Message objects)", inconsume),
-                        ("loop: _event decode + grouping + waits for the apply thread", loop),
-                        ("_apply_parts on the apply thread (overlaps the loop)", inapply),
-                        ("cyclic GC, counted inside the above", gcs)):
+    for label, secs in (
+        ("inside Consumer.consume() (fetch wait + Message objects)", inconsume),
+        ("loop: _event decode + grouping + waits for the apply thread", loop),
+        ("_apply_parts on the apply thread (overlaps the loop)", inapply),
+        ("cyclic GC, counted inside the above", gcs),
+    ):
         print(f"    {label:<58} {'':>14} {secs:>8.2f}  {secs / cons:.0%}")
     cores = os.cpu_count() or 1
-    print(f"    {'CPU time of the consumer thread (whole run)':<58} {'':>14} {cpu:>8.2f}  {cpu / total:.0%} of its "
-          "wall time")
-    print(f"    {'CPU time of this process (+ librdkafka, monitoring threads)':<58} {'':>14} {proc:>8.2f}  "
-          f"{proc / total:.2f} cores")
+    print(
+        f"    {'CPU time of the consumer thread (whole run)':<58} {'':>14} {cpu:>8.2f}  {cpu / total:.0%} of its "
+        "wall time"
+    )
+    print(
+        f"    {'CPU time of this process (+ librdkafka, monitoring threads)':<58} {'':>14} {proc:>8.2f}  "
+        f"{proc / total:.2f} cores"
+    )
     if machine:
-        print(f"    {'CPU time of the machine (PostgreSQL, tansu, JVM, others)':<58} {'':>14} {machine:>8.2f}  "
-              f"{machine / total:.2f} of {cores} cores busy")
+        print(
+            f"    {'CPU time of the machine (PostgreSQL, tansu, JVM, others)':<58} {'':>14} {machine:>8.2f}  "
+            f"{machine / total:.2f} of {cores} cores busy"
+        )
     print("  limits, each alone on the same messages:")
-    print(f"    {'bare confluent-kafka read, first in hand -> last':<58} {expected / read:>9,.0f} /s {read:>8.2f}  "
-          f"consumer at {read / cons:.2f} of it (1.00 = applies as fast as Kafka can be read)")
-    print(f"    {'  the same with its first fetch':<58} {expected / read_total:>9,.0f} /s {read_total:>8.2f}  "
-          f"(first fetch {read_startup:.2f} s)")
-    for label, secs in (("json.loads", js), ("decode: the worker's _event (json.loads + TableConverter)", dec),
-                        ("PgApplier.apply_streams, same batches", app)):
+    print(
+        f"    {'bare confluent-kafka read, first in hand -> last':<58} {expected / read:>9,.0f} /s {read:>8.2f}  "
+        f"consumer at {read / cons:.2f} of it (1.00 = applies as fast as Kafka can be read)"
+    )
+    print(
+        f"    {'  the same with its first fetch':<58} {expected / read_total:>9,.0f} /s {read_total:>8.2f}  "
+        f"(first fetch {read_startup:.2f} s)"
+    )
+    for label, secs in (
+        ("json.loads", js),
+        ("decode: the worker's _event (json.loads + TableConverter)", dec),
+        ("PgApplier.apply_streams, same batches", app),
+    ):
         print(f"    {label:<58} {expected / secs:>9,.0f} /s {secs:>8.2f}  {secs / cons:.0%} of the consumer's time")
 
 
@@ -789,8 +877,12 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000, help="rows of the timed INSERT transaction")
     parser.add_argument("--rounds", type=int, default=1, help="measure everything this many times (medians)")
     parser.add_argument("--replays", type=int, default=3, help="consumer-alone runs per round")
-    parser.add_argument("--jvm", choices=("jit", "fast-start"), default="jit",
-                        help="Connect worker JVM: full JIT (default) or the tests' C1-only fast start")
+    parser.add_argument(
+        "--jvm",
+        choices=("jit", "fast-start"),
+        default="jit",
+        help="Connect worker JVM: full JIT (default) or the tests' C1-only fast start",
+    )
     parser.add_argument("--profile", action="store_true", help="cProfile the consumer-alone runs (slows them)")
     args = parser.parse_args()
     if args.rows < 1 or args.rounds < 1 or args.replays < 1:
@@ -812,11 +904,16 @@ def main() -> None:
         print(f"Kafka stack (tansu + Connect/Debezium, JVM {args.jvm}) started in {stack_s:.1f} s", flush=True)
         # The app's settings for this process: the stack, tansu-friendly consumer timings, a
         # throwaway data dir and an instance tag of its own (connector and topic names).
-        os.environ.update({
-            "KAFKA_CONNECT_URL": stack.connect_url, "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap,
-            "KAFKA_SESSION_TIMEOUT_MS": "3000", "KAFKA_TOPIC_REPLICATION_FACTOR": "1",
-            "CDC_STUDIO_INSTANCE": f"kb{secrets.token_hex(4)}", "CDC_STUDIO_DATA_DIR": str(app_dir),
-        })
+        os.environ.update(
+            {
+                "KAFKA_CONNECT_URL": stack.connect_url,
+                "KAFKA_BOOTSTRAP_SERVERS": stack.bootstrap,
+                "KAFKA_SESSION_TIMEOUT_MS": "3000",
+                "KAFKA_TOPIC_REPLICATION_FACTOR": "1",
+                "CDC_STUDIO_INSTANCE": f"kb{secrets.token_hex(4)}",
+                "CDC_STUDIO_DATA_DIR": str(app_dir),
+            }
+        )
         from core.config import get_settings
 
         get_settings.cache_clear()

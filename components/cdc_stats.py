@@ -14,8 +14,13 @@ class CdcStats(ui.row):
         super().__init__()
         self.classes("gap-4")
         self._values: dict[str, ui.label] = {}
-        cards = [("rate", "Events/s"), ("counts", "Insert · update · delete"), ("lag", "Behind (WAL)"),
-                 ("seconds", "Behind (last commit)"), ("retained", "Slot retains")]
+        cards = [
+            ("rate", "Events/s"),
+            ("counts", "Insert · update · delete"),
+            ("lag", "Behind (WAL)"),
+            ("seconds", "Behind (last commit)"),
+            ("retained", "Slot retains"),
+        ]
         with self:  # the cards belong in this row, side by side
             for key, title in cards:
                 with ui.card().classes("min-w-40"):
@@ -26,8 +31,9 @@ class CdcStats(ui.row):
         """Display a figures dict (core.cdc.engine.lag_dict or core.pipelines.lag)."""
         v = self._values
         v["rate"].text = f"{d.get('events_per_second') or 0:,.1f}"
-        v["counts"].text = " · ".join(human_count(d.get(k) or 0) for k in ("insert_count", "update_count",
-                                                                           "delete_count"))
+        v["counts"].text = " · ".join(
+            human_count(d.get(k) or 0) for k in ("insert_count", "update_count", "delete_count")
+        )
         v["lag"].text = human_bytes(d.get("lag_bytes"))
         seconds = d.get("seconds_behind")
         v["seconds"].text = "—" if seconds is None else f"{seconds:.2f} s"

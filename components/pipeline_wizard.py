@@ -105,15 +105,24 @@ class PipelineWizard:
                     .mark("p-policy")
                 )
                 self.on_table_error = (
-                    ui.select({"continue": "Set that table aside, go on with the others", "stop": "Stop the pipeline"},
-                              value="continue", label="When one table fails")
+                    ui.select(
+                        {"continue": "Set that table aside, go on with the others", "stop": "Stop the pipeline"},
+                        value="continue",
+                        label="When one table fails",
+                    )
                     .classes("w-96")
                     .mark("p-on-table-error")
                 )
                 self.schema_drift = (
-                    ui.select({"propagate_columns": "Follow it on the target (add, retype columns)",
-                               "ignore": "Leave the target as it is", "stop_table": "Set the table aside"},
-                              value="propagate_columns", label="When a source table's columns change")
+                    ui.select(
+                        {
+                            "propagate_columns": "Follow it on the target (add, retype columns)",
+                            "ignore": "Leave the target as it is",
+                            "stop_table": "Set the table aside",
+                        },
+                        value="propagate_columns",
+                        label="When a source table's columns change",
+                    )
                     .classes("w-96")
                     .mark("p-schema-drift")
                 )
@@ -124,15 +133,21 @@ class PipelineWizard:
                 )
                 self.schedule.bind_enabled_from(self.mode, "value", backward=lambda m: m == "FULL_LOAD_ONLY")
                 self.engine = (
-                    ui.select({"embedded": "Embedded (inside the app)", "kafka_connect": "Debezium on Kafka Connect"},
-                              value="embedded", label="CDC engine")
+                    ui.select(
+                        {"embedded": "Embedded (inside the app)", "kafka_connect": "Debezium on Kafka Connect"},
+                        value="embedded",
+                        label="CDC engine",
+                    )
                     .classes("w-96")
                     .mark("p-engine")
                 )
                 self.engine.bind_enabled_from(self.mode, "value", backward=lambda m: m != "FULL_LOAD_ONLY")
                 self.sink = (
-                    ui.select({"studio": "The app applies the changes", "connect": "A JDBC sink connector on Connect"},
-                              value="studio", label="Who applies the changes (Kafka Connect engine)")
+                    ui.select(
+                        {"studio": "The app applies the changes", "connect": "A JDBC sink connector on Connect"},
+                        value="studio",
+                        label="Who applies the changes (Kafka Connect engine)",
+                    )
                     .classes("w-96")
                     .mark("p-sink")
                 )

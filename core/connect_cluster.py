@@ -70,8 +70,10 @@ def _client() -> KafkaConnectClient:
 
     settings = get_settings()
     if not settings.kafka_connect_url:
-        raise NotFound("no Kafka Connect cluster is configured: set KAFKA_CONNECT_URL (for example "
-                       "http://connect:8083) and restart the app")
+        raise NotFound(
+            "no Kafka Connect cluster is configured: set KAFKA_CONNECT_URL (for example "
+            "http://connect:8083) and restart the app"
+        )
     return KafkaConnectClient.from_settings(settings)
 
 
@@ -79,13 +81,18 @@ def _view(name: str, info: Any, client: KafkaConnectClient, details: bool) -> Co
     status = info.status
     pipeline_id = parse_connector_name(name.removesuffix("-sink"))
     view = ConnectorView(
-        name=name, type=info.type or (status.type if status else None),
+        name=name,
+        type=info.type or (status.type if status else None),
         connector_class=(info.config or {}).get("connector.class"),
-        state=status.state if status else "UNKNOWN", worker_id=status.worker_id if status else None,
+        state=status.state if status else "UNKNOWN",
+        worker_id=status.worker_id if status else None,
         trace=status.trace if status else None,
-        tasks=[TaskView(id=t.id, state=t.state, worker_id=t.worker_id, trace=t.trace)
-               for t in (status.tasks if status else [])],
-        pipeline_id=pipeline_id, config=mask_config(info.config or {}),
+        tasks=[
+            TaskView(id=t.id, state=t.state, worker_id=t.worker_id, trace=t.trace)
+            for t in (status.tasks if status else [])
+        ],
+        pipeline_id=pipeline_id,
+        config=mask_config(info.config or {}),
     )
     if details:
         try:
@@ -107,8 +114,13 @@ def overview(actor: Actor, details: bool = True) -> ClusterView:
         connectors = client.connectors()
         views = [_view(name, c, client, details) for name, c in sorted(connectors.items())]
         plugins = [PluginView(class_name=p.class_name, type=p.type, version=p.version) for p in client.plugins()]
-        return ClusterView(url=client.url, version=info.get("version"),
-                           kafka_cluster_id=info.get("kafka_cluster_id"), connectors=views, plugins=plugins)
+        return ClusterView(
+            url=client.url,
+            version=info.get("version"),
+            kafka_cluster_id=info.get("kafka_cluster_id"),
+            connectors=views,
+            plugins=plugins,
+        )
 
 
 def connector(actor: Actor, name: str) -> ConnectorView:

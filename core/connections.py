@@ -123,9 +123,19 @@ ConnectionPublic.model_rebuild()
 
 def _public(c: Connection, last_test: ConnectionTest | None = None) -> ConnectionPublic:
     return ConnectionPublic(
-        id=c.id, name=c.name, kind=c.kind, usage=c.usage, host=c.host, port=c.port, database=c.database,
-        username=c.username, schema=c.schema_name, options=c.options or {}, has_password=bool(c.password_encrypted),
-        created_at=c.created_at, updated_at=c.updated_at,
+        id=c.id,
+        name=c.name,
+        kind=c.kind,
+        usage=c.usage,
+        host=c.host,
+        port=c.port,
+        database=c.database,
+        username=c.username,
+        schema=c.schema_name,
+        options=c.options or {},
+        has_password=bool(c.password_encrypted),
+        created_at=c.created_at,
+        updated_at=c.updated_at,
         last_test=ConnectionTestPublic.model_validate(last_test, from_attributes=True) if last_test else None,
     )
 
@@ -169,10 +179,16 @@ def create_connection(actor: Actor, data: ConnectionCreate) -> ConnectionPublic:
     with session_scope() as session:
         _ensure_unique_name(session, data.name)
         c = Connection(
-            name=data.name, kind=data.kind, usage=data.usage, host=data.host,
-            port=data.port or DEFAULT_PORTS[data.kind], database=data.database, username=data.username,
+            name=data.name,
+            kind=data.kind,
+            usage=data.usage,
+            host=data.host,
+            port=data.port or DEFAULT_PORTS[data.kind],
+            database=data.database,
+            username=data.username,
             schema_name=data.schema_ or None,
-            options=dict(data.options), password_encrypted=encrypt_secret(data.password) if data.password else "",
+            options=dict(data.options),
+            password_encrypted=encrypt_secret(data.password) if data.password else "",
         )
         c = conn_db.save_connection(session=session, connection=c)
         audit.record(session=session, user_email=actor.email, action="connection.create", target=c.name)
@@ -197,8 +213,13 @@ def update_connection(actor: Actor, connection_id: int, data: ConnectionUpdate) 
             c.password_encrypted = encrypt_secret(password) if password else ""
         c.updated_at = utcnow()
         c = conn_db.save_connection(session=session, connection=c)
-        audit.record(session=session, user_email=actor.email, action="connection.update", target=c.name,
-                     detail=",".join(sorted(k for k in data.model_fields_set)))
+        audit.record(
+            session=session,
+            user_email=actor.email,
+            action="connection.update",
+            target=c.name,
+            detail=",".join(sorted(k for k in data.model_fields_set)),
+        )
         return _public(c)
 
 
@@ -218,9 +239,15 @@ def delete_connection(actor: Actor, connection_id: int) -> None:
 def spec_of(c: Connection) -> ConnectionSpec:
     """The connector spec of a saved connection, password decrypted in memory only."""
     return ConnectionSpec(
-        kind=c.kind, host=c.host, port=c.port, database=c.database, username=c.username,
+        kind=c.kind,
+        host=c.host,
+        port=c.port,
+        database=c.database,
+        username=c.username,
         password=decrypt_secret(c.password_encrypted) if c.password_encrypted else "",
-        schema=c.schema_name, options=dict(c.options or {}), connect_timeout_s=get_settings().connect_timeout_s,
+        schema=c.schema_name,
+        options=dict(c.options or {}),
+        connect_timeout_s=get_settings().connect_timeout_s,
     )
 
 
@@ -236,8 +263,12 @@ def test_connection(actor: Actor, connection_id: int) -> ConnectionTestPublic:
     connector = connector_for(actor, connection_id)
     try:
         result = connector.test()
-        test = ConnectionTest(connection_id=connection_id, ok=True, latency_ms=round(result.latency_ms, 2),
-                              server_version=result.server_version)
+        test = ConnectionTest(
+            connection_id=connection_id,
+            ok=True,
+            latency_ms=round(result.latency_ms, 2),
+            server_version=result.server_version,
+        )
     except ConnectorError as exc:
         test = ConnectionTest(connection_id=connection_id, ok=False, error_kind=exc.kind, error=str(exc))
     with session_scope() as session:
@@ -280,9 +311,7 @@ def list_tables(
     return connector.list_tables(database or connector.spec.database, schema or _default_schema(connector), exact)
 
 
-def table_detail(
-    actor: Actor, connection_id: int, schema: str, table: str, database: str | None = None
-) -> TableDetail:
+def table_detail(actor: Actor, connection_id: int, schema: str, table: str, database: str | None = None) -> TableDetail:
     """Columns, keys, foreign keys and indexes of one table."""
     connector = connector_for(actor, connection_id)
     return connector.table_detail(database or connector.spec.database, schema, table)

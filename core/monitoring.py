@@ -71,15 +71,21 @@ def _minute(at: datetime) -> datetime:
 def event_dict(pipeline_id: int, e: ChangeEvent, applied_at: datetime) -> dict:
     """A change as the live feed and the log show it."""
     return {
-        "pipeline_id": pipeline_id, "applied_at": applied_at.isoformat(),
+        "pipeline_id": pipeline_id,
+        "applied_at": applied_at.isoformat(),
         "commit_time": e.commit_time.isoformat() if e.commit_time else None,
-        "table": f"{e.schema}.{e.table}", "op": e.op, "key": e.key or {}, "before": e.before, "after": e.after,
+        "table": f"{e.schema}.{e.table}",
+        "op": e.op,
+        "key": e.key or {},
+        "before": e.before,
+        "after": e.after,
         "position": str(e.position),
     }
 
 
-def record_applied(pipeline_id: int, events: list[ChangeEvent], applied_at: datetime | None = None,
-                   counts: Counter | None = None) -> None:
+def record_applied(
+    pipeline_id: int, events: list[ChangeEvent], applied_at: datetime | None = None, counts: Counter | None = None
+) -> None:
     """Count a committed batch into the rollups, log its newest changes, publish it live.
 
     `counts` ((schema, table, op) -> n), when the engine has them already, saves counting the
@@ -95,10 +101,17 @@ def record_applied(pipeline_id: int, events: list[ChangeEvent], applied_at: date
         by_op[op] += n
     tail = expand_tail(events, EVENT_LOG_CAP)  # runs of changes (InsertRun) become rows for the log and feed
     _recorder.add(pipeline_id, applied_at, per_table, tail)
-    bus.publish(Event("cdc.events", {
-        "counts": dict(by_op), "total": sum(by_op.values()),
-        "latest": [event_dict(pipeline_id, e, applied_at) for e in tail[-LIVE_ROWS_PER_BATCH:]],
-    }, pipeline_id))
+    bus.publish(
+        Event(
+            "cdc.events",
+            {
+                "counts": dict(by_op),
+                "total": sum(by_op.values()),
+                "latest": [event_dict(pipeline_id, e, applied_at) for e in tail[-LIVE_ROWS_PER_BATCH:]],
+            },
+            pipeline_id,
+        )
+    )
 
 
 def flush(timeout_s: float = 10.0) -> bool:
@@ -197,8 +210,7 @@ def _write_pipeline(session: Session, pipeline_id: int, p: _Pending) -> None:
     for (minute, table_name, op), n in p.counts.items():
         per_row.setdefault((minute, table_name), Counter())[op] += n
     for (minute, table_name), counts in per_row.items():
-        mon_db.add_counts(session=session, pipeline_id=pipeline_id, minute=minute, table_name=table_name,
-                          counts=counts)
+        mon_db.add_counts(session=session, pipeline_id=pipeline_id, minute=minute, table_name=table_name, counts=counts)
     rows = [_log_row(pipeline_id, applied_at, e) for applied_at, events in p.chunks for e in events]
     if rows:
         session.execute(insert(EventLogEntry), rows[-EVENT_LOG_CAP:])  # one executemany, no ORM objects
@@ -206,9 +218,17 @@ def _write_pipeline(session: Session, pipeline_id: int, p: _Pending) -> None:
 
 
 def _log_row(pipeline_id: int, applied_at: datetime, e: ChangeEvent) -> dict:
-    return {"pipeline_id": pipeline_id, "applied_at": applied_at, "commit_time": e.commit_time,
-            "table_name": f"{e.schema}.{e.table}", "op": e.op, "key": e.key or {}, "before": e.before,
-            "after": e.after, "position": str(e.position)}
+    return {
+        "pipeline_id": pipeline_id,
+        "applied_at": applied_at,
+        "commit_time": e.commit_time,
+        "table_name": f"{e.schema}.{e.table}",
+        "op": e.op,
+        "key": e.key or {},
+        "before": e.before,
+        "after": e.after,
+        "position": str(e.position),
+    }
 
 
 _recorder = _Recorder()
@@ -227,9 +247,13 @@ def dashboard(actor: Actor) -> Dashboard:
     # The window starts at a minute boundary: divide by the seconds it really spans.
     window_s = (now - _minute(now - RATE_WINDOW)).total_seconds()
     return Dashboard(
-        total_events=sum(total.values()), insert_count=total["insert"], update_count=total["update"],
-        delete_count=total["delete"], events_per_second=round(sum(recent.values()) / window_s, 2),
-        pipelines_total=len(pipes), pipelines_running=sum(1 for p in pipes if p.state in ("STARTING", "RUNNING")),
+        total_events=sum(total.values()),
+        insert_count=total["insert"],
+        update_count=total["update"],
+        delete_count=total["delete"],
+        events_per_second=round(sum(recent.values()) / window_s, 2),
+        pipelines_total=len(pipes),
+        pipelines_running=sum(1 for p in pipes if p.state in ("STARTING", "RUNNING")),
         pipelines_error=sum(1 for p in pipes if p.state == "ERROR"),
     )
 
@@ -242,6 +266,18 @@ def recent_events(
     flush()
     with session_scope() as session:
         rows = mon_db.recent_events(session=session, pipeline_id=pipeline_id, op=op, table_name=table, limit=limit)
-        return [EventPublic(id=r.id, pipeline_id=r.pipeline_id, applied_at=r.applied_at, commit_time=r.commit_time,
-                            table=r.table_name, op=r.op, key=r.key, before=r.before, after=r.after,
-                            position=r.position) for r in rows]
+        return [
+            EventPublic(
+                id=r.id,
+                pipeline_id=r.pipeline_id,
+                applied_at=r.applied_at,
+                commit_time=r.commit_time,
+                table=r.table_name,
+                op=r.op,
+                key=r.key,
+                before=r.before,
+                after=r.after,
+                position=r.position,
+            )
+            for r in rows
+        ]

@@ -114,8 +114,9 @@ def add_findings(setup: Setup, rows: list[PreviewRow]) -> list[str]:
     """What each table's columns will become and what would fail, onto its row (core.fullload.findings);
     returns the problem of checking at all (a side cannot be reached), if any."""
     plans = [TablePlan(setup.source_schema, _name(r.source), setup.target_schema, _name(r.target)) for r in rows]
-    options = LoadOptions(auto_create=setup.auto_create, target_table_policy=setup.policy,
-                          schema_drift=setup.schema_drift)
+    options = LoadOptions(
+        auto_create=setup.auto_create, target_table_policy=setup.policy, schema_drift=setup.schema_drift
+    )
     try:
         found = table_findings(setup.source, setup.target, plans, options, cdc=setup.mode != "FULL_LOAD_ONLY")
     except StudioError as exc:
@@ -142,9 +143,11 @@ def _source_rights(setup: Setup, rows: list[PreviewRow], cdc: bool, out: Checked
         if not may_select:
             r.errors.append(f"user {user} may not read {r.source} on the source: GRANT SELECT ON {r.source} TO {user}")
         if cdc and not (owns or superuser):
-            r.errors.append(f"user {user} does not own {r.source}, so it cannot be added to the pipeline's "
-                            "publication: make the user a member of the table's owner role (or create the "
-                            "publication as the owner)")
+            r.errors.append(
+                f"user {user} does not own {r.source}, so it cannot be added to the pipeline's "
+                "publication: make the user a member of the table's owner role (or create the "
+                "publication as the owner)"
+            )
 
 
 def _target_rights(setup: Setup, rows: list[PreviewRow], cdc: bool, out: Checked) -> None:
@@ -158,14 +161,20 @@ def _target_rights(setup: Setup, rows: list[PreviewRow], cdc: bool, out: Checked
     user, database = setup.target.username, setup.target.database
     creating = [r for r in rows if r.target_status == "will_be_created"]
     if creating and may_create_schema is None and not may_create_db:
-        out.errors.append(f"schema {setup.target_schema} does not exist on the target and user {user} may not "
-                          f"create schemas in {database}: GRANT CREATE ON DATABASE {database} TO {user}")
+        out.errors.append(
+            f"schema {setup.target_schema} does not exist on the target and user {user} may not "
+            f"create schemas in {database}: GRANT CREATE ON DATABASE {database} TO {user}"
+        )
     elif creating and may_create_schema is False:
-        out.errors.append(f"user {user} may not create tables in target schema {setup.target_schema}: "
-                          f"GRANT CREATE ON SCHEMA {setup.target_schema} TO {user}")
+        out.errors.append(
+            f"user {user} may not create tables in target schema {setup.target_schema}: "
+            f"GRANT CREATE ON SCHEMA {setup.target_schema} TO {user}"
+        )
     if cdc and not has_offsets_schema and not may_create_db:
-        out.errors.append(f"CDC keeps its applied position in schema cdc_studio on the target, which user {user} "
-                          f"may not create: GRANT CREATE ON DATABASE {database} TO {user}, or create it")
+        out.errors.append(
+            f"CDC keeps its applied position in schema cdc_studio on the target, which user {user} "
+            f"may not create: GRANT CREATE ON DATABASE {database} TO {user}, or create it"
+        )
     needed = ["INSERT"] + (["UPDATE", "DELETE"] if cdc else []) + (["TRUNCATE"] if setup.policy == "truncate" else [])
     for r in rows:
         got = rights.get(_name(r.target))
@@ -174,8 +183,10 @@ def _target_rights(setup: Setup, rows: list[PreviewRow], cdc: bool, out: Checked
         have = dict(zip(("INSERT", "UPDATE", "DELETE", "TRUNCATE"), got, strict=True))
         missing = [right for right in needed if not have[right]]
         if missing:
-            r.errors.append(f"user {user} lacks {', '.join(missing)} on target table {r.target}: "
-                            f"GRANT {', '.join(missing)} ON {r.target} TO {user}")
+            r.errors.append(
+                f"user {user} lacks {', '.join(missing)} on target table {r.target}: "
+                f"GRANT {', '.join(missing)} ON {r.target} TO {user}"
+            )
 
 
 def _query(spec: ConnectionSpec, statement: str, params: tuple) -> dict[str, tuple]:

@@ -89,8 +89,10 @@ def list_runs(actor: Actor, pipeline_id: int, limit: int = 50) -> list[RunPublic
     require(actor.role, Action.read)
     with session_scope() as session:
         _load(session, pipeline_id)
-        return [RunPublic.model_validate(r, from_attributes=True)
-                for r in pipe_db.list_runs(session=session, pipeline_id=pipeline_id, limit=limit)]
+        return [
+            RunPublic.model_validate(r, from_attributes=True)
+            for r in pipe_db.list_runs(session=session, pipeline_id=pipeline_id, limit=limit)
+        ]
 
 
 def get_status(actor: Actor, pipeline_id: int) -> PipelineStatus:
@@ -105,9 +107,18 @@ def get_status(actor: Actor, pipeline_id: int) -> PipelineStatus:
             tables = [live.get(t.source, t) for t in tables] or list(live.values())
         failed = [t.source for t in tables if t.status == "FAILED"]
         health = "failed" if p.state == "ERROR" else "degraded" if failed else "ok"
-        return PipelineStatus(id=p.id, state=p.state, full_load_status=p.full_load_status, cdc_status=p.cdc_status,
-                              error_message=p.error_message, tables=tables, engine=p.engine,
-                              connector=runner.connector_status(pipeline_id), health=health, failed_tables=failed)
+        return PipelineStatus(
+            id=p.id,
+            state=p.state,
+            full_load_status=p.full_load_status,
+            cdc_status=p.cdc_status,
+            error_message=p.error_message,
+            tables=tables,
+            engine=p.engine,
+            connector=runner.connector_status(pipeline_id),
+            health=health,
+            failed_tables=failed,
+        )
 
 
 # ---------------------------------------------------------------- validation
@@ -158,8 +169,9 @@ def _resolve(data: PipelineCreate, src: Connection, tgt: Connection) -> Resolved
         raise ValidationFailed("source_schema", f"schema '{data.source_schema}' does not exist in {source.database}")
     tables = src_conn.list_tables(source.database, data.source_schema)
     by_name = {t.name: t for t in tables}
-    pairs = select_tables([t.name for t in tables], data.tables, data.exclude,
-                          [m.model_dump() for m in data.table_mappings])
+    pairs = select_tables(
+        [t.name for t in tables], data.tables, data.exclude, [m.model_dump() for m in data.table_mappings]
+    )
     if not data.auto_create:
         _require_target_schema(target, data.target_schema)
     return Resolved(source, target, tables, [(by_name[s], t) for s, t in pairs])
@@ -183,23 +195,33 @@ def _check_fields(data: PipelineCreate) -> None:
         scheduler.parse_cron(data.schedule)
     if data.engine == "kafka_connect":
         if data.mode == "FULL_LOAD_ONLY":
-            raise ValidationFailed("engine", "the kafka_connect engine streams changes: choose CDC_ONLY or "
-                                   "FULL_LOAD_AND_CDC, or the embedded engine for FULL_LOAD_ONLY")
+            raise ValidationFailed(
+                "engine",
+                "the kafka_connect engine streams changes: choose CDC_ONLY or "
+                "FULL_LOAD_AND_CDC, or the embedded engine for FULL_LOAD_ONLY",
+            )
         settings = get_settings()
         if not settings.kafka_connect_url or not settings.kafka_bootstrap_servers:
-            raise ValidationFailed("engine", "the kafka_connect engine needs KAFKA_CONNECT_URL and "
-                                   "KAFKA_BOOTSTRAP_SERVERS set for the app; set them and restart, or use embedded")
+            raise ValidationFailed(
+                "engine",
+                "the kafka_connect engine needs KAFKA_CONNECT_URL and "
+                "KAFKA_BOOTSTRAP_SERVERS set for the app; set them and restart, or use embedded",
+            )
         if data.sink == "connect":
             _check_jdbc_sink()
     elif data.sink != "studio":
-        raise ValidationFailed("sink", "sink 'connect' (a JDBC sink connector on Kafka Connect) needs the "
-                               "kafka_connect engine")
+        raise ValidationFailed(
+            "sink", "sink 'connect' (a JDBC sink connector on Kafka Connect) needs the kafka_connect engine"
+        )
 
 
 def _check_engine_source(data: PipelineCreate, src: Connection) -> None:
     if data.engine == "kafka_connect" and src.kind not in ("postgresql", "sqlserver"):
-        raise ValidationFailed("engine", f"the kafka_connect engine takes PostgreSQL and SQL Server sources; "
-                               f"'{src.name}' is {src.kind}: use the embedded engine")
+        raise ValidationFailed(
+            "engine",
+            f"the kafka_connect engine takes PostgreSQL and SQL Server sources; "
+            f"'{src.name}' is {src.kind}: use the embedded engine",
+        )
 
 
 def _check_jdbc_sink() -> None:
@@ -214,9 +236,12 @@ def _check_jdbc_sink() -> None:
         raise ValidationFailed("sink", f"cannot list the Connect cluster's plugins: {exc}") from None
     if not any(p.class_name in JDBC_SINKS for p in plugins):
         sinks = [p.class_name for p in plugins if p.type == "sink"] or ["none"]
-        raise ValidationFailed("sink", "the Kafka Connect cluster has no JDBC sink connector plugin (sink plugins: "
-                               f"{', '.join(sinks)}); install the Debezium JDBC sink on the workers, or use sink "
-                               "'studio' (the app applies the changes)")
+        raise ValidationFailed(
+            "sink",
+            "the Kafka Connect cluster has no JDBC sink connector plugin (sink plugins: "
+            f"{', '.join(sinks)}); install the Debezium JDBC sink on the workers, or use sink "
+            "'studio' (the app applies the changes)",
+        )
 
 
 # ---------------------------------------------------------------- writing
@@ -237,8 +262,12 @@ def create_pipeline(actor: Actor, data: PipelineCreate) -> PipelinePublic:
         if pipe_db.get_pipeline_by_name(session=session, name=data.name):
             raise Conflict(f"a pipeline named '{data.name}' already exists")
         values = data.model_dump()
-        values.update(source_database=resolved.source.database, target_database=resolved.target.database,
-                      schedule=data.schedule or None, created_by=actor.email)
+        values.update(
+            source_database=resolved.source.database,
+            target_database=resolved.target.database,
+            schedule=data.schedule or None,
+            created_by=actor.email,
+        )
         p = pipe_db.save(session=session, obj=Pipeline(**values))
         p.slot_name = pg_source.new_slot_name(p.id, instance_tag())
         p = pipe_db.save(session=session, obj=p)
@@ -258,8 +287,11 @@ def update_pipeline(actor: Actor, pipeline_id: int, data: PipelineUpdate) -> Pip
         if running and set(given) - EDITABLE_WHILE_RUNNING:
             raise Conflict(f"pipeline '{p.name}' is {p.state}; stop it before editing its tables or connections")
         merged = p.model_dump(include=set(PipelineCreate.model_fields)) | given
-        if "name" in given and given["name"] != p.name and pipe_db.get_pipeline_by_name(session=session,
-                                                                                          name=given["name"]):
+        if (
+            "name" in given
+            and given["name"] != p.name
+            and pipe_db.get_pipeline_by_name(session=session, name=given["name"])
+        ):
             raise Conflict(f"a pipeline named '{given['name']}' already exists")
         candidate = PipelineCreate.model_validate(merged)
         _check_fields(candidate)
@@ -274,8 +306,13 @@ def update_pipeline(actor: Actor, pipeline_id: int, data: PipelineUpdate) -> Pip
         p.schedule = candidate.schedule or None
         p.updated_at = utcnow()
         p = pipe_db.save(session=session, obj=p)
-        audit.record(session=session, user_email=actor.email, action="pipeline.update", target=p.name,
-                     detail=",".join(sorted(given)))
+        audit.record(
+            session=session,
+            user_email=actor.email,
+            action="pipeline.update",
+            target=p.name,
+            detail=",".join(sorted(given)),
+        )
     scheduler.set_schedule(p.id, p.schedule)
     return get_pipeline(actor, p.id)
 
@@ -313,16 +350,20 @@ def _drop_cdc_objects(pipeline_id: int) -> None:
         try:
             delete_connector(pipeline_id)
         except StudioError as exc:
-            raise Conflict(f"cannot delete the pipeline's connector on Kafka Connect ({exc}); the pipeline is kept: "
-                           "make the Connect cluster reachable and delete again") from None
+            raise Conflict(
+                f"cannot delete the pipeline's connector on Kafka Connect ({exc}); the pipeline is kept: "
+                "make the Connect cluster reachable and delete again"
+            ) from None
     if src is None or src.kind != "postgresql":
         return
     try:
         drop_source_objects(_spec(src, p.source_database), pipeline_id, p.slot_name)
     except ConnectorError as exc:
-        raise Conflict(f"cannot drop the replication slot and publication on the source ({exc}); a slot left "
-                       "behind makes the source keep WAL forever, so the pipeline is kept: fix the source and "
-                       "delete again") from None
+        raise Conflict(
+            f"cannot drop the replication slot and publication on the source ({exc}); a slot left "
+            "behind makes the source keep WAL forever, so the pipeline is kept: fix the source and "
+            "delete again"
+        ) from None
 
 
 def _forget_offsets(pipeline_id: int) -> None:
@@ -375,16 +416,19 @@ def retry_table(actor: Actor, pipeline_id: int, source: str) -> PipelineStatus:
     require(actor.role, Action.manage_pipelines)
     with session_scope() as session:
         p = _load(session, pipeline_id)
-        row = next((t for t in pipe_db.list_tables(session=session, pipeline_id=pipeline_id) if t.source == source),
-                   None)
+        row = next(
+            (t for t in pipe_db.list_tables(session=session, pipeline_id=pipeline_id) if t.source == source), None
+        )
         if row is None:
             raise NotFound(f"pipeline '{p.name}' has no table {source}")
         if row.status != "FAILED":
             raise Conflict(f"table {source} is {row.status}; only a FAILED table is retried")
         mode, state = p.mode, p.state
         if mode != "FULL_LOAD_ONLY" and p.engine != "embedded":
-            raise Conflict(f"retrying one table is available on the embedded engine; pipeline '{p.name}' runs on "
-                           f"{p.engine}: stop it and start it again to load every table")
+            raise Conflict(
+                f"retrying one table is available on the embedded engine; pipeline '{p.name}' runs on "
+                f"{p.engine}: stop it and start it again to load every table"
+            )
     report = validate(actor, pipeline_id, retrying=True)
     table = next((r for r in report.tables if r.source == source), None)
     if table is None:
@@ -436,14 +480,23 @@ def lag(actor: Actor, pipeline_id: int) -> dict:
     p, src, _tgt = _with_connections(actor, pipeline_id)
     figures = runner.cdc_figures(pipeline_id)
     if figures is None:
-        figures = {"events": 0, "insert_count": 0, "update_count": 0, "delete_count": 0, "events_per_second": 0.0,
-                   "seconds_behind": None, "last_commit_time": None}
+        figures = {
+            "events": 0,
+            "insert_count": 0,
+            "update_count": 0,
+            "delete_count": 0,
+            "events_per_second": 0.0,
+            "seconds_behind": None,
+            "last_commit_time": None,
+        }
         slot = None
         if p.mode != "FULL_LOAD_ONLY" and src.kind == "postgresql":
             slot = pg_source.slot_status(_spec(src, p.source_database), p.slot_name or pg_source.slot_name(pipeline_id))
-        figures.update(lag_bytes=slot["lag_bytes"] if slot else None,
-                       retained_wal_bytes=slot["retained_wal_bytes"] if slot else None,
-                       slot_active=slot["active"] if slot else None)
+        figures.update(
+            lag_bytes=slot["lag_bytes"] if slot else None,
+            retained_wal_bytes=slot["retained_wal_bytes"] if slot else None,
+            slot_active=slot["active"] if slot else None,
+        )
     out = {"pipeline_id": pipeline_id, "state": p.state, "cdc_status": p.cdc_status, "engine": p.engine, **figures}
     if p.engine == "kafka_connect":
         connector = runner.connector_status(pipeline_id)
@@ -464,10 +517,17 @@ def restart_pipeline(actor: Actor, pipeline_id: int, only_failed: bool = True) -
     with session_scope() as session:
         p = _load(session, pipeline_id)
         if p.engine != "kafka_connect":
-            raise Conflict(f"pipeline '{p.name}' runs on the embedded engine; restart is for kafka_connect pipelines "
-                           "(stop and start it instead)")
-        audit.record(session=session, user_email=actor.email, action="pipeline.restart", target=p.name,
-                     detail="only_failed" if only_failed else "all")
+            raise Conflict(
+                f"pipeline '{p.name}' runs on the embedded engine; restart is for kafka_connect pipelines "
+                "(stop and start it instead)"
+            )
+        audit.record(
+            session=session,
+            user_email=actor.email,
+            action="pipeline.restart",
+            target=p.name,
+            detail="only_failed" if only_failed else "all",
+        )
     with connect_client() as client:
         client.restart(connector_name(pipeline_id), include_tasks=True, only_failed=only_failed)
     return get_status(actor, pipeline_id)
@@ -480,8 +540,9 @@ def _stored_request(p: Pipeline) -> PipelineCreate:
     return PipelineCreate.model_validate(p.model_dump(include=set(PipelineCreate.model_fields)))
 
 
-def _preview_rows(p: PipelineCreate, src: Connection, tgt: Connection, resolved: Resolved | None = None,
-                  policy: str | None = None) -> tuple[list[PreviewRow], list[str]]:
+def _preview_rows(
+    p: PipelineCreate, src: Connection, tgt: Connection, resolved: Resolved | None = None, policy: str | None = None
+) -> tuple[list[PreviewRow], list[str]]:
     """The preview rows, with what each table's columns will become (generated columns, type fallbacks,
     defaults) as warnings and what would fail as errors; and the problems of checking them at all."""
     resolved = resolved or _resolve(p, src, tgt)
@@ -497,21 +558,37 @@ def _preview_rows(p: PipelineCreate, src: Connection, tgt: Connection, resolved:
         if target_name in existing:
             tgt_detail = target_conn.table_detail(resolved.target.database, p.target_schema, target_name)
         diff = compare_columns(src_detail, tgt_detail, resolved.target.kind)
-        status = {"missing": "will_be_created" if p.auto_create else "missing", "same": "exists",
-                  "different": "exists_different"}[diff["status"]]
-        rows.append(PreviewRow(
-            source=f"{p.source_schema}.{info.name}", target=f"{p.target_schema}.{target_name}", target_status=status,
-            row_count=info.row_count, has_primary_key=info.has_primary_key, size_bytes=info.size_bytes,
-            differences=diff if diff["status"] == "different" else None,
-        ))
+        status = {
+            "missing": "will_be_created" if p.auto_create else "missing",
+            "same": "exists",
+            "different": "exists_different",
+        }[diff["status"]]
+        rows.append(
+            PreviewRow(
+                source=f"{p.source_schema}.{info.name}",
+                target=f"{p.target_schema}.{target_name}",
+                target_status=status,
+                row_count=info.row_count,
+                has_primary_key=info.has_primary_key,
+                size_bytes=info.size_bytes,
+                differences=diff if diff["status"] == "different" else None,
+            )
+        )
     return rows, pipeline_checks.add_findings(_setup(p, resolved, policy), rows)
 
 
 def _setup(p: PipelineCreate | Pipeline, resolved: Resolved, policy: str | None = None) -> pipeline_checks.Setup:
-    return pipeline_checks.Setup(source=resolved.source, target=resolved.target, source_schema=p.source_schema,
-                                 target_schema=p.target_schema, mode=p.mode, policy=policy or p.target_table_policy,
-                                 auto_create=p.auto_create, schema_drift=p.schema_drift,
-                                 slot=getattr(p, "slot_name", None))
+    return pipeline_checks.Setup(
+        source=resolved.source,
+        target=resolved.target,
+        source_schema=p.source_schema,
+        target_schema=p.target_schema,
+        mode=p.mode,
+        policy=policy or p.target_table_policy,
+        auto_create=p.auto_create,
+        schema_drift=p.schema_drift,
+        slot=getattr(p, "slot_name", None),
+    )
 
 
 def _with_connections(actor: Actor, pipeline_id: int) -> tuple[Pipeline, Connection, Connection]:
@@ -568,8 +645,13 @@ def validate(actor: Actor, pipeline_id: int, retrying: bool = False) -> Validati
             r.warnings.insert(0, f"{r.target} exists with different columns: {describe_differences(r.differences)}")
     errors = checked.errors + [e for r in rows for e in r.errors]
     warnings = checked.warnings + [w for r in rows for w in r.warnings]
-    return ValidationReport(ok=not errors, errors=errors, warnings=warnings, tables=rows,
-                            startable=pipeline_checks.startable(checked.errors, rows, p.on_table_error))
+    return ValidationReport(
+        ok=not errors,
+        errors=errors,
+        warnings=warnings,
+        tables=rows,
+        startable=pipeline_checks.startable(checked.errors, rows, p.on_table_error),
+    )
 
 
 def _will_load(p: Pipeline, source: ConnectionSpec) -> bool:
@@ -603,8 +685,9 @@ def load_plan(pipeline_id: int) -> LoadPlan:
         tgt = _connection(session, "target_connection_id", p.target_connection_id, "target")
     resolved = _resolve(_stored_request(p), src, tgt)
     plans = [TablePlan(p.source_schema, info.name, p.target_schema, target) for info, target in resolved.pairs]
-    options = LoadOptions(auto_create=p.auto_create, target_table_policy=p.target_table_policy,
-                          schema_drift=p.schema_drift)
+    options = LoadOptions(
+        auto_create=p.auto_create, target_table_policy=p.target_table_policy, schema_drift=p.schema_drift
+    )
     return LoadPlan(resolved.source, resolved.target, plans, options)
 
 
@@ -616,10 +699,23 @@ def cdc_plan(pipeline_id: int, reload: list[str] | tuple[str, ...] = ()) -> CdcP
         rows = pipe_db.list_tables(session=session, pipeline_id=pipeline_id)
     failed = {_pair(r.source): r.error or "failed earlier" for r in rows if r.status == "FAILED"}
     since = {_pair(r.source): r.cdc_since_lsn for r in rows if r.cdc_since_lsn is not None}
-    return CdcPlan(pipeline_id=pipeline_id, source=source, target=target, tables=plans, mode=p.mode,
-                   auto_create=p.auto_create, target_table_policy=p.target_table_policy, engine=p.engine,
-                   sink=p.sink, slot=p.slot_name, on_table_error=p.on_table_error, schema_drift=p.schema_drift,
-                   failed_tables=failed, since=since, reload=[_pair(t) for t in reload])
+    return CdcPlan(
+        pipeline_id=pipeline_id,
+        source=source,
+        target=target,
+        tables=plans,
+        mode=p.mode,
+        auto_create=p.auto_create,
+        target_table_policy=p.target_table_policy,
+        engine=p.engine,
+        sink=p.sink,
+        slot=p.slot_name,
+        on_table_error=p.on_table_error,
+        schema_drift=p.schema_drift,
+        failed_tables=failed,
+        since=since,
+        reload=[_pair(t) for t in reload],
+    )
 
 
 def _pair(source: str) -> tuple[str, str]:

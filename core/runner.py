@@ -75,8 +75,13 @@ def _set_pipeline(pipeline_id: int, **values: object) -> None:
     bus.publish(Event("pipeline.state", {k: v for k, v in values.items()}, pipeline_id))
 
 
-def start_full_load(pipeline_id: int, trigger: str = "manual", actor_email: str | None = None,
-                    refused: dict[str, str] | None = None, only: list[str] | None = None) -> ActiveRun:
+def start_full_load(
+    pipeline_id: int,
+    trigger: str = "manual",
+    actor_email: str | None = None,
+    refused: dict[str, str] | None = None,
+    only: list[str] | None = None,
+) -> ActiveRun:
     """Begin a full load on a worker thread; Conflict if this pipeline already runs one.
 
     `refused` tables (validation said why) end FAILED without loading; `only`: load just these tables (a
@@ -100,8 +105,9 @@ def _begin(pipeline_id: int, kind: str, trigger: str, **status: str) -> ActiveRu
             p = pipe_db.get_pipeline(session=session, pipeline_id=pipeline_id)
             if p is None:
                 raise NotFound(f"pipeline {pipeline_id} not found")
-            run = pipe_db.save(session=session, obj=PipelineRun(pipeline_id=pipeline_id, trigger=trigger,
-                                                                run_type=kind))
+            run = pipe_db.save(
+                session=session, obj=PipelineRun(pipeline_id=pipeline_id, trigger=trigger, run_type=kind)
+            )
             p.state, p.error_message, p.updated_at = "STARTING", None, utcnow()
             for key, value in status.items():
                 setattr(p, key, value)
@@ -118,7 +124,11 @@ def _launch(active: ActiveRun, target, name: str) -> None:  # noqa: ANN001
 
 
 def stop(
-    pipeline_id: int, wait: bool = False, actor_email: str | None = None, timeout: float = 60, pause: bool = False,
+    pipeline_id: int,
+    wait: bool = False,
+    actor_email: str | None = None,
+    timeout: float = 60,
+    pause: bool = False,
     restart: bool = False,
 ) -> None:
     """Ask a running load or CDC stream to end (optionally waiting); with `pause` it ends PAUSED; with
@@ -210,8 +220,14 @@ def _refuse(active: ActiveRun, plans: list) -> None:  # noqa: ANN001
         reason = active.refused.get(plan.source)
         if reason is not None:
             old = active.tables.get(plan.source)
-            status = TableStatus(source=plan.source, target=plan.target, status="FAILED", error=reason,
-                                 rows_copied=old.rows_copied if old else 0, finished_at=utcnow())
+            status = TableStatus(
+                source=plan.source,
+                target=plan.target,
+                status="FAILED",
+                error=reason,
+                rows_copied=old.rows_copied if old else 0,
+                finished_at=utcnow(),
+            )
             active.tables[plan.source] = status
             _persist_table(active, status)
 
@@ -293,8 +309,13 @@ def recover_interrupted() -> None:
 # ---------------------------------------------------------------------------------------- CDC
 
 
-def start_cdc(pipeline_id: int, trigger: str = "manual", actor_email: str | None = None,
-              refused: dict[str, str] | None = None, reload: list[str] | None = None) -> ActiveRun:
+def start_cdc(
+    pipeline_id: int,
+    trigger: str = "manual",
+    actor_email: str | None = None,
+    refused: dict[str, str] | None = None,
+    reload: list[str] | None = None,
+) -> ActiveRun:
     """Start (or resume) a pipeline's CDC on a worker thread; Conflict if something already runs.
 
     `refused` tables (validation said why) are set aside (FAILED) from the start; `reload` tables are
@@ -328,13 +349,17 @@ def _execute_cdc(active: ActiveRun) -> None:
         _sync_tables(active, plan.tables)
         _refuse(active, plan.tables)
         plan.refused = {_pair(s): r for s, r in active.refused.items()}
-        callbacks = {"on_progress": lambda tp: _on_progress(active, tp), "on_streaming": lambda: _streaming(active),
-                     "on_table": lambda *result: table_result(active, *result)}
+        callbacks = {
+            "on_progress": lambda tp: _on_progress(active, tp),
+            "on_streaming": lambda: _streaming(active),
+            "on_table": lambda *result: table_result(active, *result),
+        }
         if plan.engine == "kafka_connect":
             from core.kafka.engine import KafkaCdcWorker
 
-            worker = KafkaCdcWorker(plan, active.cancel, on_connector=lambda s: _connector_state(active, s),
-                                    **callbacks)
+            worker = KafkaCdcWorker(
+                plan, active.cancel, on_connector=lambda s: _connector_state(active, s), **callbacks
+            )
         else:
             worker = CdcWorker(plan, active.cancel, **callbacks)
         active.worker = worker
@@ -379,8 +404,12 @@ def _connector_state(active: ActiveRun, status) -> None:  # noqa: ANN001 - core.
         trace = (failed[0].trace if failed else status.trace) or ""
         first = trace.strip().splitlines()[0] if trace.strip() else "no trace given"
         where = f"task {failed[0].id}" if failed else "connector"
-        _set_pipeline(active.pipeline_id, state="ERROR", cdc_status="FAILED",
-                      error_message=f"Debezium {where} FAILED: {first} (use Restart failed)")
+        _set_pipeline(
+            active.pipeline_id,
+            state="ERROR",
+            cdc_status="FAILED",
+            error_message=f"Debezium {where} FAILED: {first} (use Restart failed)",
+        )
     elif active.connector_failed and status.healthy:  # restarted: back to RUNNING
         active.connector_failed = False
         if active.streaming:
@@ -394,10 +423,12 @@ def connector_status(pipeline_id: int) -> dict | None:
     status = getattr(active.worker, "connector_status", None) if active else None
     if status is None:
         return None
-    return {"name": status.name, "state": status.state,
-            "tasks": [{"id": t.id, "state": t.state, "worker_id": t.worker_id, "trace": t.trace}
-                      for t in status.tasks],
-            "warning": active.worker.source_warning()}
+    return {
+        "name": status.name,
+        "state": status.state,
+        "tasks": [{"id": t.id, "state": t.state, "worker_id": t.worker_id, "trace": t.trace} for t in status.tasks],
+        "warning": active.worker.source_warning(),
+    }
 
 
 def _finish_cdc(active: ActiveRun, worker, status: str, error: str | None, **pipeline: object) -> None:  # noqa: ANN001
@@ -419,5 +450,8 @@ def _finish_cdc(active: ActiveRun, worker, status: str, error: str | None, **pip
 def interrupted_cdc_pipelines() -> list[int]:
     """CDC pipelines the previous process left running: start_services resumes them."""
     with session_scope() as session:
-        return [p.id for p in pipe_db.list_pipelines(session=session)
-                if p.mode != "FULL_LOAD_ONLY" and p.state in {"STARTING", "RUNNING"}]
+        return [
+            p.id
+            for p in pipe_db.list_pipelines(session=session)
+            if p.mode != "FULL_LOAD_ONLY" and p.state in {"STARTING", "RUNNING"}
+        ]

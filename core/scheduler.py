@@ -31,8 +31,9 @@ def parse_cron(expr: str) -> CronTrigger:
             return CronTrigger.from_crontab(expr, timezone="UTC")
         if len(fields) == 6:
             second, minute, hour, day, month, dow = fields
-            return CronTrigger(second=second, minute=minute, hour=hour, day=day, month=month, day_of_week=dow,
-                               timezone="UTC")
+            return CronTrigger(
+                second=second, minute=minute, hour=hour, day=day, month=month, day_of_week=dow, timezone="UTC"
+            )
     except ValueError as exc:
         raise ValidationFailed("schedule", f"'{expr}' is not a valid cron expression: {exc}") from None
     raise ValidationFailed(
@@ -75,8 +76,12 @@ def set_schedule(pipeline_id: int, expr: str | None) -> None:
         remove(pipeline_id)
         return
     _scheduler.add_job(
-        "core.scheduler:run_scheduled_load", trigger=parse_cron(expr), args=[pipeline_id],
-        id=job_id(pipeline_id), name=f"full load of pipeline {pipeline_id}", replace_existing=True,
+        "core.scheduler:run_scheduled_load",
+        trigger=parse_cron(expr),
+        args=[pipeline_id],
+        id=job_id(pipeline_id),
+        name=f"full load of pipeline {pipeline_id}",
+        replace_existing=True,
     )
 
 

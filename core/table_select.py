@@ -35,7 +35,8 @@ def select_tables(
             raise ValidationFailed("table_mappings", f"table '{src}' does not exist in the source schema")
         renames[src] = tgt
     chosen = [
-        t for t in available
+        t
+        for t in available
         if (any(fnmatchcase(t, p) for p in patterns) or t in renames) and not any(fnmatchcase(t, x) for x in exclude)
     ]
     if not chosen:

@@ -65,8 +65,12 @@ def needs_first_admin() -> bool:
 def _insert(session, data: UserCreate) -> User:  # noqa: ANN001
     if users_db.get_user_by_email(session=session, email=str(data.email)):
         raise Conflict(f"a user with the email {data.email} already exists")
-    user = User(email=str(data.email), full_name=data.full_name, role=data.role.value,
-                password_hash=hash_password(data.password))
+    user = User(
+        email=str(data.email),
+        full_name=data.full_name,
+        role=data.role.value,
+        password_hash=hash_password(data.password),
+    )
     return users_db.add_user(session=session, user=user)
 
 
@@ -121,8 +125,9 @@ def create_user(actor: Actor, data: UserCreate) -> UserPublic:
     require(actor.role, Action.manage_users)
     with session_scope() as session:
         user = _insert(session, data)
-        audit.record(session=session, user_email=actor.email, action="user.create", target=user.email,
-                     detail=f"role={user.role}")
+        audit.record(
+            session=session, user_email=actor.email, action="user.create", target=user.email, detail=f"role={user.role}"
+        )
         return _public(user)
 
 

@@ -54,7 +54,11 @@ def trim_events(*, session: Session, pipeline_id: int, keep: int) -> None:
 
 
 def recent_events(
-    *, session: Session, pipeline_id: int | None = None, op: str | None = None, table_name: str | None = None,
+    *,
+    session: Session,
+    pipeline_id: int | None = None,
+    op: str | None = None,
+    table_name: str | None = None,
     limit: int = 100,
 ) -> list[EventLogEntry]:
     """The newest logged events, newest first, filtered."""

@@ -14,13 +14,26 @@ from core.connect_cluster import ClusterView, ConnectorView
 from core.errors import NotFound, StudioError, ValidationFailed
 from core.security import Action, can
 
-STATE_COLORS = {"RUNNING": "positive", "PAUSED": "warning", "STOPPED": "grey-7", "FAILED": "negative",
-                "UNASSIGNED": "grey-5", "RESTARTING": "primary"}
+STATE_COLORS = {
+    "RUNNING": "positive",
+    "PAUSED": "warning",
+    "STOPPED": "grey-7",
+    "FAILED": "negative",
+    "UNASSIGNED": "grey-5",
+    "RESTARTING": "primary",
+}
 EXAMPLE = {
     "connector.class": "io.debezium.connector.postgresql.PostgresConnector",
-    "database.hostname": "db.example.com", "database.port": "5432", "database.user": "replicator",
-    "database.password": "", "database.dbname": "shop", "plugin.name": "pgoutput", "topic.prefix": "shop",
-    "table.include.list": "public.orders", "snapshot.mode": "no_data", "decimal.handling.mode": "string",
+    "database.hostname": "db.example.com",
+    "database.port": "5432",
+    "database.user": "replicator",
+    "database.password": "",
+    "database.dbname": "shop",
+    "plugin.name": "pgoutput",
+    "topic.prefix": "shop",
+    "table.include.list": "public.orders",
+    "snapshot.mode": "no_data",
+    "decimal.handling.mode": "string",
 }
 
 
@@ -50,7 +63,8 @@ async def connectors_page() -> None:
                 body.clear()
                 with body:
                     ui.label(f"Kafka Connect cannot be reached: {plain(exc)}").classes("text-negative").mark(
-                        "connect-error")
+                        "connect-error"
+                    )
                 return
             render(view)
 
@@ -61,7 +75,8 @@ async def connectors_page() -> None:
             header.clear()
             with header:
                 ui.label(f"{view.url} · Kafka Connect {view.version or '?'}").classes("text-gray-600").mark(
-                    "connect-url")
+                    "connect-url"
+                )
                 ui.button("Refresh", icon="refresh", on_click=refresh).props("flat")
                 if editor:
                     ui.button("New connector", icon="add", on_click=lambda: edit_dialog(None)).mark("new-connector")
@@ -71,12 +86,20 @@ async def connectors_page() -> None:
                     ui.label("No connectors on this cluster yet.").classes("text-gray-600")
                 for c in view.connectors:
                     connector_card(c)
-                with ui.expansion(f"Installed connector plugins ({len(view.plugins)})", icon="extension").classes(
-                        "w-full").mark("plugins"):
+                with (
+                    ui.expansion(f"Installed connector plugins ({len(view.plugins)})", icon="extension")
+                    .classes("w-full")
+                    .mark("plugins")
+                ):
                     rows = [p.model_dump() for p in view.plugins]
-                    ui.table(columns=[{"name": k, "label": k.replace("_", " ").capitalize(), "field": k,
-                                       "align": "left"} for k in ("class_name", "type", "version")],
-                             rows=rows, row_key="class_name").classes("w-full").mark("plugins-table")
+                    ui.table(
+                        columns=[
+                            {"name": k, "label": k.replace("_", " ").capitalize(), "field": k, "align": "left"}
+                            for k in ("class_name", "type", "version")
+                        ],
+                        rows=rows,
+                        row_key="class_name",
+                    ).classes("w-full").mark("plugins-table")
 
         def connector_card(c: ConnectorView) -> None:
             with ui.card().classes("w-full").mark(f"connector-{c.name}"):
@@ -84,20 +107,28 @@ async def connectors_page() -> None:
                     ui.label(c.name).classes("text-lg font-medium")
                     _badge(c.state)
                     ui.label(f"{c.type or ''} · {(c.connector_class or '').rsplit('.', 1)[-1]}").classes(
-                        "text-gray-600")
+                        "text-gray-600"
+                    )
                     if c.pipeline_id is not None:
                         ui.link(f"pipeline {c.pipeline_id}", f"/pipelines/{c.pipeline_id}")
                     ui.space()
                     if editor:
-                        for label, action, icon in (("Pause", "pause", "pause"), ("Resume", "resume", "play_arrow"),
-                                                    ("Stop", "stop", "stop"), ("Restart", "restart", "restart_alt"),
-                                                    ("Restart failed", "restart_failed", "healing")):
+                        for label, action, icon in (
+                            ("Pause", "pause", "pause"),
+                            ("Resume", "resume", "play_arrow"),
+                            ("Stop", "stop", "stop"),
+                            ("Restart", "restart", "restart_alt"),
+                            ("Restart failed", "restart_failed", "healing"),
+                        ):
                             ui.button(label, icon=icon, on_click=lambda a=action, n=c.name: do(n, a)).props(
-                                "flat dense").mark(f"{action}-{c.name}")
-                        ui.button("Edit", icon="edit", on_click=lambda cc=c: edit_dialog(cc)).props(
-                            "flat dense").mark(f"edit-{c.name}")
+                                "flat dense"
+                            ).mark(f"{action}-{c.name}")
+                        ui.button("Edit", icon="edit", on_click=lambda cc=c: edit_dialog(cc)).props("flat dense").mark(
+                            f"edit-{c.name}"
+                        )
                         ui.button("Delete", icon="delete", on_click=lambda n=c.name: delete(n)).props(
-                            "flat dense color=negative").mark(f"delete-{c.name}")
+                            "flat dense color=negative"
+                        ).mark(f"delete-{c.name}")
                 for t in c.tasks:
                     with ui.row().classes("items-center gap-2"):
                         ui.label(f"task {t.id}")
@@ -126,10 +157,18 @@ async def connectors_page() -> None:
         def edit_dialog(c: ConnectorView | None) -> None:
             with ui.dialog() as dialog, ui.card().classes("w-[48rem] max-w-full"):
                 ui.label("Edit connector" if c else "New connector").classes("text-lg font-medium")
-                name = ui.input("Name", value=c.name if c else "").props("readonly" if c else "").classes(
-                    "w-full").mark("connector-name")
-                config = ui.textarea("Config (JSON)", value=json.dumps(c.config if c else EXAMPLE, indent=2)).classes(
-                    "w-full font-mono").props("rows=16").mark("connector-config")
+                name = (
+                    ui.input("Name", value=c.name if c else "")
+                    .props("readonly" if c else "")
+                    .classes("w-full")
+                    .mark("connector-name")
+                )
+                config = (
+                    ui.textarea("Config (JSON)", value=json.dumps(c.config if c else EXAMPLE, indent=2))
+                    .classes("w-full font-mono")
+                    .props("rows=16")
+                    .mark("connector-config")
+                )
                 errors = ui.column().classes("w-full gap-1").mark("validation-errors")
 
                 def parsed() -> dict | None:
@@ -158,8 +197,7 @@ async def connectors_page() -> None:
                         if not report.error_count:
                             ui.label("Connect accepts this config.").classes("text-positive")
                         for field, messages in report.errors.items():
-                            ui.label(f"{field}: {'; '.join(messages)}").classes("text-negative").mark(
-                                f"error-{field}")
+                            ui.label(f"{field}: {'; '.join(messages)}").classes("text-negative").mark(f"error-{field}")
                     return not report.error_count
 
                 async def save() -> None:

@@ -33,8 +33,13 @@ async def dashboard_page() -> None:
         ui.label("Changes applied").classes("text-lg font-semibold mt-2")
         figures: dict[str, ui.label] = {}
         with ui.row().classes("gap-4"):
-            for label, key in [("Total", "total_events"), ("Inserts", "insert_count"), ("Updates", "update_count"),
-                               ("Deletes", "delete_count"), ("Events/s (5 min)", "events_per_second")]:
+            for label, key in [
+                ("Total", "total_events"),
+                ("Inserts", "insert_count"),
+                ("Updates", "update_count"),
+                ("Deletes", "delete_count"),
+                ("Events/s (5 min)", "events_per_second"),
+            ]:
                 with ui.card().classes("w-44"):
                     ui.label(label).classes("text-grey-7")
                     figures[key] = ui.label("—").classes("text-3xl font-semibold").mark(f"stat-{key}")

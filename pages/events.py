@@ -30,8 +30,13 @@ OP_SLOT = r"""
 
 
 def _row(event: dict, names: dict[int, str], seq: int) -> dict:
-    return {**event, "seq": seq, "pipeline": names.get(event["pipeline_id"], str(event["pipeline_id"])),
-            "applied_at": str(event["applied_at"])[11:23], "key_text": json.dumps(event["key"], ensure_ascii=False)}
+    return {
+        **event,
+        "seq": seq,
+        "pipeline": names.get(event["pipeline_id"], str(event["pipeline_id"])),
+        "applied_at": str(event["applied_at"])[11:23],
+        "key_text": json.dumps(event["key"], ensure_ascii=False),
+    }
 
 
 async def events_page(pipeline_id: int | None = None) -> None:
@@ -39,8 +44,7 @@ async def events_page(pipeline_id: int | None = None) -> None:
     with frame("Live events") as actor:
         names = {p.id: p.name for p in await run.io_bound(pipelines.list_pipelines, actor) or []}
         scope = f"pipeline {names.get(pipeline_id, pipeline_id)}" if pipeline_id else "all pipelines"
-        ui.label(f"Changes as they are applied, {scope}. Click a row for the row before/after.").classes(
-            "text-grey-7")
+        ui.label(f"Changes as they are applied, {scope}. Click a row for the row before/after.").classes("text-grey-7")
         counts: Counter = Counter()
         window: deque[tuple[float, int]] = deque()
         with ui.row().classes("gap-6 items-center"):

@@ -136,16 +136,21 @@ async def pipeline_detail_page(pipeline_id: int) -> None:
             if kafka:
                 c = status.connector
                 tasks = ", ".join(f"task {t['id']} {t['state']}" for t in c["tasks"]) if c else ""
-                connector_line.text = (f"Connector {c['name']}: {c['state']} · {tasks}" if c
-                                       else "Connector: not running (the app starts it with the pipeline)")
+                connector_line.text = (
+                    f"Connector {c['name']}: {c['state']} · {tasks}"
+                    if c
+                    else "Connector: not running (the app starts it with the pipeline)"
+                )
                 if c and c.get("warning"):
                     connector_line.text += f" — ⚠ {c['warning']}"
                 if c is not None:
                     stop.enabled = True  # the consumer runs, also while a task FAILED
             progress.show(status.tables)
             health.visible = status.health == "degraded"
-            health.text = (f"Degraded: {len(status.failed_tables)} table(s) failed and are set aside while the "
-                           f"others run ({', '.join(status.failed_tables)}); fix the cause, then Retry the table")
+            health.text = (
+                f"Degraded: {len(status.failed_tables)} table(s) failed and are set aside while the "
+                f"others run ({', '.join(status.failed_tables)}); fix the cause, then Retry the table"
+            )
             runs_table.rows = [
                 {
                     "id": r.id,
@@ -173,8 +178,14 @@ async def pipeline_detail_page(pipeline_id: int) -> None:
                     "source": r.source,
                     "target": r.target,
                     "status": STATUS_WORDS[r.target_status],
-                    "detail": " · ".join(filter(None, [pipelines.describe_differences(r.differences)]
-                                                + [f"✖ {e}" for e in r.errors] + [f"⚠ {w}" for w in r.warnings])),
+                    "detail": " · ".join(
+                        filter(
+                            None,
+                            [pipelines.describe_differences(r.differences)]
+                            + [f"✖ {e}" for e in r.errors]
+                            + [f"⚠ {w}" for w in r.warnings],
+                        )
+                    ),
                 }
                 for r in rows
             ]

@@ -29,14 +29,19 @@ class AppProcess:
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CDC_STUDIO_", "NICEGUI_", "PYTEST_"))}
         env.pop("DATABASE_URL", None)
-        env.update(CDC_STUDIO_PORT=str(self.port), CDC_STUDIO_DATA_DIR=str(self.data_dir),
-                   CDC_STUDIO_ADMIN_EMAIL=ADMIN_EMAIL, CDC_STUDIO_ADMIN_PASSWORD=ADMIN_PASSWORD)
+        env.update(
+            CDC_STUDIO_PORT=str(self.port),
+            CDC_STUDIO_DATA_DIR=str(self.data_dir),
+            CDC_STUDIO_ADMIN_EMAIL=ADMIN_EMAIL,
+            CDC_STUDIO_ADMIN_PASSWORD=ADMIN_PASSWORD,
+        )
         return env
 
     def start(self, timeout: float = 60) -> None:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it open
-        self.process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=self.env(), stdout=log,
-                                        stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            [sys.executable, "app.py"], cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

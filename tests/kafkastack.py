@@ -37,8 +37,13 @@ from pathlib import Path
 import httpx
 
 POSTGRES_CONNECTOR = "io.debezium.connector.postgresql.PostgresConnector"
-JVM_OPTS = ["-Xmx512m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true",
-            "-Dlog4j2.disable.jmx=true"]
+JVM_OPTS = [
+    "-Xmx512m",
+    "-XX:+UseSerialGC",
+    "-XX:TieredStopAtLevel=1",
+    "-Djava.awt.headless=true",
+    "-Dlog4j2.disable.jmx=true",
+]
 # Jetty 9 jars that clash with the Jetty 12 ones Connect 4 uses.
 _EXCLUDED_JARS = ("jetty-security-9.", "jetty-servlet-9.")
 
@@ -154,8 +159,9 @@ def _cache_root() -> Path:
 
 def jetty_stubs(jars: list[Path]) -> Path:
     """Compile the Jetty 12 security stand-ins once per jar set; return the classes folder."""
-    compile_against = [p for p in jars if p.name.startswith(("jetty-server-12", "jetty-util-12",
-                                                             "jetty-http-12", "jetty-io-12"))]
+    compile_against = [
+        p for p in jars if p.name.startswith(("jetty-server-12", "jetty-util-12", "jetty-http-12", "jetty-io-12"))
+    ]
     key = hashlib.sha1("\n".join([p.name for p in compile_against] + list(_STUBS.values())).encode()).hexdigest()[:12]
     target = _cache_root() / key
     if (target / "org" / "eclipse" / "jetty" / "security" / "SecurityHandler.class").is_file():
@@ -169,9 +175,19 @@ def jetty_stubs(jars: list[Path]) -> Path:
             (src / f"{name}.java").write_text(f"package org.eclipse.jetty.security;\n{body}\n")
         out = build / "classes"
         result = subprocess.run(
-            [_java_tool("javac"), "--release", "17", "-nowarn", "-d", str(out),
-             "-cp", os.pathsep.join(map(str, compile_against)), *map(str, sorted(src.glob("*.java")))],
-            capture_output=True, text=True,
+            [
+                _java_tool("javac"),
+                "--release",
+                "17",
+                "-nowarn",
+                "-d",
+                str(out),
+                "-cp",
+                os.pathsep.join(map(str, compile_against)),
+                *map(str, sorted(src.glob("*.java"))),
+            ],
+            capture_output=True,
+            text=True,
         )
         if result.returncode != 0:
             raise KafkaStackError(f"compiling the Jetty stand-ins failed:\n{result.stdout}{result.stderr}")
@@ -225,8 +241,7 @@ class KafkaStack:
         self._connect: subprocess.Popen | None = None
 
     @classmethod
-    def start(cls, work_dir: Path | None = None, timeout: float = 180,
-              jvm_opts: list[str] | None = None) -> KafkaStack:
+    def start(cls, work_dir: Path | None = None, timeout: float = 180, jvm_opts: list[str] | None = None) -> KafkaStack:
         """Start tansu, then Connect; return once Connect lists the Debezium PostgreSQL connector.
 
         `jvm_opts` replaces JVM_OPTS (tuned for a fast start: C1 only, serial GC; a throughput
@@ -249,15 +264,32 @@ class KafkaStack:
 
     def _spawn(self, cmd: list[str], log_name: str, env: dict[str, str] | None = None) -> subprocess.Popen:
         with open(self.log_dir / log_name, "ab") as log:
-            return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    cwd=self.work_dir, env=env, start_new_session=True,
-                                    preexec_fn=_die_with_parent)
+            return subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.work_dir,
+                env=env,
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
 
     def _start_tansu(self, timeout: float) -> None:
         url = f"tcp://{self.bootstrap}"
-        self._tansu = self._spawn([str(tansu_binary()), "broker", "--listener-url", url,
-                                   "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"],
-                                  "tansu.log")
+        self._tansu = self._spawn(
+            [
+                str(tansu_binary()),
+                "broker",
+                "--listener-url",
+                url,
+                "--advertised-listener-url",
+                url,
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            "tansu.log",
+        )
         deadline = time.monotonic() + timeout
         while True:
             self._check_alive(self._tansu, "tansu", "tansu.log")
@@ -313,8 +345,15 @@ class KafkaStack:
         log4j.write_text(_LOG4J2)
         worker = self._worker_properties()
         env = {k: v for k, v in os.environ.items() if k not in ("CLASSPATH", "JAVA_TOOL_OPTIONS", "KAFKA_OPTS")}
-        cmd = [_java_tool("java"), *self.jvm_opts, f"-Dlog4j2.configurationFile={log4j}", "-cp", classpath,
-               "org.apache.kafka.connect.cli.ConnectDistributed", str(worker)]
+        cmd = [
+            _java_tool("java"),
+            *self.jvm_opts,
+            f"-Dlog4j2.configurationFile={log4j}",
+            "-cp",
+            classpath,
+            "org.apache.kafka.connect.cli.ConnectDistributed",
+            str(worker),
+        ]
         self._connect = self._spawn(cmd, "connect.log", env=env)
         self._wait_connect(timeout)
 
@@ -338,8 +377,10 @@ class KafkaStack:
                 except httpx.HTTPError as exc:
                     last = f"{type(exc).__name__}: {exc}"
                 if time.monotonic() > deadline:
-                    self._fail(f"Kafka Connect at {self.connect_url} was not ready within {timeout:.0f} s "
-                               f"({last})", "connect.log")
+                    self._fail(
+                        f"Kafka Connect at {self.connect_url} was not ready within {timeout:.0f} s ({last})",
+                        "connect.log",
+                    )
                 time.sleep(0.5)
 
     def _check_alive(self, proc: subprocess.Popen | None, what: str, log_name: str) -> None:

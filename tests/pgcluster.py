@@ -67,9 +67,24 @@ class PgCluster:
             os.chown(root, pg.pw_uid, pg.pw_gid)
             os.chown(pwfile, pg.pw_uid, pg.pw_gid)
         subprocess.run(
-            _as_pg_user([_pg_bin("initdb"), "-D", str(datadir), "-U", SUPERUSER, "--pwfile", str(pwfile),
-                         "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8"]),
-            check=True, capture_output=True,
+            _as_pg_user(
+                [
+                    _pg_bin("initdb"),
+                    "-D",
+                    str(datadir),
+                    "-U",
+                    SUPERUSER,
+                    "--pwfile",
+                    str(pwfile),
+                    "--auth-local=trust",
+                    "--auth-host=scram-sha-256",
+                    "-E",
+                    "UTF8",
+                    "--locale=C.UTF-8",
+                ]
+            ),
+            check=True,
+            capture_output=True,
         )
         port = free_port()
         conf = {
@@ -94,7 +109,8 @@ class PgCluster:
             f.write("host replication all 127.0.0.1/32 scram-sha-256\n")
         subprocess.run(
             _as_pg_user([_pg_bin("pg_ctl"), "-D", str(datadir), "-l", str(root / "log"), "-w", "-t", "60", "start"]),
-            check=True, capture_output=True,
+            check=True,
+            capture_output=True,
         )
         cluster = cls(port=port, datadir=datadir, _root=root)
         cluster._wait()

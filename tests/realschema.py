@@ -27,8 +27,22 @@ from psycopg2 import sql
 from psycopg2.extensions import quote_ident
 
 # The tables of the schema, parents first; `film_log` has no key.
-TABLES = ("country", "city", "address", "language", "store", "staff", "customer", "actor", "film",
-          "film_actor", "inventory", "rental", "payment", "film_log")
+TABLES = (
+    "country",
+    "city",
+    "address",
+    "language",
+    "store",
+    "staff",
+    "customer",
+    "actor",
+    "film",
+    "film_actor",
+    "inventory",
+    "rental",
+    "payment",
+    "film_log",
+)
 KEYLESS = "film_log"
 GENERATED = ("customer", "full_name")  # (table, generated column)
 VIEWS = ("customer_list", "film_list")
@@ -305,8 +319,10 @@ def partition_ddl(schema: str, month: datetime, conn) -> str:  # noqa: ANN001
     """`CREATE TABLE ... PARTITION OF payment` for the month starting at `month`."""
     s = quote_ident(schema, conn)
     end = _next_month(month)
-    return (f"CREATE TABLE {s}.{quote_ident(f'payment_p{month:%Y_%m}', conn)} PARTITION OF {s}.payment "
-            f"FOR VALUES FROM ('{month:%Y-%m-%d} 00:00+00') TO ('{end:%Y-%m-%d} 00:00+00')")
+    return (
+        f"CREATE TABLE {s}.{quote_ident(f'payment_p{month:%Y_%m}', conn)} PARTITION OF {s}.payment "
+        f"FOR VALUES FROM ('{month:%Y-%m-%d} 00:00+00') TO ('{end:%Y-%m-%d} 00:00+00')"
+    )
 
 
 def _next_month(d: datetime) -> datetime:
@@ -406,9 +422,18 @@ class Writer(threading.Thread):
     def run(self) -> None:
         conn = psycopg2.connect(self.dsn)
         conn.autocommit = False
-        ops = [(self._new_payment, 30), (self._move_payment, 15), (self._delete_payment, 6),
-               (self._edit_customer, 12), (self._edit_film, 8), (self._rent, 10), (self._return_rental, 8),
-               (self._new_customer, 3), (self._recast, 5), (self._prune_log, 1)]
+        ops = [
+            (self._new_payment, 30),
+            (self._move_payment, 15),
+            (self._delete_payment, 6),
+            (self._edit_customer, 12),
+            (self._edit_film, 8),
+            (self._rent, 10),
+            (self._return_rental, 8),
+            (self._new_customer, 3),
+            (self._recast, 5),
+            (self._prune_log, 1),
+        ]
         funcs, weights = zip(*ops, strict=True)
         try:
             while not self._halt.is_set():
@@ -461,18 +486,22 @@ class Writer(threading.Thread):
     def _pick_payment(self, cur) -> tuple[int, datetime] | None:  # noqa: ANN001
         cur.execute(self._q("SELECT max(payment_id) FROM {payment}"))
         top = cur.fetchone()[0] or 1
-        cur.execute(self._q("SELECT payment_id, payment_date FROM {payment} WHERE payment_id >= %s "
-                            "ORDER BY payment_id LIMIT 1"), (self._rnd.randint(1, top),))
+        cur.execute(
+            self._q(
+                "SELECT payment_id, payment_date FROM {payment} WHERE payment_id >= %s ORDER BY payment_id LIMIT 1"
+            ),
+            (self._rnd.randint(1, top),),
+        )
         return cur.fetchone()
 
     # -- the operations: each returns whether it changed something
 
     def _new_payment(self, cur) -> bool:  # noqa: ANN001
         when = self._date()
-        cur.execute(self._q("INSERT INTO {payment} (customer_id, staff_id, amount, payment_date) "
-                            "VALUES (%s, %s, %s, %s)"),
-                    (self._rnd.randint(1, 600), self._rnd.randint(1, 6), self._rnd.choice(("0.99", "4.99", "7.5")),
-                     when))
+        cur.execute(
+            self._q("INSERT INTO {payment} (customer_id, staff_id, amount, payment_date) VALUES (%s, %s, %s, %s)"),
+            (self._rnd.randint(1, 600), self._rnd.randint(1, 6), self._rnd.choice(("0.99", "4.99", "7.5")), when),
+        )
         self._pending.append(f"payment_in_{self._month_of(when):%Y_%m}")
         return True
 
@@ -482,8 +511,13 @@ class Writer(threading.Thread):
             return False
         pid, old = found
         new = self._date(exclude=self._month_of(old))
-        cur.execute(self._q("UPDATE {payment} SET payment_date = %s, amount = amount + 0.01 "
-                            "WHERE payment_id = %s AND payment_date = %s"), (new, pid, old))
+        cur.execute(
+            self._q(
+                "UPDATE {payment} SET payment_date = %s, amount = amount + 0.01 "
+                "WHERE payment_id = %s AND payment_date = %s"
+            ),
+            (new, pid, old),
+        )
         if cur.rowcount:
             self._pending.append(f"moved_into_{self._month_of(new):%Y_%m}")
         return cur.rowcount > 0
@@ -500,81 +534,137 @@ class Writer(threading.Thread):
         n = self._rnd.randint(1, 10**6)
         extra = sql.SQL(", channel = %(channel)s") if self.use_channel and n % 3 == 0 else sql.SQL("")
         rename = sql.SQL(", last_name = last_name || 'é'") if n % 5 == 0 else sql.SQL("")
-        cur.execute(sql.SQL("UPDATE {t} SET email = %(email)s, tags = array_append(tags, %(tag)s), "
-                            "preferences = coalesce(preferences, '{{}}') || jsonb_build_object('seen', %(n)s), "
-                            "credit = credit + 1::money, last_update = %(now)s{extra}{rename} "
-                            "WHERE customer_id = %(id)s").format(t=self._t("customer"), extra=extra, rename=rename),
-                    {"email": f"c{cid}.{n}@example.org", "tag": f"t{n % 7}", "n": n, "now": _now(),
-                     "channel": self._rnd.choice(("web", "app", "phone")), "id": cid})
+        cur.execute(
+            sql.SQL(
+                "UPDATE {t} SET email = %(email)s, tags = array_append(tags, %(tag)s), "
+                "preferences = coalesce(preferences, '{{}}') || jsonb_build_object('seen', %(n)s), "
+                "credit = credit + 1::money, last_update = %(now)s{extra}{rename} "
+                "WHERE customer_id = %(id)s"
+            ).format(t=self._t("customer"), extra=extra, rename=rename),
+            {
+                "email": f"c{cid}.{n}@example.org",
+                "tag": f"t{n % 7}",
+                "n": n,
+                "now": _now(),
+                "channel": self._rnd.choice(("web", "app", "phone")),
+                "id": cid,
+            },
+        )
         return cur.rowcount > 0
 
     def _edit_film(self, cur) -> bool:  # noqa: ANN001
         fid = self._rnd.randint(1, 1000)
         word = self._rnd.choice(("Astounding", "Thoughtful", "Insightful", "Émouvant", "Unbelieveable"))
-        cur.execute(self._q("UPDATE {film} SET description = %s || ' drama of a ' || split_part(description, "
-                            "' of a ', 2), rental_rate = %s, special_features = "
-                            "array_append(special_features, %s), last_update = %s WHERE film_id = %s"),
-                    (f"A {word}", self._rnd.choice(("0.99", "2.99", "4.99")), f"Extra {fid % 3}", _now(), fid))
+        cur.execute(
+            self._q(
+                "UPDATE {film} SET description = %s || ' drama of a ' || split_part(description, "
+                "' of a ', 2), rental_rate = %s, special_features = "
+                "array_append(special_features, %s), last_update = %s WHERE film_id = %s"
+            ),
+            (f"A {word}", self._rnd.choice(("0.99", "2.99", "4.99")), f"Extra {fid % 3}", _now(), fid),
+        )
         return cur.rowcount > 0
 
     def _rent(self, cur) -> bool:  # noqa: ANN001
         when = self._date()
-        cur.execute(self._q("INSERT INTO {inventory} (film_id, store_id) VALUES (%s, %s) RETURNING inventory_id"),
-                    (self._rnd.randint(1, 1000), self._rnd.randint(1, 3)))
+        cur.execute(
+            self._q("INSERT INTO {inventory} (film_id, store_id) VALUES (%s, %s) RETURNING inventory_id"),
+            (self._rnd.randint(1, 1000), self._rnd.randint(1, 3)),
+        )
         inv = cur.fetchone()[0]
         customer, staff = self._rnd.randint(1, 600), self._rnd.randint(1, 6)
-        cur.execute(self._q("INSERT INTO {rental} (rental_date, inventory_id, customer_id, staff_id, rental_period) "
-                            "VALUES (%s, %s, %s, %s, tstzrange(%s, NULL)) RETURNING rental_id"),
-                    (when, inv, customer, staff, when))
+        cur.execute(
+            self._q(
+                "INSERT INTO {rental} (rental_date, inventory_id, customer_id, staff_id, rental_period) "
+                "VALUES (%s, %s, %s, %s, tstzrange(%s, NULL)) RETURNING rental_id"
+            ),
+            (when, inv, customer, staff, when),
+        )
         rid = cur.fetchone()[0]
-        cur.execute(self._q("INSERT INTO {payment} (customer_id, staff_id, rental_id, amount, payment_date) "
-                            "VALUES (%s, %s, %s, %s, %s)"), (customer, staff, rid, "3.99", when))
+        cur.execute(
+            self._q(
+                "INSERT INTO {payment} (customer_id, staff_id, rental_id, amount, payment_date) "
+                "VALUES (%s, %s, %s, %s, %s)"
+            ),
+            (customer, staff, rid, "3.99", when),
+        )
         self._pending.append(f"payment_in_{self._month_of(when):%Y_%m}")
         if self.use_points:
-            cur.execute(sql.SQL("UPDATE {} SET loyalty_points = coalesce(loyalty_points, 0) + 10 "
-                                "WHERE customer_id = %s").format(self._t("customer")), (customer,))
+            cur.execute(
+                sql.SQL(
+                    "UPDATE {} SET loyalty_points = coalesce(loyalty_points, 0) + 10 WHERE customer_id = %s"
+                ).format(self._t("customer")),
+                (customer,),
+            )
         return True
 
     def _return_rental(self, cur) -> bool:  # noqa: ANN001
         cur.execute(self._q("SELECT max(rental_id) FROM {rental}"))
         top = cur.fetchone()[0]
-        cur.execute(self._q("UPDATE {rental} SET return_date = rental_date + %s * interval '1 day', "
-                            "rental_period = tstzrange(rental_date, rental_date + %s * interval '1 day'), "
-                            "last_update = %s WHERE rental_id = (SELECT rental_id FROM {rental} "
-                            "WHERE rental_id >= %s AND return_date IS NULL ORDER BY rental_id LIMIT 1)"),
-                    (d := self._rnd.randint(1, 9), d, _now(), self._rnd.randint(1, top)))
+        cur.execute(
+            self._q(
+                "UPDATE {rental} SET return_date = rental_date + %s * interval '1 day', "
+                "rental_period = tstzrange(rental_date, rental_date + %s * interval '1 day'), "
+                "last_update = %s WHERE rental_id = (SELECT rental_id FROM {rental} "
+                "WHERE rental_id >= %s AND return_date IS NULL ORDER BY rental_id LIMIT 1)"
+            ),
+            (d := self._rnd.randint(1, 9), d, _now(), self._rnd.randint(1, top)),
+        )
         return cur.rowcount > 0
 
     def _new_customer(self, cur) -> bool:  # noqa: ANN001
         n = self._rnd.randint(1, 10**6)
-        cur.execute(self._q("INSERT INTO {address} (address, district, city_id, postal_code, phone, location) "
-                            "VALUES (%s, 'Nouveau', %s, %s, %s, point(%s, %s)) RETURNING address_id"),
-                    (f"{n} Avenue Žižkov", self._rnd.randint(1, 100), f"{n % 90000 + 10000}", f"+420 {n}", n % 90,
-                     n % 45))
+        cur.execute(
+            self._q(
+                "INSERT INTO {address} (address, district, city_id, postal_code, phone, location) "
+                "VALUES (%s, 'Nouveau', %s, %s, %s, point(%s, %s)) RETURNING address_id"
+            ),
+            (f"{n} Avenue Žižkov", self._rnd.randint(1, 100), f"{n % 90000 + 10000}", f"+420 {n}", n % 90, n % 45),
+        )
         aid = cur.fetchone()[0]
         cols = ["store_id", "first_name", "last_name", "email", "address_id", "tags", "preferences", "membership"]
-        vals = [self._rnd.randint(1, 3), "Anaïs", f"Neu{n}", f"new{n}@example.org", aid, [f"new{n % 4}"],
-                psycopg2.extras.Json({"signup": n}), None]
+        vals = [
+            self._rnd.randint(1, 3),
+            "Anaïs",
+            f"Neu{n}",
+            f"new{n}@example.org",
+            aid,
+            [f"new{n % 4}"],
+            psycopg2.extras.Json({"signup": n}),
+            None,
+        ]
         if self.use_channel:
             cols.append("channel")
             vals.append(self._rnd.choice(("web", "app")))
-        cur.execute(sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
-            self._t("customer"), sql.SQL(", ").join(map(sql.Identifier, cols)),
-            sql.SQL(", ").join(sql.Placeholder() * len(vals))), vals)
+        cur.execute(
+            sql.SQL("INSERT INTO {} ({}) VALUES ({})").format(
+                self._t("customer"),
+                sql.SQL(", ").join(map(sql.Identifier, cols)),
+                sql.SQL(", ").join(sql.Placeholder() * len(vals)),
+            ),
+            vals,
+        )
         return True
 
     def _recast(self, cur) -> bool:  # noqa: ANN001
         fid, old, new = self._rnd.randint(1, 1000), self._rnd.randint(1, 200), self._rnd.randint(1, 200)
         cur.execute(self._q("DELETE FROM {film_actor} WHERE film_id = %s AND actor_id = %s"), (fid, old))
-        cur.execute(self._q("INSERT INTO {film_actor} (actor_id, film_id, last_update) VALUES (%s, %s, %s) "
-                            "ON CONFLICT (actor_id, film_id) DO UPDATE SET last_update = EXCLUDED.last_update"),
-                    (new, fid, _now()))
+        cur.execute(
+            self._q(
+                "INSERT INTO {film_actor} (actor_id, film_id, last_update) VALUES (%s, %s, %s) "
+                "ON CONFLICT (actor_id, film_id) DO UPDATE SET last_update = EXCLUDED.last_update"
+            ),
+            (new, fid, _now()),
+        )
         return True
 
     def _prune_log(self, cur) -> bool:  # noqa: ANN001
         # A keyless table in a publication would make this DELETE fail on the source.
-        cur.execute(self._q("DELETE FROM {film_log} WHERE ctid IN (SELECT ctid FROM {film_log} "
-                            "ORDER BY logged_at, film_id LIMIT 3)"))
+        cur.execute(
+            self._q(
+                "DELETE FROM {film_log} WHERE ctid IN (SELECT ctid FROM {film_log} ORDER BY logged_at, film_id LIMIT 3)"
+            )
+        )
         return cur.rowcount > 0
 
 
@@ -588,19 +678,23 @@ def _now() -> datetime:
 def columns_of(conn, schema: str, table: str) -> list[str]:  # noqa: ANN001
     """The table's columns in order (dropped ones left out)."""
     with conn.cursor() as cur:
-        cur.execute("SELECT a.attname FROM pg_attribute a WHERE a.attrelid = %s::regclass AND a.attnum > 0 "
-                    "AND NOT a.attisdropped ORDER BY a.attnum",
-                    (sql.Identifier(schema, table).as_string(cur),))
+        cur.execute(
+            "SELECT a.attname FROM pg_attribute a WHERE a.attrelid = %s::regclass AND a.attnum > 0 "
+            "AND NOT a.attisdropped ORDER BY a.attnum",
+            (sql.Identifier(schema, table).as_string(cur),),
+        )
         return [r[0] for r in cur.fetchall()]
 
 
 def key_of(conn, schema: str, table: str) -> list[str]:  # noqa: ANN001
     """The primary key's columns in key order ([] when there is none)."""
     with conn.cursor() as cur:
-        cur.execute("SELECT a.attname FROM pg_constraint c CROSS JOIN unnest(c.conkey) WITH ORDINALITY k(n, o) "
-                    "JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n "
-                    "WHERE c.conrelid = %s::regclass AND c.contype = 'p' ORDER BY k.o",
-                    (sql.Identifier(schema, table).as_string(cur),))
+        cur.execute(
+            "SELECT a.attname FROM pg_constraint c CROSS JOIN unnest(c.conkey) WITH ORDINALITY k(n, o) "
+            "JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.n "
+            "WHERE c.conrelid = %s::regclass AND c.contype = 'p' ORDER BY k.o",
+            (sql.Identifier(schema, table).as_string(cur),),
+        )
         return [r[0] for r in cur.fetchall()]
 
 
@@ -609,14 +703,22 @@ def _content(conn, schema: str, table: str, columns: list[str], key: list[str]) 
     # t.<key>: the key's own type orders, not the text of the output column of the same name.
     order = [sql.Identifier("t", c) for c in key] or texts
     query = sql.SQL("SELECT {} FROM {} t ORDER BY {}").format(
-        sql.SQL(", ").join(texts), sql.Identifier(schema, table), sql.SQL(", ").join(order))
+        sql.SQL(", ").join(texts), sql.Identifier(schema, table), sql.SQL(", ").join(order)
+    )
     with conn.cursor() as cur:
         cur.execute(query)
         return cur.fetchall()
 
 
-def table_difference(source_conn, target_conn, src_schema: str, tgt_schema: str, table: str,  # noqa: ANN001
-                     target_table: str | None = None, limit: int = 5) -> str | None:
+def table_difference(
+    source_conn,
+    target_conn,
+    src_schema: str,
+    tgt_schema: str,
+    table: str,  # noqa: ANN001
+    target_table: str | None = None,
+    limit: int = 5,
+) -> str | None:
     """None when the target holds exactly the source's rows over the source's columns, else what differs."""
     columns = columns_of(source_conn, src_schema, table)
     key = key_of(source_conn, src_schema, table)
@@ -646,8 +748,10 @@ def table_difference(source_conn, target_conn, src_schema: str, tgt_schema: str,
                 if len(changed) == limit:
                     break
     label = "key " + str(key) if key else "all columns"
-    lines = [f"{src_schema}.{table} -> {tgt_schema}.{target_table or table}: source {len(src)} rows, "
-             f"target {len(tgt)} rows (compared by {label})"]
+    lines = [
+        f"{src_schema}.{table} -> {tgt_schema}.{target_table or table}: source {len(src)} rows, "
+        f"target {len(tgt)} rows (compared by {label})"
+    ]
     if missing:
         lines.append(f" missing on the target ({len(missing)}): {missing[:limit]}")
     if extra:
@@ -658,14 +762,24 @@ def table_difference(source_conn, target_conn, src_schema: str, tgt_schema: str,
     return "\n".join(lines)
 
 
-def differences(source_conn, target_conn, src_schema: str, tgt_schema: str,  # noqa: ANN001
-                tables: list[str] | tuple[str, ...]) -> list[str]:
+def differences(
+    source_conn,
+    target_conn,
+    src_schema: str,
+    tgt_schema: str,  # noqa: ANN001
+    tables: list[str] | tuple[str, ...],
+) -> list[str]:
     """What differs, per table (empty when every table is the same)."""
     return [d for t in tables if (d := table_difference(source_conn, target_conn, src_schema, tgt_schema, t))]
 
 
-def assert_same(source_conn, target_conn, src_schema: str, tgt_schema: str,  # noqa: ANN001
-                tables: list[str] | tuple[str, ...]) -> None:
+def assert_same(
+    source_conn,
+    target_conn,
+    src_schema: str,
+    tgt_schema: str,  # noqa: ANN001
+    tables: list[str] | tuple[str, ...],
+) -> None:
     """Per table: the target's ordered content over the source's columns equals the source's, exactly."""
     found = differences(source_conn, target_conn, src_schema, tgt_schema, tables)
     assert not found, "target differs from source:\n" + "\n".join(found)

@@ -67,9 +67,7 @@ def databases(connection_id: int, actor: Actor = Depends(current_actor)) -> list
 
 
 @router.get("/{connection_id}/schemas", response_model=list[SchemaInfo])
-def schemas(
-    connection_id: int, database: str | None = None, actor: Actor = Depends(current_actor)
-) -> list[SchemaInfo]:
+def schemas(connection_id: int, database: str | None = None, actor: Actor = Depends(current_actor)) -> list[SchemaInfo]:
     """Schemas of a database (the connection's own by default)."""
     return svc.list_schemas(actor, connection_id, database)
 

@@ -129,10 +129,14 @@ class CdcPlan:
 class CdcWorker:
     """Runs one pipeline's CDC until `stop` is set or something fails (then `error` says why)."""
 
-    def __init__(self, plan: CdcPlan, stop: threading.Event,
-                 on_progress: Callable[[TableProgress], None] | None = None,
-                 on_streaming: Callable[[], None] | None = None,
-                 on_table: Callable[[str, str, str | None, int | None], None] | None = None) -> None:
+    def __init__(
+        self,
+        plan: CdcPlan,
+        stop: threading.Event,
+        on_progress: Callable[[TableProgress], None] | None = None,
+        on_streaming: Callable[[], None] | None = None,
+        on_table: Callable[[str, str, str | None, int | None], None] | None = None,
+    ) -> None:
         self.plan = plan
         self.stop = stop
         self.on_progress = on_progress or (lambda _tp: None)
@@ -145,8 +149,11 @@ class CdcWorker:
         self.slot = plan.slot or pg_source.slot_name(plan.pipeline_id)
         self.publication = plan.slot or pg_source.publication_name(plan.pipeline_id)
         self.full_load_status: str | None = None
-        self._pairs = {(t.source_schema, t.source_table): (t.target_schema, t.target_table) for t in plan.tables
-                       if (t.source_schema, t.source_table) not in plan.refused}
+        self._pairs = {
+            (t.source_schema, t.source_table): (t.target_schema, t.target_table)
+            for t in plan.tables
+            if (t.source_schema, t.source_table) not in plan.refused
+        }
         self._parts: list[ChangeEvent] = []  # applied parts of a large transaction, awaiting its commit
 
     # ------------------------------------------------------------------ setup
@@ -170,8 +177,11 @@ class CdcWorker:
             raise CdcFailed("; ".join(problems))
         for table, key in pg_source.primary_keys(self.plan.source, list(self._pairs)).items():
             if not key:
-                self._fail_table(table, f"{table[0]}.{table[1]} has no primary key: CDC needs one to apply updates "
-                                 "and deletes on the target (ALTER TABLE ... ADD PRIMARY KEY), then retry the table")
+                self._fail_table(
+                    table,
+                    f"{table[0]}.{table[1]} has no primary key: CDC needs one to apply updates "
+                    "and deletes on the target (ALTER TABLE ... ADD PRIMARY KEY), then retry the table",
+                )
                 continue
             for problem in pg_source.check_replica_identity(self.plan.source, [table]):
                 self._fail_table(table, problem)
@@ -203,8 +213,9 @@ class CdcWorker:
         with pg_source.create_slot_with_snapshot(self.plan.source, self.slot) as handle:
             options = replace(options, snapshot_id=handle.snapshot_name)
             self.full_load_status = "RUNNING"
-            result = run_full_load(self.plan.source, self.plan.target, self.tables(), options, self.on_progress,
-                                   self.stop)
+            result = run_full_load(
+                self.plan.source, self.plan.target, self.tables(), options, self.on_progress, self.stop
+            )
         self.full_load_status = result.status
         if result.status != "COMPLETED" and not self._set_aside_failed(result):
             # Without a complete copy the slot's position is meaningless: drop it so a new start reloads.
@@ -220,8 +231,9 @@ class CdcWorker:
                 if plan.target_table in existing:
                     continue
                 if not self.plan.auto_create:
-                    raise CdcFailed(f"target table {plan.target_schema}.{plan.target_table} does not exist and "
-                                    "auto-create is off")
+                    raise CdcFailed(
+                        f"target table {plan.target_schema}.{plan.target_table} does not exist and auto-create is off"
+                    )
                 _execute(self.plan.target, plan_target_ddl(self.plan.source, self.plan.target, plan))
             except StudioError as exc:
                 self._fail_table((plan.source_schema, plan.source_table), str(exc))
@@ -254,8 +266,9 @@ class CdcWorker:
         log.warning("pipeline %s: table %s set aside: %s", self.plan.pipeline_id, label, reason)
         if announce:
             self.on_table(label, "FAILED", reason, None)
-        bus.publish(Event("pipeline.table", {"table": label, "status": "FAILED", "error": reason},
-                          self.plan.pipeline_id))
+        bus.publish(
+            Event("pipeline.table", {"table": label, "status": "FAILED", "error": reason}, self.plan.pipeline_id)
+        )
 
     def _reload_tables(self) -> None:
         """Tables asked to be loaded again alone (a retry): each under the snapshot of a temporary slot; its
@@ -264,12 +277,18 @@ class CdcWorker:
             if self.stop.is_set() or source not in self._pairs:
                 continue
             plan = next(t for t in self.plan.tables if (t.source_schema, t.source_table) == source)
-            options = LoadOptions(auto_create=self.plan.auto_create, target_table_policy="truncate",
-                                  schema_drift=self.plan.schema_drift)
-            with pg_source.create_slot_with_snapshot(self.plan.source, f"{self.slot}_reload",
-                                                     temporary=True) as handle:
-                result = run_full_load(self.plan.source, self.plan.target, [plan],
-                                       replace(options, snapshot_id=handle.snapshot_name), self.on_progress, self.stop)
+            options = LoadOptions(
+                auto_create=self.plan.auto_create, target_table_policy="truncate", schema_drift=self.plan.schema_drift
+            )
+            with pg_source.create_slot_with_snapshot(self.plan.source, f"{self.slot}_reload", temporary=True) as handle:
+                result = run_full_load(
+                    self.plan.source,
+                    self.plan.target,
+                    [plan],
+                    replace(options, snapshot_id=handle.snapshot_name),
+                    self.on_progress,
+                    self.stop,
+                )
             if result.status == "COMPLETED":
                 self._since[source] = handle.consistent_point
                 self.on_table(plan.source, "COMPLETED", None, handle.consistent_point)
@@ -311,11 +330,18 @@ class CdcWorker:
                 return
             keys = pg_source.primary_keys(self.plan.source, list(self._pairs))
         _raise_gc_threshold()
-        with PgApplier(self.plan.target, self.plan.pipeline_id, self._pairs,
-                       lenient=self.plan.schema_drift == "ignore") as applier, \
-                pg_source.LogicalStream(self.plan.source, self.slot, self.publication,
-                                        decoder=Decoder(key_columns=keys, runs=True),
-                                        stream_work_mem=pg_source.STREAM_WORK_MEM) as stream:
+        with (
+            PgApplier(
+                self.plan.target, self.plan.pipeline_id, self._pairs, lenient=self.plan.schema_drift == "ignore"
+            ) as applier,
+            pg_source.LogicalStream(
+                self.plan.source,
+                self.slot,
+                self.publication,
+                decoder=Decoder(key_columns=keys, runs=True),
+                stream_work_mem=pg_source.STREAM_WORK_MEM,
+            ) as stream,
+        ):
             stored = applier.stored_position()
             stream.start(start_lsn=stored + 1 if stored else 0)
             self.on_streaming()
@@ -334,8 +360,9 @@ class CdcWorker:
         if stored is None:
             start = self._first_max_lsn()  # before the load: nothing committed after it is missed
             if self.plan.mode == "FULL_LOAD_AND_CDC":
-                options = LoadOptions(auto_create=self.plan.auto_create,
-                                      target_table_policy=self.plan.target_table_policy)
+                options = LoadOptions(
+                    auto_create=self.plan.auto_create, target_table_policy=self.plan.target_table_policy
+                )
                 self.full_load_status = "RUNNING"
                 result = run_full_load(src, self.plan.target, self.tables(), options, self.on_progress, self.stop)
                 self.full_load_status = result.status
@@ -361,8 +388,10 @@ class CdcWorker:
             if lsn or self.stop.is_set():
                 return lsn
             if time.monotonic() > deadline:
-                raise CdcFailed("SQL Server's CDC capture job has not captured anything yet (sys.fn_cdc_get_max_lsn() "
-                                "is NULL): make sure SQL Server Agent runs, then start again")
+                raise CdcFailed(
+                    "SQL Server's CDC capture job has not captured anything yet (sys.fn_cdc_get_max_lsn() "
+                    "is NULL): make sure SQL Server Agent runs, then start again"
+                )
             time.sleep(1.0)
 
     def _source_keys(self) -> dict[tuple[str, str], list[str]]:
@@ -460,7 +489,7 @@ class CdcWorker:
                     if not batch:
                         batch_since = time.monotonic()
                     if parts is ended:  # the parts commit with the rest of their transaction
-                        batch.extend(ended.events[ended.sent:])
+                        batch.extend(ended.events[ended.sent :])
                         batch_rows += ended.rows - ended.sent_rows
                         parts = None
                     else:
@@ -495,7 +524,7 @@ class CdcWorker:
             if grow is not None and grow.rows - grow.sent_rows >= PART_EVENTS:
                 if not hand_over():
                     return
-                if not applying.submit(grow.events[grow.sent:], None, wait):
+                if not applying.submit(grow.events[grow.sent :], None, wait):
                     return
                 parts, grow.sent, grow.sent_rows = grow, len(grow.events), grow.rows
             now = time.monotonic()
@@ -519,8 +548,9 @@ class CdcWorker:
             since.clear()  # the stream is past every reload point: nothing more to filter
         return kept
 
-    def _part_candidate(self, txn: _Open, streams: dict[int, _Open], unparted: set[int],
-                        parts: _Open | None) -> _Open | None:
+    def _part_candidate(
+        self, txn: _Open, streams: dict[int, _Open], unparted: set[int], parts: _Open | None
+    ) -> _Open | None:
         """The transaction whose events may be applied ahead in parts now, if any: a large one being read
         whole, or the only streamed one in progress (several interleave: one would undo the others' parts)."""
         if self._since:  # a reloaded table's changes are filtered at their commit: no parts meanwhile
@@ -545,8 +575,9 @@ class CdcWorker:
             applier.rollback()
             self._parts = []
 
-    def _commit(self, applier: PgApplier, batch: list[ChangeEvent], last: TxnEnd,
-                parts: list[ChangeEvent] | None = None) -> None:
+    def _commit(
+        self, applier: PgApplier, batch: list[ChangeEvent], last: TxnEnd, parts: list[ChangeEvent] | None = None
+    ) -> None:
         """Apply a batch (rows and position in one target transaction, with the `parts` applied before
         it), then count and record all of it."""
         stats = None
@@ -601,8 +632,11 @@ class CdcWorker:
             return
         where = f"{change.schema}.{change.table}"
         if not self.plan.auto_create and change.added and self.plan.schema_drift == "propagate_columns":
-            self._fail_table(key, f"new column(s) {', '.join(change.added)}; add them to the target or turn "
-                             "auto-create on, then retry the table")
+            self._fail_table(
+                key,
+                f"new column(s) {', '.join(change.added)}; add them to the target or turn "
+                "auto-create on, then retry the table",
+            )
             return
         target_schema, target_table = self._pairs[key]
         plan = TablePlan(change.schema, change.table, target_schema, target_table)
@@ -614,17 +648,30 @@ class CdcWorker:
         applier.refresh(key)
         if notes:
             log.info("pipeline %s: %s: %s", self.plan.pipeline_id, where, "; ".join(notes))
-        bus.publish(Event("pipeline.schema", {"table": where, "added": list(change.added),
-                                              "removed": list(change.removed), "retyped": list(change.retyped),
-                                              "changes": notes}, self.plan.pipeline_id))
+        bus.publish(
+            Event(
+                "pipeline.schema",
+                {
+                    "table": where,
+                    "added": list(change.added),
+                    "removed": list(change.removed),
+                    "retyped": list(change.retyped),
+                    "changes": notes,
+                },
+                self.plan.pipeline_id,
+            )
+        )
 
     def _check_tables(self) -> None:
         src = get_connector(self.plan.source)
         for schema in {s for s, _ in self._pairs}:
             present = {t.name for t in _tables_or_empty(src, schema)}
             for s, t in [k for k in self._pairs if k[0] == schema and k[1] not in present]:
-                self._fail_table((s, t), "the source table no longer exists; the target keeps its rows. Remove it "
-                                 "from the pipeline, or restore it and retry the table")
+                self._fail_table(
+                    (s, t),
+                    "the source table no longer exists; the target keeps its rows. Remove it "
+                    "from the pipeline, or restore it and retry the table",
+                )
 
     def _measure_lag(self) -> None:
         status = pg_source.slot_status(self.plan.source, self.slot) if self.plan.source.kind == "postgresql" else None
@@ -729,9 +776,14 @@ def lag_dict(c: CdcCounters) -> dict:
     """Counts, rate and lag of a worker, as the API and pages show them."""
     elapsed = max(1e-6, time.monotonic() - c.started)
     return {
-        "events": c.events, "insert_count": c.inserts, "update_count": c.updates, "delete_count": c.deletes,
-        "events_per_second": round(c.events / elapsed, 2), "lag_bytes": c.lag_bytes,
-        "retained_wal_bytes": c.retained_wal_bytes, "seconds_behind": round(c.seconds_behind, 3),
+        "events": c.events,
+        "insert_count": c.inserts,
+        "update_count": c.updates,
+        "delete_count": c.deletes,
+        "events_per_second": round(c.events / elapsed, 2),
+        "lag_bytes": c.lag_bytes,
+        "retained_wal_bytes": c.retained_wal_bytes,
+        "seconds_behind": round(c.seconds_behind, 3),
         "last_commit_time": c.last_commit_time.isoformat() if c.last_commit_time else None,
         "slot_active": c.slot_active,
     }
@@ -781,5 +833,6 @@ def forget_offsets(spec: ConnectionSpec, pipeline_id: int) -> None:
 
 def drop_source_objects(spec: ConnectionSpec, pipeline_id: int, slot: str | None = None) -> None:
     """Remove the pipeline's slot and publication from the source (retrying while the slot is active)."""
-    pg_source.drop_slot_and_publication(spec, slot or pg_source.slot_name(pipeline_id),
-                                        slot or pg_source.publication_name(pipeline_id))
+    pg_source.drop_slot_and_publication(
+        spec, slot or pg_source.slot_name(pipeline_id), slot or pg_source.publication_name(pipeline_id)
+    )

@@ -8,10 +8,18 @@ from datetime import datetime
 OPS = ("insert", "update", "delete", "truncate")
 
 _OP_CODES = {
-    "c": "insert", "r": "insert", "i": "insert", "insert": "insert", "create": "insert", "read": "insert",
-    "u": "update", "update": "update",
-    "d": "delete", "delete": "delete",
-    "t": "truncate", "truncate": "truncate",
+    "c": "insert",
+    "r": "insert",
+    "i": "insert",
+    "insert": "insert",
+    "create": "insert",
+    "read": "insert",
+    "u": "update",
+    "update": "update",
+    "d": "delete",
+    "delete": "delete",
+    "t": "truncate",
+    "truncate": "truncate",
 }
 
 

@@ -36,8 +36,10 @@ ON CONFLICT (pipeline_id, source) DO UPDATE SET position = EXCLUDED.position, up
 _DELETE_SQL = "DELETE FROM cdc_studio.offsets WHERE pipeline_id = %s"
 
 
-_POSITION_TYPE_SQL = ("SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
-                      "WHERE attrelid = 'cdc_studio.offsets'::regclass AND attname = 'position'")
+_POSITION_TYPE_SQL = (
+    "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+    "WHERE attrelid = 'cdc_studio.offsets'::regclass AND attname = 'position'"
+)
 # SQL Server LSNs are 80-bit numbers: positions are numeric (tables made by earlier versions had bigint).
 _WIDEN_SQL = "ALTER TABLE cdc_studio.offsets ALTER COLUMN position TYPE numeric(25, 0)"
 

@@ -165,8 +165,9 @@ BULK_BYTES = 256 * 1024
 BULK_WAIT_S = 0.005
 
 
-def _replication_connection(spec: ConnectionSpec, slot: str,
-                            work_mem: str | None = None) -> psycopg2.extras.LogicalReplicationConnection:
+def _replication_connection(
+    spec: ConnectionSpec, slot: str, work_mem: str | None = None
+) -> psycopg2.extras.LogicalReplicationConnection:
     kwargs = _connect_kwargs(spec, stream_application_name(slot))
     gucs = _REPLICATION_GUCS if work_mem is None else f"{_REPLICATION_GUCS} -c logical_decoding_work_mem={work_mem}"
     kwargs["options"] = f"{kwargs.get('options', '')} {gucs}".strip()
@@ -301,8 +302,10 @@ def check_wal_level(spec: ConnectionSpec, slot: str | None = None) -> list[str]:
     if max_senders < 1:
         problems.append("max_wal_senders is 0: set it to at least the number of pipelines and restart")
     elif senders >= max_senders:
-        problems.append(f"all {max_senders} WAL senders (max_wal_senders) are in use: raise it and restart, "
-                        "or stop another replication client")
+        problems.append(
+            f"all {max_senders} WAL senders (max_wal_senders) are in use: raise it and restart, "
+            "or stop another replication client"
+        )
     return problems
 
 

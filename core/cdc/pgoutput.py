@@ -204,8 +204,7 @@ class RawInsert(ChangeEvent):
     schema = property(lambda self: self.rel.schema)  # type: ignore[assignment]
     table = property(lambda self: self.rel.table)  # type: ignore[assignment]
 
-    def __init__(self, rel: _Rel, message: bytes, position: int, commit_time: datetime | None,
-                 xid: int | None) -> None:
+    def __init__(self, rel: _Rel, message: bytes, position: int, commit_time: datetime | None, xid: int | None) -> None:
         self.rel = rel
         self.message = message
         self.position = position
@@ -244,8 +243,18 @@ class RawInsert(ChangeEvent):
 
     def as_event(self) -> ChangeEvent:
         """The same change as a plain ChangeEvent."""
-        return ChangeEvent("insert", self.schema, self.table, self.key, None, self.after, self.position,
-                           self.commit_time, self.xid, self.unchanged)
+        return ChangeEvent(
+            "insert",
+            self.schema,
+            self.table,
+            self.key,
+            None,
+            self.after,
+            self.position,
+            self.commit_time,
+            self.xid,
+            self.unchanged,
+        )
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, ChangeEvent):
@@ -265,8 +274,9 @@ class InsertRun(ChangeRun):
     schema = property(lambda self: self.rel.schema)
     table = property(lambda self: self.rel.table)
 
-    def __init__(self, rel: _Rel, messages: list[bytes], position: int, commit_time: datetime | None,
-                 xid: int | None) -> None:
+    def __init__(
+        self, rel: _Rel, messages: list[bytes], position: int, commit_time: datetime | None, xid: int | None
+    ) -> None:
         self.rel = rel
         self.messages = messages
         self.position = position
@@ -284,6 +294,7 @@ class InsertRun(ChangeRun):
         messages = self.messages if last is None else self.messages[-last:] if last > 0 else []
         return [RawInsert(rel, msg, position, when, xid) for msg in messages]
 
+
 Item = ChangeEvent | InsertRun | RelationChanged | TxnEnd | StreamStart | StreamStop | StreamAbort
 
 
@@ -294,8 +305,9 @@ class Decoder:
     protocol flags every column as key, so pass the primary key where the table has one.
     """
 
-    def __init__(self, key_columns: Mapping[tuple[str, str], Sequence[str]] | None = None, *,
-                 runs: bool = False) -> None:
+    def __init__(
+        self, key_columns: Mapping[tuple[str, str], Sequence[str]] | None = None, *, runs: bool = False
+    ) -> None:
         self.runs = runs  # consecutive inserts of one (sub)transaction into one table as one InsertRun item
         self.relations: dict[int, Relation] = {}
         self.types: dict[int, tuple[str, str]] = {}
@@ -351,8 +363,9 @@ class Decoder:
         try:
             handler = self._handlers[buf[0]]
         except KeyError:
-            raise DecodeError(f"unknown pgoutput message type {chr(buf[0])!r} (protocol version 1 or 2 "
-                              "expected)") from None
+            raise DecodeError(
+                f"unknown pgoutput message type {chr(buf[0])!r} (protocol version 1 or 2 expected)"
+            ) from None
         try:
             if self._stream_xid is not None and buf[0] in _XID_IN_STREAM:
                 self._streamed(buf, handler, out)

@@ -221,9 +221,7 @@ class Connector(ABC):
     def dependencies(self, database: str, schema: str, tables: list[str]) -> Dependencies:
         """A foreign-key load order of the chosen tables of one schema."""
         fks = [
-            fk
-            for fk in self.foreign_keys(database, schema)
-            if fk.schema == schema and fk.referenced_schema == schema
+            fk for fk in self.foreign_keys(database, schema) if fk.schema == schema and fk.referenced_schema == schema
         ]
         return load_order(tables, fks)
 

@@ -436,8 +436,7 @@ def _classify(state: str, raw: str, spec: ConnectionSpec, database: str, probe: 
         named = re.search(r'cannot open database "([^"]*)"', raw, flags=re.I)
         db = named.group(1) if named else database
         return DatabaseNotFound(
-            f"cannot open database '{db}' on {where}: it does not exist "
-            f"or user '{spec.username}' has no access to it"
+            f"cannot open database '{db}' on {where}: it does not exist or user '{spec.username}' has no access to it"
         )
     if "28000" in states or natives & {18456, 18452, 18470, 18486, 18487, 18488}:
         return AuthFailed(
@@ -585,9 +584,7 @@ class SqlServerConnector(Connector):
                 self._require_schema(cur, database, schema)
                 return []
             tables = [
-                TableInfo(
-                    schema=schema, name=name, row_count=int(n), size_bytes=int(size), has_primary_key=bool(pk)
-                )
+                TableInfo(schema=schema, name=name, row_count=int(n), size_bytes=int(size), has_primary_key=bool(pk))
                 for name, n, size, pk in rows
             ]
             if exact:

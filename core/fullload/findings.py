@@ -80,8 +80,11 @@ def _policy_findings(cur: object, spec: TableSpec, policy: str) -> list[Finding]
     if policy != "fail":
         return []
     target = spec.plan.target
-    cur.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(
-        sql.Identifier(spec.plan.target_schema, spec.plan.target_table)))
+    cur.execute(
+        sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(
+            sql.Identifier(spec.plan.target_schema, spec.plan.target_table)
+        )
+    )
     if cur.fetchone()[0]:
         return [Finding("error", f"target table {target} is not empty; choose truncate, append or drop_recreate")]
     return []
@@ -93,8 +96,12 @@ def _drift_findings(cur: object, spec: TableSpec, diff: TableDiff, drift: str) -
     if not diff:
         return []
     if drift == "stop_table":
-        return [Finding("error", f"target table {target} differs from the source ({diff.describe()}) and "
-                                 "schema_drift is stop_table")]
+        return [
+            Finding(
+                "error",
+                f"target table {target} differs from the source ({diff.describe()}) and schema_drift is stop_table",
+            )
+        ]
     if drift == "ignore":
         return _ignored_findings(cur, spec, diff)
     out = [Finding("warning", f"column {c.name} ({c.target.display}) will be added to {target}") for c in diff.added]
@@ -102,8 +109,10 @@ def _drift_findings(cur: object, spec: TableSpec, diff: TableDiff, drift: str) -
         Finding("warning", f"column {c.name} of {target} will be changed from {t.type} to {c.target.display}")
         for c, t in diff.changed
     ]
-    out += [Finding("warning", f"column {t.name} of {target} is not in the source: NOT NULL will be dropped")
-            for t in diff.loose]
+    out += [
+        Finding("warning", f"column {t.name} of {target} is not in the source: NOT NULL will be dropped")
+        for t in diff.loose
+    ]
     return out
 
 
@@ -122,8 +131,12 @@ def _ignored_findings(cur: object, spec: TableSpec, diff: TableDiff) -> list[Fin
                 f"column {col.name} is {col.target.display} in the source but {tcol.type} in {target}: {outcome}",
             )
         )
-    out += [Finding("error", f"column {t.name} of {target} is NOT NULL without default and not in the source: "
-                             "every row fails") for t in diff.loose]
+    out += [
+        Finding(
+            "error", f"column {t.name} of {target} is NOT NULL without default and not in the source: every row fails"
+        )
+        for t in diff.loose
+    ]
     return out
 
 
@@ -171,8 +184,9 @@ def _fallback_findings(spec: TableSpec) -> list[Finding]:
 
 def _generated_finding(col: ColumnPlan, on_target: bool, cdc: bool) -> Finding:
     if on_target:
-        return Finding("warning", f"generated column {col.name}: created GENERATED on the target with the same "
-                                  "expression")
+        return Finding(
+            "warning", f"generated column {col.name}: created GENERATED on the target with the same expression"
+        )
     message = f"generated column {col.name}: a plain column filled from the source values"
     if cdc:
         return Finding("error", message + "; CDC cannot keep it up to date (generated columns are not replicated)")

@@ -510,7 +510,7 @@ def existing_enum(cur: PgCursor, schema: str, name: str) -> tuple[str, tuple[str
     return (row[0], tuple(row[1])) if row else None
 
 
-_IDENT_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_$\"")
+_IDENT_CHARS = frozenset('abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_$"')
 
 
 def requalify(expr: str | None, renames: dict[str, str]) -> str | None:

@@ -481,8 +481,7 @@ def diff_table(cur: object, spec: TableSpec, existing: dict[str, pgsql.TargetCol
 
 
 _IMPLICIT_CAST_SQL = (
-    "SELECT EXISTS (SELECT 1 FROM pg_cast WHERE castsource = to_regtype(%s) AND casttarget = %s "
-    "AND castcontext = 'i')"
+    "SELECT EXISTS (SELECT 1 FROM pg_cast WHERE castsource = to_regtype(%s) AND casttarget = %s AND castcontext = 'i')"
 )
 
 

@@ -56,36 +56,44 @@ def consumer_config(pipeline_id: int, settings: Any = None) -> dict[str, Any]:
     """confluent-kafka consumer settings of a pipeline (offsets live in the target, not in Kafka)."""
     settings = settings or get_settings()
     config = debezium.kafka_client_settings(settings)
-    config.update({
-        "group.id": debezium.connector_name(pipeline_id),
-        "enable.auto.commit": False,
-        "enable.auto.offset.store": False,
-        "auto.offset.reset": "earliest",
-        "session.timeout.ms": settings.kafka_session_timeout_ms,
-        "heartbeat.interval.ms": max(100, settings.kafka_session_timeout_ms // 3),  # tansu: < session/2
-        "topic.metadata.refresh.interval.ms": 1000,
-        "fetch.wait.max.ms": 50,
-        "client.id": debezium.connector_name(pipeline_id),
-    })
+    config.update(
+        {
+            "group.id": debezium.connector_name(pipeline_id),
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "session.timeout.ms": settings.kafka_session_timeout_ms,
+            "heartbeat.interval.ms": max(100, settings.kafka_session_timeout_ms // 3),  # tansu: < session/2
+            "topic.metadata.refresh.interval.ms": 1000,
+            "fetch.wait.max.ms": 50,
+            "client.id": debezium.connector_name(pipeline_id),
+        }
+    )
     return config
 
 
 def connect_client(settings: Any = None) -> KafkaConnectClient:
     settings = settings or get_settings()
     if not settings.kafka_connect_url:
-        raise CdcFailed("the kafka_connect engine needs KAFKA_CONNECT_URL (the Kafka Connect REST address, e.g. "
-                        "http://connect:8083); set it and restart the app, or use the embedded engine")
+        raise CdcFailed(
+            "the kafka_connect engine needs KAFKA_CONNECT_URL (the Kafka Connect REST address, e.g. "
+            "http://connect:8083); set it and restart the app, or use the embedded engine"
+        )
     return KafkaConnectClient.from_settings(settings)
 
 
 class KafkaCdcWorker(CdcWorker):
     """Runs one kafka_connect pipeline: connector on the cluster, consumer and applier in this thread."""
 
-    def __init__(self, plan: CdcPlan, stop: threading.Event,
-                 on_progress: Callable[[TableProgress], None] | None = None,
-                 on_streaming: Callable[[], None] | None = None,
-                 on_connector: Callable[[ConnectorStatus], None] | None = None,
-                 on_table: Callable[[str, str, str | None, int | None], None] | None = None) -> None:
+    def __init__(
+        self,
+        plan: CdcPlan,
+        stop: threading.Event,
+        on_progress: Callable[[TableProgress], None] | None = None,
+        on_streaming: Callable[[], None] | None = None,
+        on_connector: Callable[[ConnectorStatus], None] | None = None,
+        on_table: Callable[[str, str, str | None, int | None], None] | None = None,
+    ) -> None:
         super().__init__(plan, stop, on_progress, on_streaming, on_table)
         self.on_connector = on_connector or (lambda _s: None)
         self.connector = debezium.connector_name(plan.pipeline_id)
@@ -102,11 +110,15 @@ class KafkaCdcWorker(CdcWorker):
 
     def check(self) -> None:
         if not self.settings.kafka_bootstrap_servers:
-            raise CdcFailed("the kafka_connect engine needs KAFKA_BOOTSTRAP_SERVERS (the Kafka brokers the Connect "
-                            "cluster writes to); set it and restart the app, or use the embedded engine")
+            raise CdcFailed(
+                "the kafka_connect engine needs KAFKA_BOOTSTRAP_SERVERS (the Kafka brokers the Connect "
+                "cluster writes to); set it and restart the app, or use the embedded engine"
+            )
         if self.plan.source.kind not in ("postgresql", "sqlserver"):
-            raise CdcFailed(f"the kafka_connect engine streams PostgreSQL and SQL Server sources; "
-                            f"{self.plan.source.kind} sources are not supported")
+            raise CdcFailed(
+                f"the kafka_connect engine streams PostgreSQL and SQL Server sources; "
+                f"{self.plan.source.kind} sources are not supported"
+            )
         super().check()  # SQL Server: CDC on the database and tables (the fix in words), SQL Server Agent
 
     @property
@@ -124,15 +136,26 @@ class KafkaCdcWorker(CdcWorker):
         }
         if self._sqlserver:
             return debezium.sqlserver_source_config(
-                self.plan.pipeline_id, self.plan.source, list(self._pairs),
+                self.plan.pipeline_id,
+                self.plan.source,
+                list(self._pairs),
                 bootstrap_servers=str(self.settings.kafka_bootstrap_servers),
-                history_client=debezium.java_client_security(self.settings), **common)
+                history_client=debezium.java_client_security(self.settings),
+                **common,
+            )
         common["extra"]["skipped.operations"] = "none"  # TRUNCATE reaches the target too
-        return debezium.postgres_source_config(self.plan.pipeline_id, self.plan.source, list(self._pairs),
-                                               slot=self.slot, publication=self.publication, **common)
+        return debezium.postgres_source_config(
+            self.plan.pipeline_id,
+            self.plan.source,
+            list(self._pairs),
+            slot=self.slot,
+            publication=self.publication,
+            **common,
+        )
 
-    def ensure_connector(self, client: KafkaConnectClient, name: str | None = None,
-                         config: dict[str, str] | None = None) -> ConnectorStatus:
+    def ensure_connector(
+        self, client: KafkaConnectClient, name: str | None = None, config: dict[str, str] | None = None
+    ) -> ConnectorStatus:
         """Create or update a connector of the pipeline, resume it if paused/stopped, wait until it runs."""
         name = name or self.connector
         config = config or self.connector_config()
@@ -163,8 +186,10 @@ class KafkaCdcWorker(CdcWorker):
                 return status
             if time.monotonic() > deadline:
                 state = status.state if status else "missing"
-                raise CdcFailed(f"connector {name} did not reach RUNNING within {RUNNING_TIMEOUT_S:.0f} s "
-                                f"(it is {state}); look at the Connect worker's log")
+                raise CdcFailed(
+                    f"connector {name} did not reach RUNNING within {RUNNING_TIMEOUT_S:.0f} s "
+                    f"(it is {state}); look at the Connect worker's log"
+                )
             time.sleep(0.5)
 
     def _connector_seen(self, status: ConnectorStatus) -> None:
@@ -203,8 +228,9 @@ class KafkaCdcWorker(CdcWorker):
                     if loaded:
                         self._mark_loaded(applier)
                     stored = applier.stored_positions(STREAM_PREFIX)
-                    consumer.subscribe([self._topic_pattern()], on_assign=lambda c, parts: self._assign(c, parts,
-                                                                                                     stored))
+                    consumer.subscribe(
+                        [self._topic_pattern()], on_assign=lambda c, parts: self._assign(c, parts, stored)
+                    )
                     self.on_streaming()
                     self._consume(consumer, applier, client, stored)
                 finally:
@@ -230,8 +256,7 @@ class KafkaCdcWorker(CdcWorker):
             return False
         options = LoadOptions(auto_create=self.plan.auto_create, target_table_policy=self.plan.target_table_policy)
         self.full_load_status = "RUNNING"
-        result = run_full_load(self.plan.source, self.plan.target, self.tables(), options, self.on_progress,
-                               self.stop)
+        result = run_full_load(self.plan.source, self.plan.target, self.tables(), options, self.on_progress, self.stop)
         self.full_load_status = result.status
         if result.status != "COMPLETED":
             failed = [t for t in result.tables if t.status == "FAILED"]
@@ -257,9 +282,11 @@ class KafkaCdcWorker(CdcWorker):
                 if msg is not None and not msg.error():
                     return
                 if time.monotonic() > deadline:
-                    raise CdcFailed(f"connector {self.connector} is RUNNING but sent no heartbeat to {topic} within "
-                                    f"{wait_s:.0f} s: Debezium is not "
-                                    "streaming yet (is SQL Server Agent running? look at the Connect worker's log)")
+                    raise CdcFailed(
+                        f"connector {self.connector} is RUNNING but sent no heartbeat to {topic} within "
+                        f"{wait_s:.0f} s: Debezium is not "
+                        "streaming yet (is SQL Server Agent running? look at the Connect worker's log)"
+                    )
         finally:
             consumer.close()
 
@@ -272,8 +299,10 @@ class KafkaCdcWorker(CdcWorker):
                 cur.execute("SELECT to_regclass('cdc_studio.offsets') IS NOT NULL")
                 if not cur.fetchone()[0]:
                     return False
-                cur.execute("SELECT 1 FROM cdc_studio.offsets WHERE pipeline_id = %s AND left(source, %s) = %s "
-                            "LIMIT 1", (self.plan.pipeline_id, len(STREAM_PREFIX), STREAM_PREFIX))
+                cur.execute(
+                    "SELECT 1 FROM cdc_studio.offsets WHERE pipeline_id = %s AND left(source, %s) = %s LIMIT 1",
+                    (self.plan.pipeline_id, len(STREAM_PREFIX), STREAM_PREFIX),
+                )
                 return cur.fetchone() is not None
         finally:
             conn.close()
@@ -288,8 +317,9 @@ class KafkaCdcWorker(CdcWorker):
 
     def _run_connect_sink(self, client: KafkaConnectClient) -> None:
         """Sink `connect`: a JDBC sink connector applies the topics; the app follows both connectors."""
-        config = debezium.jdbc_sink_config(self.plan.pipeline_id, self.plan.target, list(self._topics),
-                                           client.plugins())
+        config = debezium.jdbc_sink_config(
+            self.plan.pipeline_id, self.plan.target, list(self._topics), client.plugins()
+        )
         self.ensure_connector(client, debezium.sink_connector_name(self.plan.pipeline_id), config)
         self.on_streaming()
         while not self.stop.wait(STATUS_EVERY_S):
@@ -306,7 +336,8 @@ class KafkaCdcWorker(CdcWorker):
         for schema, table in self._pairs:
             detail = src.table_detail(self.plan.source.database, schema, table)
             self._converters[(schema, table)] = TableConverter(
-                schema, table, {c.name: c.type for c in detail.columns}, detail.primary_key, self._types)
+                schema, table, {c.name: c.type for c in detail.columns}, detail.primary_key, self._types
+            )
             self._topics[debezium.topic_name(self.plan.pipeline_id, schema, table, database)] = (schema, table)
 
     @property
@@ -398,16 +429,21 @@ class KafkaCdcWorker(CdcWorker):
         known = {c.name for c in detail.columns}
         missing = [c for c in columns if c not in known]
         if missing:
-            raise CdcFailed(f"messages of {table[0]}.{table[1]} carry column(s) {', '.join(missing)} that the "
-                            "source table does not have")
+            raise CdcFailed(
+                f"messages of {table[0]}.{table[1]} carry column(s) {', '.join(missing)} that the "
+                "source table does not have"
+            )
         if self._sqlserver:
             target = "{}.{}".format(*self._pairs[table])
-            raise CdcFailed(f"source table {table[0]}.{table[1]} has new column(s) {', '.join(columns)}; add them to "
-                            f"{target} (with the mapped PostgreSQL types), then start again")
+            raise CdcFailed(
+                f"source table {table[0]}.{table[1]} has new column(s) {', '.join(columns)}; add them to "
+                f"{target} (with the mapped PostgreSQL types), then start again"
+            )
         relation = _RelationStub(table[0], table[1])
         self._evolve(applier, RelationChanged(relation=relation, previous=relation, added=tuple(columns)))  # type: ignore[arg-type]
-        self._converters[table] = TableConverter(table[0], table[1], {c.name: c.type for c in detail.columns},
-                                                 detail.primary_key, self._types)
+        self._converters[table] = TableConverter(
+            table[0], table[1], {c.name: c.type for c in detail.columns}, detail.primary_key, self._types
+        )
 
     def _apply_parts(self, applier: PgApplier, parts: dict[tuple[str, int], _Partition]) -> None:
         """One target transaction: the rows of every partition and each partition's offset (apply thread)."""
@@ -454,8 +490,10 @@ class KafkaCdcWorker(CdcWorker):
             if seconds >= STATUS_EVERY_S:
                 lag = self.counters.lag_bytes
                 behind = f", {lag} bytes of WAL behind" if lag is not None else ""
-                return (f"the connector says RUNNING but nobody has read its replication slot for {seconds:.0f} s"
-                        f"{behind}: the source may be down or unreachable from the Connect workers")
+                return (
+                    f"the connector says RUNNING but nobody has read its replication slot for {seconds:.0f} s"
+                    f"{behind}: the source may be down or unreachable from the Connect workers"
+                )
         return None
 
     def _watch_connector(self, client: KafkaConnectClient) -> None:
@@ -463,8 +501,10 @@ class KafkaCdcWorker(CdcWorker):
         try:
             status = client.status(self.connector)
         except ConnectNotFound:
-            raise CdcFailed(f"connector {self.connector} was deleted from the Connect cluster; start the pipeline "
-                            "again to re-create it") from None
+            raise CdcFailed(
+                f"connector {self.connector} was deleted from the Connect cluster; start the pipeline "
+                "again to re-create it"
+            ) from None
         except ConnectorError as exc:
             log.warning("pipeline %s: cannot read connector status: %s", self.plan.pipeline_id, exc)
             return
@@ -483,8 +523,13 @@ class KafkaCdcWorker(CdcWorker):
                     except ConnectNotFound:
                         pass
         except StudioError as exc:
-            log.warning("pipeline %s: could not %s connector %s: %s", self.plan.pipeline_id,
-                        "pause" if paused else "stop", self.connector, exc)
+            log.warning(
+                "pipeline %s: could not %s connector %s: %s",
+                self.plan.pipeline_id,
+                "pause" if paused else "stop",
+                self.connector,
+                exc,
+            )
 
 
 class _Partition:
@@ -523,8 +568,9 @@ class _InOrder:
         from confluent_kafka import TopicPartition
 
         try:
-            self.consumer.commit(offsets=[TopicPartition(p.topic, p.partition, p.last + 1) for p in parts.values()],
-                                 asynchronous=True)
+            self.consumer.commit(
+                offsets=[TopicPartition(p.topic, p.partition, p.last + 1) for p in parts.values()], asynchronous=True
+            )
         except Exception as exc:  # noqa: BLE001 - informational only
             log.debug("offset commit to Kafka failed: %s", exc)
 
@@ -555,9 +601,11 @@ def _trace(status: ConnectorStatus) -> str:
 
 
 def _status_dict(status: ConnectorStatus) -> dict:
-    return {"connector": status.name if hasattr(status, "name") else None, "state": status.state,
-            "tasks": [{"id": t.id, "state": t.state, "worker_id": t.worker_id, "trace": t.trace}
-                      for t in status.tasks]}
+    return {
+        "connector": status.name if hasattr(status, "name") else None,
+        "state": status.state,
+        "tasks": [{"id": t.id, "state": t.state, "worker_id": t.worker_id, "trace": t.trace} for t in status.tasks],
+    }
 
 
 def delete_connector(pipeline_id: int, settings: Any = None) -> None:

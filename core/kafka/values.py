@@ -158,9 +158,7 @@ _DATE_INFINITY = {-2147472692: "infinity", -2147472691: "-infinity", -622191234:
 # (294247-01-10 04:00:25.2), which would read as infinity; the negative one is before 4713 BC.
 _TS_INFINITY = {9223372036825200000: "infinity", -9223372036832400000: "-infinity"}
 _TS_MS_INFINITY = {9223372036825200: "infinity", -9223372036832400: "-infinity"}
-_ISO_TIMESTAMP = re.compile(
-    r"([+-]?\d{4,})-(\d{2})-(\d{2})T(\d{2}:\d{2}:\d{2})(\.\d+)?(Z|[+-]\d{2}(?::?\d{2}){0,2})?"
-)
+_ISO_TIMESTAMP = re.compile(r"([+-]?\d{4,})-(\d{2})-(\d{2})T(\d{2}:\d{2}:\d{2})(\.\d+)?(Z|[+-]\d{2}(?::?\d{2}){0,2})?")
 _ISO_TIME = re.compile(r"(\d{2}:\d{2}:\d{2})(\.\d+)?(Z|[+-]\d{2}(?::?\d{2}){0,2})?")
 
 
@@ -302,8 +300,12 @@ _NUMERIC_TYPE = re.compile(r"(?:numeric|decimal)(?:\s*\(.*\))?")
 _BIT_TYPE = re.compile(r"bit(?:\s*\((\d+)\))?")
 _VARBIT_TYPE = re.compile(r"(?:bit varying|varbit)(?:\s*\(\d+\))?")
 _SIMPLE: dict[str, Converter] = {
-    "boolean": _bool, "bool": _bool,
-    "real": _float, "float4": _float, "double precision": _float, "float8": _float,
+    "boolean": _bool,
+    "bool": _bool,
+    "real": _float,
+    "float4": _float,
+    "double precision": _float,
+    "float8": _float,
     "date": _date,
     "bytea": _bytea,
     "hstore": _hstore,
@@ -398,8 +400,14 @@ class TableConverter:
     pass the headers to be independent of batching).
     """
 
-    def __init__(self, schema: str, table: str, column_types: Mapping[str, str], key: list[str],
-                 types: Callable[[str], Converter] | None = None) -> None:
+    def __init__(
+        self,
+        schema: str,
+        table: str,
+        column_types: Mapping[str, str],
+        key: list[str],
+        types: Callable[[str], Converter] | None = None,
+    ) -> None:
         """`types` picks a column's converter from its source type text: `converter_for` (PostgreSQL
         sources) unless given, e.g. core.kafka.mssql_values.converter_for for SQL Server sources."""
         self.schema, self.table, self.key = schema, table, list(key)
@@ -451,14 +459,20 @@ class TableConverter:
             self._deleted = (lsn, key, before)
         return ChangeEvent(op, self.schema, self.table, key, before, after, position, commit_time, xid, unchanged)
 
-    def _moved(self, old_key: Mapping[str, str | None], before: dict[str, str | None] | None,
-               after: dict[str, str | None] | None, unchanged: frozenset[str], position: int,
-               commit_time: datetime | None, xid: Any) -> ChangeEvent:
+    def _moved(
+        self,
+        old_key: Mapping[str, str | None],
+        before: dict[str, str | None] | None,
+        after: dict[str, str | None] | None,
+        unchanged: frozenset[str],
+        position: int,
+        commit_time: datetime | None,
+        xid: Any,
+    ) -> ChangeEvent:
         if any(k not in old_key for k in self.key):
             raise ValueError(f"{self.schema}.{self.table}: a key change without the old primary key {self.key}")
         key = {k: old_key[k] for k in self.key}
-        return ChangeEvent("update", self.schema, self.table, key, before, after, position, commit_time, xid,
-                           unchanged)
+        return ChangeEvent("update", self.schema, self.table, key, before, after, position, commit_time, xid, unchanged)
 
     def _commit_time(self, ms: int | None) -> datetime | None:
         """The commit time of a message; the events of one transaction share it, so it is made once."""
@@ -472,6 +486,10 @@ class TableConverter:
         missing = frozenset(self.columns) - row.keys()
         if missing and missing != self._warned:
             self._warned = missing
-            log.warning("%s.%s: Debezium leaves column(s) %s out of its messages (a type it has no converter "
-                        "for); the target keeps NULL/default or the old value there", self.schema, self.table,
-                        ", ".join(sorted(missing)))
+            log.warning(
+                "%s.%s: Debezium leaves column(s) %s out of its messages (a type it has no converter "
+                "for); the target keeps NULL/default or the old value there",
+                self.schema,
+                self.table,
+                ", ".join(sorted(missing)),
+            )

@@ -42,8 +42,9 @@ def slots(pg: PgCluster, db: str) -> list[tuple]:
     return rows(pg, db, "SELECT slot_name, confirmed_flush_lsn::text FROM pg_replication_slots")
 
 
-async def converge(pg: PgCluster, source_db: str, target_db: str, query_src: str, query_tgt: str,
-                   timeout: float = 60) -> None:
+async def converge(
+    pg: PgCluster, source_db: str, target_db: str, query_src: str, query_tgt: str, timeout: float = 60
+) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
@@ -87,17 +88,20 @@ def writer(pg: PgCluster, db: str, stop: threading.Event, seed: int) -> None:
     conn.close()
 
 
-SEED = ("CREATE SCHEMA app",
-        "CREATE TABLE app.items (id bigint PRIMARY KEY, name text, n int NOT NULL, big text)",
-        "INSERT INTO app.items SELECT g, 'i' || g, 0, NULL FROM generate_series(1, 20000) g")
+SEED = (
+    "CREATE SCHEMA app",
+    "CREATE TABLE app.items (id bigint PRIMARY KEY, name text, n int NOT NULL, big text)",
+    "INSERT INTO app.items SELECT g, 'i' || g, 0, NULL FROM generate_series(1, 20000) g",
+)
 ITEMS = "SELECT id, name, n, big FROM {}.items ORDER BY id"
 
 
 async def test_handoff_under_load_pause_resume_lag_and_delete(client, admin, pg, pg_db, target_db) -> None:
     run_sql(pg, pg_db, *SEED)
     src, tgt = await make_connections(client, admin, pg, pg_db, target_db)
-    body = pipeline_body(src, tgt, source_schema="app", target_schema="copy", tables=["items"],
-                         mode="FULL_LOAD_AND_CDC")
+    body = pipeline_body(
+        src, tgt, source_schema="app", target_schema="copy", tables=["items"], mode="FULL_LOAD_AND_CDC"
+    )
     pid = (await client.post("/api/v1/pipelines", headers=admin, json=body)).json()["id"]
     assert (await client.post(f"/api/v1/pipelines/{pid}/validate", headers=admin)).json()["ok"] is True
     stop = threading.Event()
@@ -163,17 +167,23 @@ async def test_cdc_only_schema_change_toast_and_truncate(client, admin, pg, pg_d
     # CDC_ONLY created the target table empty and now carries only new changes.
     assert rows(pg, target_db, "SELECT count(*) FROM app.items") == [(0,)]
     # md5 text barely compresses: 320 kB is stored out of line (TOAST) and not resent by unrelated updates.
-    run_sql(pg, pg_db, "INSERT INTO app.items SELECT 900001, 'a', 0, string_agg(md5(g::text), '')"
-                       " FROM generate_series(1, 10000) g",
-            "INSERT INTO app.items VALUES (900002, 'b', 0, NULL)")
+    run_sql(
+        pg,
+        pg_db,
+        "INSERT INTO app.items SELECT 900001, 'a', 0, string_agg(md5(g::text), '') FROM generate_series(1, 10000) g",
+        "INSERT INTO app.items VALUES (900002, 'b', 0, NULL)",
+    )
     run_sql(pg, pg_db, "UPDATE app.items SET n = n + 1 WHERE id = 900001")  # big is TOASTed and unchanged
     run_sql(pg, pg_db, "UPDATE app.items SET id = 900003 WHERE id = 900002")  # a key update
-    run_sql(pg, pg_db, "ALTER TABLE app.items ADD COLUMN color text",
-            "INSERT INTO app.items (id, name, n, color) VALUES (900004, 'c', 0, 'red')")
+    run_sql(
+        pg,
+        pg_db,
+        "ALTER TABLE app.items ADD COLUMN color text",
+        "INSERT INTO app.items (id, name, n, color) VALUES (900004, 'c', 0, 'red')",
+    )
     query = "SELECT id, n, length(big), color FROM app.items WHERE id > 900000 ORDER BY id"
     await converge(pg, pg_db, target_db, query, query)
-    assert rows(pg, target_db, query) == [(900001, 1, 320_000, None), (900003, 0, None, None),
-                                          (900004, 0, None, "red")]
+    assert rows(pg, target_db, query) == [(900001, 1, 320_000, None), (900003, 0, None, None), (900004, 0, None, "red")]
     run_sql(pg, pg_db, "TRUNCATE app.items")
     await converge(pg, pg_db, target_db, "SELECT count(*) FROM app.items", "SELECT count(*) FROM app.items")
     # A dropped source table stops the pipeline in ERROR with the reason; the target keeps its data.

@@ -49,14 +49,36 @@ def crash_pipeline(app: AppProcess, h: dict, pg: PgCluster, source: str, target:
     """Source and target connections and a FULL_LOAD_AND_CDC pipeline of crash.counters on a running app."""
     ids = []
     for name, db, usage in (("s", source, "source"), ("t", target, "target")):
-        r = httpx.post(f"{app.base}/api/v1/connections", headers=h, json={
-            "name": name, "kind": "postgresql", "usage": usage, "host": pg.host, "port": pg.port,
-            "database": db, "username": pg.user, "password": pg.password})
+        r = httpx.post(
+            f"{app.base}/api/v1/connections",
+            headers=h,
+            json={
+                "name": name,
+                "kind": "postgresql",
+                "usage": usage,
+                "host": pg.host,
+                "port": pg.port,
+                "database": db,
+                "username": pg.user,
+                "password": pg.password,
+            },
+        )
         ids.append(r.json()["id"])
-    r = httpx.post(f"{app.base}/api/v1/pipelines", headers=h, timeout=30, json={
-        "name": "crash", "source_connection_id": ids[0], "target_connection_id": ids[1],
-        "source_schema": "crash", "target_schema": "crash", "tables": ["counters"],
-        "mode": "FULL_LOAD_AND_CDC", **extra})
+    r = httpx.post(
+        f"{app.base}/api/v1/pipelines",
+        headers=h,
+        timeout=30,
+        json={
+            "name": "crash",
+            "source_connection_id": ids[0],
+            "target_connection_id": ids[1],
+            "source_schema": "crash",
+            "target_schema": "crash",
+            "tables": ["counters"],
+            "mode": "FULL_LOAD_AND_CDC",
+            **extra,
+        },
+    )
     assert r.status_code == 201, r.text
     return r.json()["id"]
 
@@ -64,8 +86,12 @@ def crash_pipeline(app: AppProcess, h: dict, pg: PgCluster, source: str, target:
 def test_sigkill_mid_stream_loses_and_repeats_nothing(pg: PgCluster, pg_db: str, tmp_path) -> None:
     target = pg_db + "_tgt"
     pg.create_database(target)
-    sql(pg, pg_db, "CREATE SCHEMA crash; CREATE TABLE crash.counters (id int PRIMARY KEY, n bigint NOT NULL);"
-                   "INSERT INTO crash.counters SELECT g, 0 FROM generate_series(1, 1000) g")
+    sql(
+        pg,
+        pg_db,
+        "CREATE SCHEMA crash; CREATE TABLE crash.counters (id int PRIMARY KEY, n bigint NOT NULL);"
+        "INSERT INTO crash.counters SELECT g, 0 FROM generate_series(1, 1000) g",
+    )
     app = AppProcess(tmp_path / "data", tmp_path / "app.log")
     stop = threading.Event()
     counts = {"increments": 0}
@@ -106,8 +132,12 @@ def test_a_graceful_app_restart_resumes_cdc(pg: PgCluster, pg_db: str, tmp_path)
     """SIGTERM (an upgrade, a redeploy) is not a stop: the pipeline comes back RUNNING and catches up."""
     target = pg_db + "_tgt"
     pg.create_database(target)
-    sql(pg, pg_db, "CREATE SCHEMA crash; CREATE TABLE crash.counters (id int PRIMARY KEY, n bigint NOT NULL);"
-                   "INSERT INTO crash.counters SELECT g, 0 FROM generate_series(1, 100) g")
+    sql(
+        pg,
+        pg_db,
+        "CREATE SCHEMA crash; CREATE TABLE crash.counters (id int PRIMARY KEY, n bigint NOT NULL);"
+        "INSERT INTO crash.counters SELECT g, 0 FROM generate_series(1, 100) g",
+    )
     app = AppProcess(tmp_path / "data", tmp_path / "app.log")
     try:
         app.start()

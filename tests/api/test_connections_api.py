@@ -13,16 +13,26 @@ SECRET = "Sup3r-Secret-Pa55word"
 
 
 def body(**overrides) -> dict:
-    b = {"name": "warehouse", "kind": "postgresql", "usage": "source", "host": "db.example.com", "port": 5432,
-         "database": "shop", "username": "etl", "password": SECRET, "schema": "public",
-         "options": {"sslmode": "prefer"}}
+    b = {
+        "name": "warehouse",
+        "kind": "postgresql",
+        "usage": "source",
+        "host": "db.example.com",
+        "port": 5432,
+        "database": "shop",
+        "username": "etl",
+        "password": SECRET,
+        "schema": "public",
+        "options": {"sslmode": "prefer"},
+    }
     b.update(overrides)
     return b
 
 
 def pg_body(pg: PgCluster, database: str, **overrides) -> dict:
-    return body(host=pg.host, port=pg.port, database=database, username=pg.user, password=pg.password,
-                options={}, **overrides)
+    return body(
+        host=pg.host, port=pg.port, database=database, username=pg.user, password=pg.password, options={}, **overrides
+    )
 
 
 async def count(client, headers) -> int:
@@ -61,8 +71,12 @@ async def test_crud_and_password_is_write_only(client: httpx.AsyncClient, admin,
     assert r.status_code == 204
     assert await count(client, admin) == 0
     trail = (await client.get("/api/v1/audit", headers=admin)).json()
-    assert [e["action"] for e in trail][:4] == ["connection.delete", "connection.update", "connection.update",
-                                                "connection.create"]
+    assert [e["action"] for e in trail][:4] == [
+        "connection.delete",
+        "connection.update",
+        "connection.update",
+        "connection.create",
+    ]
     assert all(SECRET not in str(e) for e in trail)
 
 
@@ -111,8 +125,12 @@ async def test_default_port_by_kind(client, admin) -> None:
 
 
 async def test_unknown_connection_is_404(client, admin) -> None:
-    for method, path in [("GET", "/api/v1/connections/999"), ("POST", "/api/v1/connections/999/test"),
-                         ("GET", "/api/v1/connections/999/tables"), ("DELETE", "/api/v1/connections/999")]:
+    for method, path in [
+        ("GET", "/api/v1/connections/999"),
+        ("POST", "/api/v1/connections/999/test"),
+        ("GET", "/api/v1/connections/999/tables"),
+        ("DELETE", "/api/v1/connections/999"),
+    ]:
         assert (await client.request(method, path, headers=admin)).status_code == 404
 
 
@@ -150,10 +168,14 @@ async def test_discovery_in_the_picked_database(client, admin, pg: PgCluster, pg
     with conn.cursor() as cur:
         cur.execute("CREATE SCHEMA sales")
         cur.execute("CREATE TABLE sales.customers (id int PRIMARY KEY, name text NOT NULL)")
-        cur.execute("CREATE TABLE sales.orders (id int PRIMARY KEY, customer_id int REFERENCES sales.customers,"
-                    " total numeric(12,2) DEFAULT 0)")
-        cur.execute("CREATE TABLE sales.order_lines (order_id int REFERENCES sales.orders, line int, sku text,"
-                    " PRIMARY KEY (order_id, line))")
+        cur.execute(
+            "CREATE TABLE sales.orders (id int PRIMARY KEY, customer_id int REFERENCES sales.customers,"
+            " total numeric(12,2) DEFAULT 0)"
+        )
+        cur.execute(
+            "CREATE TABLE sales.order_lines (order_id int REFERENCES sales.orders, line int, sku text,"
+            " PRIMARY KEY (order_id, line))"
+        )
         cur.execute("CREATE TABLE sales.audit (msg text)")
         cur.execute("INSERT INTO sales.customers SELECT g, 'c' || g FROM generate_series(1, 321) g")
         cur.execute("INSERT INTO sales.orders SELECT g, 1 + g % 321, g FROM generate_series(1, 777) g")
@@ -171,8 +193,11 @@ async def test_discovery_in_the_picked_database(client, admin, pg: PgCluster, pg
     assert tables["audit"]["has_primary_key"] is False and tables["orders"]["has_primary_key"] is True
     assert tables["orders"]["size_bytes"] > 0
     assert set(tables["orders"]) >= {"schema", "name", "row_count", "size_bytes", "has_primary_key"}
-    exact = (await client.get(f"{base}/tables", headers=admin,
-                              params={"database": pg_db, "schema": "sales", "exact": "true"})).json()
+    exact = (
+        await client.get(
+            f"{base}/tables", headers=admin, params={"database": pg_db, "schema": "sales", "exact": "true"}
+        )
+    ).json()
     assert {t["name"]: t["row_count"] for t in exact}["orders"] == 777
     r = await client.get(f"{base}/tables/sales/orders", headers=admin, params={"database": pg_db})
     detail = r.json()
@@ -186,8 +211,11 @@ async def test_discovery_in_the_picked_database(client, admin, pg: PgCluster, pg
     assert r.json()["row_count"] == 777
     r = await client.get(f"{base}/tables/sales/nope", headers=admin, params={"database": pg_db})
     assert r.status_code == 404
-    r = await client.get(f"{base}/dependencies", headers=admin,
-                         params={"database": pg_db, "schema": "sales", "tables": "order_lines,orders,customers,audit"})
+    r = await client.get(
+        f"{base}/dependencies",
+        headers=admin,
+        params={"database": pg_db, "schema": "sales", "tables": "order_lines,orders,customers,audit"},
+    )
     deps = r.json()
     order = deps["order"]
     assert order.index("customers") < order.index("orders") < order.index("order_lines")

@@ -17,8 +17,17 @@ def make_pipeline(name: str) -> int:
         c = Connection(name=f"c-{name}", kind="postgresql", host="h", port=5432, database="d", username="u")
         session.add(c)
         session.flush()
-        p = Pipeline(name=name, source_connection_id=c.id, target_connection_id=c.id, source_database="d",
-                     source_schema="s", target_database="d", target_schema="t", tables=["x"], mode="CDC_ONLY")
+        p = Pipeline(
+            name=name,
+            source_connection_id=c.id,
+            target_connection_id=c.id,
+            source_database="d",
+            source_schema="s",
+            target_database="d",
+            target_schema="t",
+            tables=["x"],
+            mode="CDC_ONLY",
+        )
         session.add(p)
         session.flush()
         return p.id
@@ -26,9 +35,16 @@ def make_pipeline(name: str) -> int:
 
 def change(op: str, i: int, table: str = "orders") -> ChangeEvent:
     row = {"id": str(i), "note": f"n{i}"}
-    return ChangeEvent(op=op, schema="public", table=table, key={"id": str(i)},
-                       before=row if op != "insert" else None, after=row if op != "delete" else None,
-                       position=1000 + i, commit_time=datetime.now(UTC))
+    return ChangeEvent(
+        op=op,
+        schema="public",
+        table=table,
+        key={"id": str(i)},
+        before=row if op != "insert" else None,
+        after=row if op != "delete" else None,
+        position=1000 + i,
+        commit_time=datetime.now(UTC),
+    )
 
 
 async def test_dashboard_aggregates_rollups(client, admin, viewer) -> None:
@@ -49,8 +65,9 @@ async def test_event_log_is_capped_and_filtered(client, admin, monkeypatch) -> N
     monitoring.record_applied(a, [change("insert", i) for i in range(20)])
     monitoring.record_applied(a, [change("update", i) for i in range(20)])
     monitoring.record_applied(b, [change("delete", i, "customers") for i in range(3)])
-    events = (await client.get("/api/v1/monitoring/events", headers=admin, params={"pipeline_id": a,
-                                                                                    "limit": 1000})).json()
+    events = (
+        await client.get("/api/v1/monitoring/events", headers=admin, params={"pipeline_id": a, "limit": 1000})
+    ).json()
     assert len(events) == 25  # capped per pipeline, the newest kept
     assert events[0]["op"] == "update" and events[0]["key"] == {"id": "19"}
     assert events[-1]["op"] == "insert" and events[-1]["key"] == {"id": "15"}

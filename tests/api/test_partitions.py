@@ -92,8 +92,9 @@ async def converge(source, target, tables: tuple[str, ...], timeout: float = 60)
 async def test_partitioned_table_loads_and_streams_as_one_table(client, admin, pg, pg_db, target_db) -> None:
     run_sql(pg, pg_db, *SCHEMA)
     src, tgt = await make_connections(client, admin, pg, pg_db, target_db)
-    body = pipeline_body(src, tgt, source_schema="sales", target_schema="sales_copy", tables=["*"],
-                         mode="FULL_LOAD_AND_CDC")
+    body = pipeline_body(
+        src, tgt, source_schema="sales", target_schema="sales_copy", tables=["*"], mode="FULL_LOAD_AND_CDC"
+    )
     r = await client.post("/api/v1/pipelines", headers=admin, json=body)
     assert r.status_code == 201, r.text
     pid = r.json()["id"]
@@ -113,9 +114,11 @@ async def test_partitioned_table_loads_and_streams_as_one_table(client, admin, p
         run_sql(pg, pg_db, *LATER)
         await converge(source, target, ("customers", "orders"))
         with target.cursor() as cur:
-            cur.execute("SELECT c.relname, c.relkind::text FROM pg_class c JOIN pg_namespace n ON n.oid = "
-                        "c.relnamespace WHERE n.nspname = 'sales_copy' AND c.relkind IN ('r', 'p', 'v', 'm') "
-                        "ORDER BY 1")
+            cur.execute(
+                "SELECT c.relname, c.relkind::text FROM pg_class c JOIN pg_namespace n ON n.oid = "
+                "c.relnamespace WHERE n.nspname = 'sales_copy' AND c.relkind IN ('r', 'p', 'v', 'm') "
+                "ORDER BY 1"
+            )
             assert cur.fetchall() == [("customers", "r"), ("orders", "r")]
         with source.cursor() as cur:  # rows live in every partition, the later ones included
             cur.execute("SELECT tableoid::regclass::text, count(*) FROM sales.orders GROUP BY 1")

@@ -29,13 +29,17 @@ def seed_source(pg: PgCluster, db: str) -> None:
     with conn.cursor() as cur:
         cur.execute("CREATE SCHEMA shop")
         cur.execute("CREATE TABLE shop.customers (id int PRIMARY KEY, name text NOT NULL)")
-        cur.execute("CREATE TABLE shop.orders (id bigint PRIMARY KEY, customer_id int REFERENCES shop.customers,"
-                    " amount numeric(12,2), note text)")
+        cur.execute(
+            "CREATE TABLE shop.orders (id bigint PRIMARY KEY, customer_id int REFERENCES shop.customers,"
+            " amount numeric(12,2), note text)"
+        )
         cur.execute("CREATE TABLE shop.cust_archive (id int PRIMARY KEY)")
         cur.execute("CREATE TABLE shop.nokey (v text)")
         cur.execute("INSERT INTO shop.customers SELECT g, 'c' || g FROM generate_series(1, 500) g")
-        cur.execute("INSERT INTO shop.orders SELECT g, 1 + g % 500, g * 1.5, repeat('x', g % 40)"
-                    " FROM generate_series(1, 5000) g")
+        cur.execute(
+            "INSERT INTO shop.orders SELECT g, 1 + g % 500, g * 1.5, repeat('x', g % 40)"
+            " FROM generate_series(1, 5000) g"
+        )
         cur.execute("INSERT INTO shop.nokey SELECT 'v' || g FROM generate_series(1, 10) g")
     conn.close()
 
@@ -43,18 +47,38 @@ def seed_source(pg: PgCluster, db: str) -> None:
 async def make_connections(client, admin, pg: PgCluster, source_db: str, target_db: str) -> tuple[int, int]:
     ids = []
     for name, db, usage in (("src", source_db, "source"), ("tgt", target_db, "target")):
-        r = await client.post("/api/v1/connections", headers=admin, json={
-            "name": name, "kind": "postgresql", "usage": usage, "host": pg.host, "port": pg.port,
-            "database": db, "username": pg.user, "password": pg.password})
+        r = await client.post(
+            "/api/v1/connections",
+            headers=admin,
+            json={
+                "name": name,
+                "kind": "postgresql",
+                "usage": usage,
+                "host": pg.host,
+                "port": pg.port,
+                "database": db,
+                "username": pg.user,
+                "password": pg.password,
+            },
+        )
         assert r.status_code == 201, r.text
         ids.append(r.json()["id"])
     return ids[0], ids[1]
 
 
 def pipeline_body(src: int, tgt: int, **overrides) -> dict:
-    body = {"name": "shop copy", "description": "nightly", "source_connection_id": src, "target_connection_id": tgt,
-            "source_schema": "shop", "target_schema": "shop_copy", "tables": ["customers", "orders"],
-            "mode": "FULL_LOAD_ONLY", "auto_create": True, "target_table_policy": "fail"}
+    body = {
+        "name": "shop copy",
+        "description": "nightly",
+        "source_connection_id": src,
+        "target_connection_id": tgt,
+        "source_schema": "shop",
+        "target_schema": "shop_copy",
+        "tables": ["customers", "orders"],
+        "mode": "FULL_LOAD_ONLY",
+        "auto_create": True,
+        "target_table_policy": "fail",
+    }
     body.update(overrides)
     return body
 
@@ -113,8 +137,13 @@ async def test_usage_and_duplicates(client, admin, viewer, pg, pg_db, target_db)
 async def test_preview_validate_load_and_history(client, admin, pg, pg_db, target_db) -> None:
     seed_source(pg, pg_db)
     src, tgt = await make_connections(client, admin, pg, pg_db, target_db)
-    body = pipeline_body(src, tgt, tables=["cust*", "orders", "nokey"], exclude=["cust_archive"],
-                         table_mappings=[{"source": "orders", "target": "orders_v2"}])
+    body = pipeline_body(
+        src,
+        tgt,
+        tables=["cust*", "orders", "nokey"],
+        exclude=["cust_archive"],
+        table_mappings=[{"source": "orders", "target": "orders_v2"}],
+    )
     r = await client.post("/api/v1/pipelines", headers=admin, json=body)
     assert r.status_code == 201, r.text
     p = r.json()
@@ -154,8 +183,16 @@ async def test_preview_validate_load_and_history(client, admin, pg, pg_db, targe
     runs = (await client.get(f"/api/v1/pipelines/{pid}/runs", headers=admin)).json()
     assert [r["status"] for r in runs] == ["COMPLETED"]
     assert runs[0]["rows_processed"] == 5510 and runs[0]["completed_at"] and runs[0]["run_type"] == "FULL_LOAD"
-    assert set(runs[0]) >= {"id", "run_type", "status", "started_at", "completed_at", "rows_processed",
-                            "rows_failed", "error_message"}
+    assert set(runs[0]) >= {
+        "id",
+        "run_type",
+        "status",
+        "started_at",
+        "completed_at",
+        "rows_processed",
+        "rows_failed",
+        "error_message",
+    }
     # Switch to truncate and run again: completes.
     r = await client.put(f"/api/v1/pipelines/{pid}", headers=admin, json={"target_table_policy": "truncate"})
     assert r.status_code == 200, r.text

@@ -84,23 +84,50 @@ def execute(pg: PgCluster, db: str, statement: str, params: tuple | None = None)
 
 def target_relations(pg: PgCluster, db: str) -> dict[str, str]:
     """relname -> relkind of every relation of the target schema."""
-    return dict(execute(pg, db, "SELECT c.relname, c.relkind::text FROM pg_class c JOIN pg_namespace n "
-                                "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind IN "
-                                "('r', 'p', 'v', 'm', 'f')", (TGT,)))
+    return dict(
+        execute(
+            pg,
+            db,
+            "SELECT c.relname, c.relkind::text FROM pg_class c JOIN pg_namespace n "
+            "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind IN "
+            "('r', 'p', 'v', 'm', 'f')",
+            (TGT,),
+        )
+    )
 
 
 def make_pipeline(api: Api, pg: PgCluster, source_db: str, target_db: str) -> int:
     ids = []
     for name, db, usage in (("rental source", source_db, "source"), ("rental target", target_db, "target")):
-        r = api.post("/connections", {"name": name, "kind": "postgresql", "usage": usage, "host": pg.host,
-                                      "port": pg.port, "database": db, "username": pg.user,
-                                      "password": pg.password})
+        r = api.post(
+            "/connections",
+            {
+                "name": name,
+                "kind": "postgresql",
+                "usage": usage,
+                "host": pg.host,
+                "port": pg.port,
+                "database": db,
+                "username": pg.user,
+                "password": pg.password,
+            },
+        )
         assert r.status_code == 201, r.text
         ids.append(r.json()["id"])
-    r = api.post("/pipelines", {
-        "name": "rental replica", "source_connection_id": ids[0], "target_connection_id": ids[1],
-        "source_schema": SRC, "target_schema": TGT, "tables": ["*"], "mode": "FULL_LOAD_AND_CDC",
-        "on_table_error": "continue", "schema_drift": "propagate_columns"})
+    r = api.post(
+        "/pipelines",
+        {
+            "name": "rental replica",
+            "source_connection_id": ids[0],
+            "target_connection_id": ids[1],
+            "source_schema": SRC,
+            "target_schema": TGT,
+            "tables": ["*"],
+            "mode": "FULL_LOAD_AND_CDC",
+            "on_table_error": "continue",
+            "schema_drift": "propagate_columns",
+        },
+    )
     assert r.status_code == 201, r.text
     assert set(r.json()["tables"]) == {"*"}
     return r.json()["id"]
@@ -112,12 +139,14 @@ def check_validation(report: dict) -> None:
     assert sources == {f"{SRC}.{t}" for t in rs.TABLES}, sources  # no views, no matview, no partitions
     keyless = table_row(report["tables"], rs.KEYLESS)
     assert any("primary key" in e.lower() for e in keyless.get("errors", [])), (
-        f"the keyless table's row carries no error of its own: {keyless}; report errors: {report['errors']}")
+        f"the keyless table's row carries no error of its own: {keyless}; report errors: {report['errors']}"
+    )
     table, column = rs.GENERATED
     generated = table_row(report["tables"], table)
     said = generated.get("warnings", []) + generated.get("errors", []) + report["warnings"]
     assert any(column in w and "generated" in w.lower() for w in said), (
-        f"how the generated column {table}.{column} is handled is not reported: {generated}; {report['warnings']}")
+        f"how the generated column {table}.{column} is handled is not reported: {generated}; {report['warnings']}"
+    )
     assert not generated.get("errors"), generated
     for name in SYNCED:
         row = table_row(report["tables"], name)
@@ -152,8 +181,14 @@ def assert_keyless_refused(status: dict) -> None:
         assert row["status"] != "FAILED" and not row.get("error"), f"{name} should stream: {row}"
 
 
-def wait_converged(api: Api, pid: int, source, target, timeout: float = 60,  # noqa: ANN001
-                   tables: tuple[str, ...] = SYNCED) -> None:
+def wait_converged(
+    api: Api,
+    pid: int,
+    source,
+    target,
+    timeout: float = 60,  # noqa: ANN001
+    tables: tuple[str, ...] = SYNCED,
+) -> None:
     """Until every table equals the source; on timeout fail with the differences and the slot."""
     deadline = time.monotonic() + timeout
     while True:
@@ -162,16 +197,22 @@ def wait_converged(api: Api, pid: int, source, target, timeout: float = 60,  # n
             return
         if time.monotonic() > deadline:
             with source.cursor() as cur:
-                cur.execute("SELECT slot_name, active, confirmed_flush_lsn::text, pg_current_wal_lsn()::text "
-                            "FROM pg_replication_slots")
+                cur.execute(
+                    "SELECT slot_name, active, confirmed_flush_lsn::text, pg_current_wal_lsn()::text "
+                    "FROM pg_replication_slots"
+                )
                 slots = cur.fetchall()
-            pytest.fail(f"target did not converge in {timeout} s; slots {slots}; status {api.status(pid)}\n"
-                        + "\n".join(diffs) + f"\n--- app log ---\n{api.log_tail()}")
+            pytest.fail(
+                f"target did not converge in {timeout} s; slots {slots}; status {api.status(pid)}\n"
+                + "\n".join(diffs)
+                + f"\n--- app log ---\n{api.log_tail()}"
+            )
         time.sleep(0.5)
 
 
 def test_real_schema_full_load_and_cdc_under_writer_with_drift_partitions_and_crash(
-        pg: PgCluster, pg_db: str, tmp_path) -> None:
+    pg: PgCluster, pg_db: str, tmp_path
+) -> None:
     target_db = pg_db + "_tgt"
     pg.create_database(target_db)
     source, target = pg.connect(pg_db), pg.connect(target_db)
@@ -197,17 +238,25 @@ def test_real_schema_full_load_and_cdc_under_writer_with_drift_partitions_and_cr
 
         # While streaming: a column whose type is a non-ASCII domain over bigint, another with a default.
         time.sleep(1.0)
-        execute(pg, pg_db, f'CREATE DOMAIN {SRC}."points_fidélité" AS bigint CHECK (VALUE >= 0);'
-                           f'ALTER TABLE {SRC}.customer ADD COLUMN loyalty_points {SRC}."points_fidélité"')
+        execute(
+            pg,
+            pg_db,
+            f'CREATE DOMAIN {SRC}."points_fidélité" AS bigint CHECK (VALUE >= 0);'
+            f'ALTER TABLE {SRC}.customer ADD COLUMN loyalty_points {SRC}."points_fidélité"',
+        )
         writer.use_points = True
         execute(pg, pg_db, f"ALTER TABLE {SRC}.film ADD COLUMN origin text NOT NULL DEFAULT 'catalog'")
         time.sleep(1.0)
         # Later partitions: one created as a partition, one created alone and attached.
         execute(pg, pg_db, rs.partition_ddl(SRC, JULY, source))
         writer.add_month(JULY)
-        execute(pg, pg_db, f"CREATE TABLE {SRC}.payment_p2022_08 (LIKE {SRC}.payment INCLUDING DEFAULTS);"
-                           f"ALTER TABLE {SRC}.payment ATTACH PARTITION {SRC}.payment_p2022_08 "
-                           "FOR VALUES FROM ('2022-08-01 00:00+00') TO ('2022-09-01 00:00+00')")
+        execute(
+            pg,
+            pg_db,
+            f"CREATE TABLE {SRC}.payment_p2022_08 (LIKE {SRC}.payment INCLUDING DEFAULTS);"
+            f"ALTER TABLE {SRC}.payment ATTACH PARTITION {SRC}.payment_p2022_08 "
+            "FOR VALUES FROM ('2022-08-01 00:00+00') TO ('2022-09-01 00:00+00')",
+        )
         writer.add_month(AUGUST)
         time.sleep(2.0)
         status = api.status(pid)
@@ -230,8 +279,12 @@ def test_real_schema_full_load_and_cdc_under_writer_with_drift_partitions_and_cr
         wait_converged(api, pid, source, target)
         rs.assert_same(source, target, SRC, TGT, SYNCED)
         # The defaults reached the rows that existed before the columns did (assert_same says so too).
-        assert execute(pg, target_db, f"SELECT count(*) FROM {TGT}.customer WHERE customer_id <= 600 "
-                                      "AND channel IN ('store', 'web', 'app', 'phone')") == [(600,)]
+        assert execute(
+            pg,
+            target_db,
+            f"SELECT count(*) FROM {TGT}.customer WHERE customer_id <= 600 "
+            "AND channel IN ('store', 'web', 'app', 'phone')",
+        ) == [(600,)]
         assert execute(pg, target_db, f"SELECT count(*) FROM {TGT}.film WHERE origin = 'catalog'") == [(1000,)]
         assert execute(pg, target_db, f"SELECT count(*) FROM {TGT}.customer WHERE loyalty_points > 0")[0][0] > 0
 
@@ -271,8 +324,11 @@ def test_a_refused_table_is_retried_alone_once_it_has_a_key(pg: PgCluster, pg_db
         r = api.post(f"/pipelines/{pid}/start")
         assert r.status_code == 200, r.text
         assert_keyless_refused(wait_state(api, pid, {"RUNNING"}))
-        execute(pg, pg_db, f"ALTER TABLE {SRC}.{rs.KEYLESS} ADD COLUMN log_id bigint "
-                           "GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY")
+        execute(
+            pg,
+            pg_db,
+            f"ALTER TABLE {SRC}.{rs.KEYLESS} ADD COLUMN log_id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY",
+        )
         r = api.post(f"/pipelines/{pid}/tables/{quote(f'{SRC}.{rs.KEYLESS}', safe='')}/retry")
         assert r.status_code in (200, 202), r.text
         time.sleep(2.0)  # the writer's film edits keep filling the audit log, its pruning deletes from it

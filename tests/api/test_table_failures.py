@@ -38,8 +38,17 @@ BAD = "SELECT id, v FROM {}.bad ORDER BY id"
 
 async def _pipeline(client, admin, pg, pg_db, target_db, conns: tuple[int, int] | None = None, **overrides) -> int:
     src, tgt = conns or await make_connections(client, admin, pg, pg_db, target_db)
-    body = pipeline_body(src, tgt, **{"source_schema": "app", "target_schema": "copy", "mode": "FULL_LOAD_AND_CDC",
-                                      "tables": ["good", "bad"], **overrides})
+    body = pipeline_body(
+        src,
+        tgt,
+        **{
+            "source_schema": "app",
+            "target_schema": "copy",
+            "mode": "FULL_LOAD_AND_CDC",
+            "tables": ["good", "bad"],
+            **overrides,
+        },
+    )
     r = await client.post("/api/v1/pipelines", headers=admin, json=body)
     assert r.status_code == 201, r.text
     return r.json()["id"]
@@ -92,8 +101,12 @@ async def test_a_refused_table_fails_alone_while_the_others_stream(client, admin
 async def test_a_table_that_fails_to_load_is_set_aside_then_retried(client, admin, pg, pg_db, target_db) -> None:
     run_sql(pg, pg_db, *SEED, "UPDATE app.bad SET v = 500 WHERE id = 7")
     # The target refuses one of bad's rows: its load fails, good's does not.
-    run_sql(pg, target_db, "CREATE SCHEMA copy", "CREATE TABLE copy.bad (id int PRIMARY KEY, v int NOT NULL "
-            "CONSTRAINT small CHECK (v < 100))")
+    run_sql(
+        pg,
+        target_db,
+        "CREATE SCHEMA copy",
+        "CREATE TABLE copy.bad (id int PRIMARY KEY, v int NOT NULL CONSTRAINT small CHECK (v < 100))",
+    )
     pid = await _pipeline(client, admin, pg, pg_db, target_db)
     assert (await client.post(f"/api/v1/pipelines/{pid}/start", headers=admin)).status_code == 200
     status = await _table(client, admin, pid, "app.bad", {"FAILED"})
@@ -101,8 +114,13 @@ async def test_a_table_that_fails_to_load_is_set_aside_then_retried(client, admi
     assert status["state"] == "RUNNING" and status["cdc_status"] == "RUNNING", status
     bad = next(t for t in status["tables"] if t["source"] == "app.bad")
     assert "small" in bad["error"], bad
-    run_sql(pg, pg_db, "UPDATE app.good SET v = -v WHERE id % 7 = 0", "DELETE FROM app.good WHERE id > 490",
-            "UPDATE app.bad SET v = v + 1")
+    run_sql(
+        pg,
+        pg_db,
+        "UPDATE app.good SET v = -v WHERE id % 7 = 0",
+        "DELETE FROM app.good WHERE id > 490",
+        "UPDATE app.bad SET v = v + 1",
+    )
     await converge(pg, pg_db, target_db, GOOD.format("app"), GOOD.format("copy"))
     assert rows(pg, target_db, "SELECT count(*) FROM copy.bad") == [(0,)]  # the failed copy rolled back
 
@@ -114,16 +132,22 @@ async def test_a_table_that_fails_to_load_is_set_aside_then_retried(client, admi
     status = await _table(client, admin, pid, "app.bad", {"COMPLETED"})
     status = await wait_for_state(client, admin, pid, {"RUNNING", "ERROR"})
     assert status["state"] == "RUNNING" and status["health"] == "ok", status
-    run_sql(pg, pg_db, "UPDATE app.bad SET v = v * 2 WHERE id < 20", "INSERT INTO app.bad VALUES (1000, 1)",
-            "INSERT INTO app.good VALUES (1000, 1)")
+    run_sql(
+        pg,
+        pg_db,
+        "UPDATE app.bad SET v = v * 2 WHERE id < 20",
+        "INSERT INTO app.bad VALUES (1000, 1)",
+        "INSERT INTO app.good VALUES (1000, 1)",
+    )
     await converge(pg, pg_db, target_db, BAD.format("app"), BAD.format("copy"))
     await converge(pg, pg_db, target_db, GOOD.format("app"), GOOD.format("copy"))
     r = await client.post(f"/api/v1/pipelines/{pid}/tables/{source}/retry", headers=admin)
     assert r.status_code == 409  # only a FAILED table is retried
 
 
-async def test_a_table_that_fails_to_apply_is_set_aside_and_the_rest_goes_on(client, admin, pg, pg_db,
-                                                                              target_db) -> None:
+async def test_a_table_that_fails_to_apply_is_set_aside_and_the_rest_goes_on(
+    client, admin, pg, pg_db, target_db
+) -> None:
     run_sql(pg, pg_db, *SEED)
     pid = await _pipeline(client, admin, pg, pg_db, target_db)
     assert (await client.post(f"/api/v1/pipelines/{pid}/start", headers=admin)).status_code == 200
@@ -156,8 +180,7 @@ async def test_a_table_that_fails_to_apply_is_set_aside_and_the_rest_goes_on(cli
     await converge(pg, pg_db, target_db, BAD.format("app"), BAD.format("copy"))
 
 
-async def test_slot_names_are_never_given_twice_and_delete_forgets_offsets(client, admin, pg, pg_db,
-                                                                            target_db) -> None:
+async def test_slot_names_are_never_given_twice_and_delete_forgets_offsets(client, admin, pg, pg_db, target_db) -> None:
     run_sql(pg, pg_db, *SEED)
     conns = await make_connections(client, admin, pg, pg_db, target_db)
     pid = await _pipeline(client, admin, pg, pg_db, target_db, conns, tables=["good"], mode="CDC_ONLY")
@@ -166,13 +189,17 @@ async def test_slot_names_are_never_given_twice_and_delete_forgets_offsets(clien
     assert (await client.post(f"/api/v1/pipelines/{pid}/start", headers=admin)).status_code == 200
     await wait_for_state(client, admin, pid, {"RUNNING"})
     run_sql(pg, pg_db, "INSERT INTO app.good VALUES (5000, 1)")
-    await converge(pg, pg_db, target_db, "SELECT count(*) FROM app.good WHERE id = 5000",
-                   "SELECT count(*) FROM copy.good WHERE id = 5000")
+    await converge(
+        pg,
+        pg_db,
+        target_db,
+        "SELECT count(*) FROM app.good WHERE id = 5000",
+        "SELECT count(*) FROM copy.good WHERE id = 5000",
+    )
     assert [s for s, _ in slots(pg, pg_db)] == [first]
     assert rows(pg, target_db, f"SELECT count(*) FROM cdc_studio.offsets WHERE pipeline_id = {pid}") == [(1,)]
     assert (await client.delete(f"/api/v1/pipelines/{pid}", headers=admin)).status_code == 204
     assert rows(pg, target_db, f"SELECT count(*) FROM cdc_studio.offsets WHERE pipeline_id = {pid}") == [(0,)]
-    again = await _pipeline(client, admin, pg, pg_db, target_db, conns, tables=["good"], mode="CDC_ONLY",
-                            name="again")
+    again = await _pipeline(client, admin, pg, pg_db, target_db, conns, tables=["good"], mode="CDC_ONLY", name="again")
     second = (await client.get(f"/api/v1/pipelines/{again}", headers=admin)).json()["slot_name"]
     assert again != pid and second != first

@@ -22,8 +22,9 @@ ITEMS = ("public", "items")
 def spec(request, monkeypatch, pg: PgCluster, pg_db: str) -> ConnectionSpec:
     """The target; every test runs with MERGE upserts (PostgreSQL 15+) and with INSERT ... ON CONFLICT."""
     monkeypatch.setattr(statements, "USE_MERGE", request.param == "merge")
-    return ConnectionSpec(kind="postgresql", host=pg.host, port=pg.port, database=pg_db,
-                          username=pg.user, password=pg.password)
+    return ConnectionSpec(
+        kind="postgresql", host=pg.host, port=pg.port, database=pg_db, username=pg.user, password=pg.password
+    )
 
 
 @pytest.fixture
@@ -46,8 +47,9 @@ def ins(table: str, pos: int, schema: str = "public", **row) -> ChangeEvent:
 
 def upd(table: str, pos: int, key: dict, schema: str = "public", unchanged: tuple[str, ...] = (), **row) -> ChangeEvent:
     after = {k: _text(v) for k, v in row.items()}
-    return ChangeEvent("update", schema, table, {k: _text(v) for k, v in key.items()}, None, after, pos,
-                       unchanged=frozenset(unchanged))
+    return ChangeEvent(
+        "update", schema, table, {k: _text(v) for k, v in key.items()}, None, after, pos, unchanged=frozenset(unchanged)
+    )
 
 
 def dele(table: str, pos: int, key: dict, schema: str = "public") -> ChangeEvent:
@@ -106,13 +108,16 @@ def test_dedupe_within_batch(spec, db, items) -> None:
 def test_primary_key_update_moves_row(spec, db, items) -> None:
     with PgApplier(spec, 1, {ITEMS: ITEMS}) as ap:
         ap.apply([ins("items", 1, id=1, name="a", qty=1), ins("items", 1, id=3, name="c", qty=3)], 1)
-        ap.apply([
-            upd("items", 2, {"id": 1}, id=2, name="a", qty=1),  # move 1 -> 2
-            ins("items", 2, id=7, name="g", qty=7),
-            upd("items", 2, {"id": 7}, id=8, name="h", qty=8),  # inserted and moved in one batch
-            upd("items", 2, {"id": 3}, id=4, name="c", qty=3),
-            upd("items", 2, {"id": 4}, id=3, name="back", qty=3),  # moved away and back
-        ], 2)
+        ap.apply(
+            [
+                upd("items", 2, {"id": 1}, id=2, name="a", qty=1),  # move 1 -> 2
+                ins("items", 2, id=7, name="g", qty=7),
+                upd("items", 2, {"id": 7}, id=8, name="h", qty=8),  # inserted and moved in one batch
+                upd("items", 2, {"id": 3}, id=4, name="c", qty=3),
+                upd("items", 2, {"id": 4}, id=3, name="back", qty=3),  # moved away and back
+            ],
+            2,
+        )
     assert content(db) == [(2, "a", 1), (3, "back", 3), (8, "h", 8)]
 
 
@@ -128,16 +133,19 @@ def test_unchanged_toast_keeps_target_value(spec, db, docs) -> None:
     big = "x" * 100_000
     with PgApplier(spec, 1, {DOCS: DOCS}) as ap:
         ap.apply([ins("docs", 1, id=i, body=f"{big}{i}", meta='{"a": 1}', n=0) for i in (1, 2, 3, 4)], 1)
-        ap.apply([
-            upd("docs", 2, {"id": 1}, unchanged=("body",), id=1, meta='{"a": 2}', n=1),
-            upd("docs", 2, {"id": 2}, unchanged=("body", "meta"), id=2, n=2),
-            upd("docs", 2, {"id": 2}, unchanged=("body",), id=2, meta=None, n=3),  # still partial after merge
-            upd("docs", 2, {"id": 3}, unchanged=("body",), id=30, meta='{"moved": true}', n=3),  # key moved
-            ins("docs", 2, id=5, body="fresh", meta=None, n=5),
-            upd("docs", 2, {"id": 5}, unchanged=("body",), id=5, meta=None, n=6),  # body from the insert
-            upd("docs", 2, {"id": 4}, unchanged=("body",), id=4, meta=None, n=7),
-            upd("docs", 2, {"id": 4}, id=4, body="full", meta=None, n=8),  # a full update after a partial one
-        ], 2)
+        ap.apply(
+            [
+                upd("docs", 2, {"id": 1}, unchanged=("body",), id=1, meta='{"a": 2}', n=1),
+                upd("docs", 2, {"id": 2}, unchanged=("body", "meta"), id=2, n=2),
+                upd("docs", 2, {"id": 2}, unchanged=("body",), id=2, meta=None, n=3),  # still partial after merge
+                upd("docs", 2, {"id": 3}, unchanged=("body",), id=30, meta='{"moved": true}', n=3),  # key moved
+                ins("docs", 2, id=5, body="fresh", meta=None, n=5),
+                upd("docs", 2, {"id": 5}, unchanged=("body",), id=5, meta=None, n=6),  # body from the insert
+                upd("docs", 2, {"id": 4}, unchanged=("body",), id=4, meta=None, n=7),
+                upd("docs", 2, {"id": 4}, id=4, body="full", meta=None, n=8),  # a full update after a partial one
+            ],
+            2,
+        )
     got = run(db, "SELECT id, body = repeat('x', 100000) || id::text, body, meta::text, n FROM docs ORDER BY id")
     assert [(r[0], r[1], r[3], r[4]) for r in got] == [
         (1, True, '{"a": 2}', 1),
@@ -153,14 +161,17 @@ def test_unchanged_toast_keeps_target_value(spec, db, docs) -> None:
 def test_truncate_in_the_middle(spec, db, items) -> None:
     with PgApplier(spec, 1, {ITEMS: ITEMS}) as ap:
         ap.apply([ins("items", 1, id=i, name="old", qty=i) for i in (1, 2)], 1)
-        stats = ap.apply([
-            ins("items", 2, id=3, name="gone", qty=3),
-            upd("items", 2, {"id": 1}, id=1, name="gone too", qty=1),
-            trunc("items", 2),
-            ins("items", 3, id=4, name="after", qty=4),
-            upd("items", 3, {"id": 4}, id=4, name="after2", qty=5),
-            ins("items", 3, id=2, name="again", qty=2),
-        ], 3)
+        stats = ap.apply(
+            [
+                ins("items", 2, id=3, name="gone", qty=3),
+                upd("items", 2, {"id": 1}, id=1, name="gone too", qty=1),
+                trunc("items", 2),
+                ins("items", 3, id=4, name="after", qty=4),
+                upd("items", 3, {"id": 4}, id=4, name="after2", qty=5),
+                ins("items", 3, id=2, name="again", qty=2),
+            ],
+            3,
+        )
         assert stats.truncates == 1
         ap.apply([trunc("items", 4)], 4)
         assert content(db) == []
@@ -177,7 +188,7 @@ TYPED_ROWS = [
     "(1, 1, 9223372036854775807, 'NaN', 1234567890.12, 'NaN', 'Infinity', E'tab\\there\\nnew\\\\back\\rcr', "
     "'ünïcødé ✓', 'ab', true, '2024-02-29', '23:59:59.999999', '12:00+05:30', '2024-01-02 03:04:05.678', "
     "'2024-01-02 03:04:05.678+02', '1 year 2 mons 3 days 04:05:06', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', "
-    "'{\"k\": [1, \"two\", null]}', '{\"b\": 1, \"a\": \"x\\ty\"}', '\\x00ff5c0a', '{1,NULL,3}', "
+    '\'{"k": [1, "two", null]}\', \'{"b": 1, "a": "x\\ty"}\', \'\\x00ff5c0a\', \'{1,NULL,3}\', '
     "'{\"a b\",NULL,\"c\\\\\\\\d\",\"\"}', 'happy', '10.0.0.1/8', '(1.5,2)')",
     "(2, -32768, -1, '-0.000001', -0.5, '-Infinity', '-Infinity', '', 'x', 'x', false, 'infinity', '00:00', "
     "'00:00+00', '-infinity', 'infinity', '-1 days', '00000000-0000-0000-0000-000000000000', 'null', '[]', '', "
@@ -191,8 +202,15 @@ TYPED_ROWS = [
 
 
 def _source_events(db, schema: str, pos: int, op: str = "insert") -> list[ChangeEvent]:
-    cols = [r[0] for r in run(db, "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
-                                  "AND NOT attisdropped ORDER BY attnum", (f"{schema}.typed",))]
+    cols = [
+        r[0]
+        for r in run(
+            db,
+            "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 "
+            "AND NOT attisdropped ORDER BY attnum",
+            (f"{schema}.typed",),
+        )
+    ]
     select = ", ".join(f'"{c}"::text' for c in cols)
     events = []
     for row in run(db, f"SELECT {select} FROM {schema}.typed ORDER BY id"):
@@ -269,15 +287,21 @@ def test_streams_keep_their_own_offsets_in_one_transaction(spec, db, items) -> N
     other = ("public", "other")
     a, b = "kafka:t.items:0", "kafka:t.other:0"
     with PgApplier(spec, 3, {ITEMS: ITEMS, other: other}) as ap:
-        stats = ap.apply_streams({a: ([ins("items", 0, id=1, name="x", qty=1), ins("items", 1, id=2, name="y",
-                                                                                   qty=2)], 1),
-                                  b: ([ins("other", 0, id=1, v="p")], 0)})
+        stats = ap.apply_streams(
+            {
+                a: ([ins("items", 0, id=1, name="x", qty=1), ins("items", 1, id=2, name="y", qty=2)], 1),
+                b: ([ins("other", 0, id=1, v="p")], 0),
+            }
+        )
         assert (stats.applied, stats.inserts) == (True, 3)
         assert ap.stored_positions("kafka:") == {a: 1, b: 0}
         # Read again after a crash: stream a is all old, stream b has one old and one new message.
-        stats = ap.apply_streams({a: ([ins("items", 1, id=2, name="CHANGED", qty=9)], 1),
-                                  b: ([ins("other", 0, id=1, v="CHANGED"), upd("other", 1, {"id": 1}, id=1, v="q")],
-                                      1)})
+        stats = ap.apply_streams(
+            {
+                a: ([ins("items", 1, id=2, name="CHANGED", qty=9)], 1),
+                b: ([ins("other", 0, id=1, v="CHANGED"), upd("other", 1, {"id": 1}, id=1, v="q")], 1),
+            }
+        )
         assert (stats.applied, stats.skipped, stats.updates) == (True, 2, 1)
         assert ap.stored_positions("kafka:") == {a: 1, b: 1}
         assert ap.stored_positions("postgres") == {}
@@ -288,18 +312,38 @@ def test_streams_keep_their_own_offsets_in_one_transaction(spec, db, items) -> N
 
 
 def test_mixed_case_and_reserved_identifiers(spec, db) -> None:
-    run(db, 'CREATE SCHEMA "My Schema"; CREATE TABLE "My Schema"."Order" '
-            '("Id" int PRIMARY KEY, "select" text, "from" int, "user" text, "Mixed ""Quote""" text)')
+    run(
+        db,
+        'CREATE SCHEMA "My Schema"; CREATE TABLE "My Schema"."Order" '
+        '("Id" int PRIMARY KEY, "select" text, "from" int, "user" text, "Mixed ""Quote""" text)',
+    )
     src = ("Src Schema", "Order")
     with PgApplier(spec, 1, {src: ("My Schema", "Order")}) as ap:
         row = {"Id": "1", "select": "s", "from": "2", "user": "u", 'Mixed "Quote"': "q"}
-        ap.apply([ChangeEvent("insert", *src, {"Id": "1"}, None, row, 1),
-                  ChangeEvent("insert", *src, {"Id": "2"}, None, {**row, "Id": "2"}, 1)], 1)
-        ap.apply([ChangeEvent("update", *src, {"Id": "1"}, None, {**row, "from": "3"}, 2, unchanged=frozenset()),
-                  ChangeEvent("update", *src, {"Id": "2"}, None, {"Id": "2", "user": "v"}, 2,
-                              unchanged=frozenset({"select", "from", 'Mixed "Quote"'})),
-                  ChangeEvent("insert", *src, {"Id": "3"}, None, {**row, "Id": "3"}, 2),
-                  ChangeEvent("delete", *src, {"Id": "3"}, None, None, 2)], 2)
+        ap.apply(
+            [
+                ChangeEvent("insert", *src, {"Id": "1"}, None, row, 1),
+                ChangeEvent("insert", *src, {"Id": "2"}, None, {**row, "Id": "2"}, 1),
+            ],
+            1,
+        )
+        ap.apply(
+            [
+                ChangeEvent("update", *src, {"Id": "1"}, None, {**row, "from": "3"}, 2, unchanged=frozenset()),
+                ChangeEvent(
+                    "update",
+                    *src,
+                    {"Id": "2"},
+                    None,
+                    {"Id": "2", "user": "v"},
+                    2,
+                    unchanged=frozenset({"select", "from", 'Mixed "Quote"'}),
+                ),
+                ChangeEvent("insert", *src, {"Id": "3"}, None, {**row, "Id": "3"}, 2),
+                ChangeEvent("delete", *src, {"Id": "3"}, None, None, 2),
+            ],
+            2,
+        )
     assert run(db, 'SELECT * FROM "My Schema"."Order" ORDER BY 1') == [(1, "s", 3, "u", "q"), (2, "s", 2, "v", "q")]
 
 
@@ -308,14 +352,19 @@ def test_composite_primary_key(spec, db) -> None:
     t = ("public", "acct")
     with PgApplier(spec, 1, {t: t}) as ap:
         ap.apply([ins("acct", 1, tenant=tn, id=i, bal=f"{i}.50") for tn in ("a", "b") for i in (1, 2)], 1)
-        ap.apply([
-            upd("acct", 2, {"tenant": "a", "id": 1}, tenant="a", id=1, bal="9.99"),
-            dele("acct", 2, {"tenant": "b", "id": 2}),
-            upd("acct", 2, {"tenant": "a", "id": 2}, tenant="c", id=2, bal="2.50"),  # key moves to tenant c
-            ins("acct", 2, tenant="b", id=1, bal="0"),  # same id, other tenant: upsert of (b, 1)
-        ], 2)
+        ap.apply(
+            [
+                upd("acct", 2, {"tenant": "a", "id": 1}, tenant="a", id=1, bal="9.99"),
+                dele("acct", 2, {"tenant": "b", "id": 2}),
+                upd("acct", 2, {"tenant": "a", "id": 2}, tenant="c", id=2, bal="2.50"),  # key moves to tenant c
+                ins("acct", 2, tenant="b", id=1, bal="0"),  # same id, other tenant: upsert of (b, 1)
+            ],
+            2,
+        )
     assert run(db, "SELECT tenant, id, bal::text FROM acct ORDER BY 1, 2") == [
-        ("a", 1, "9.99"), ("b", 1, "0.00"), ("c", 2, "2.50")
+        ("a", 1, "9.99"),
+        ("b", 1, "0.00"),
+        ("c", 2, "2.50"),
     ]
 
 
@@ -349,8 +398,11 @@ def test_new_source_column_is_reported_then_applied_after_refresh(spec, db, item
 
 
 def test_generated_and_identity_columns(spec, db) -> None:
-    run(db, "CREATE TABLE gen (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, q int, "
-            "dbl int GENERATED ALWAYS AS (q * 2) STORED)")
+    run(
+        db,
+        "CREATE TABLE gen (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, q int, "
+        "dbl int GENERATED ALWAYS AS (q * 2) STORED)",
+    )
     t = ("public", "gen")
     with PgApplier(spec, 1, {t: t}) as ap:
         ap.apply([ins("gen", 1, id=5, q=1, dbl=2), ins("gen", 1, id=6, q=2, dbl=4)], 1)
@@ -394,8 +446,13 @@ def test_large_transaction_applied_in_parts(spec, db, items) -> None:
         ap.apply([ins("items", 5, id=9, name="old", qty=9)], 5)
         ap.apply_part([ins("items", 10, id=i, name="a", qty=i) for i in (1, 2, 3)])
         # the second part deletes and re-inserts keys of the first: staged rows of part one must not come back
-        ap.apply_part([dele("items", 10, {"id": 1}), upd("items", 10, {"id": 2}, id=2, name="b", qty=20),
-                       dele("items", 10, {"id": 9})])
+        ap.apply_part(
+            [
+                dele("items", 10, {"id": 1}),
+                upd("items", 10, {"id": 2}, id=2, name="b", qty=20),
+                dele("items", 10, {"id": 9}),
+            ]
+        )
         assert content(db) == [(9, "old", 9)]  # another session sees nothing of the open parts
         stats = ap.apply([ins("items", 10, id=4, name="d", qty=4)], 10)
         assert (stats.applied, stats.inserts, stats.updates, stats.deletes) == (True, 4, 1, 2)

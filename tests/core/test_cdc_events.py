@@ -7,8 +7,18 @@ import pytest
 from core.cdc.events import normalize_op
 
 
-@pytest.mark.parametrize(("code", "op"), [("c", "insert"), ("r", "insert"), ("u", "update"), ("d", "delete"),
-                                          ("t", "truncate"), ("INSERT", "insert"), (" U ", "update")])
+@pytest.mark.parametrize(
+    ("code", "op"),
+    [
+        ("c", "insert"),
+        ("r", "insert"),
+        ("u", "update"),
+        ("d", "delete"),
+        ("t", "truncate"),
+        ("INSERT", "insert"),
+        (" U ", "update"),
+    ],
+)
 def test_normalize(code: str, op: str) -> None:
     assert normalize_op(code) == op
 

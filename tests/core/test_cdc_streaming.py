@@ -80,8 +80,16 @@ def test_stream_blocks_decode_with_their_subtransactions() -> None:
     ):
         items.extend(d.decode(m))
     assert d.open_streams == {700}
-    assert [type(i) for i in items] == [StreamStart, type(items[1]), RawInsert, RawInsert, StreamStop, StreamStart,
-                                        ChangeEvent, StreamStop]
+    assert [type(i) for i in items] == [
+        StreamStart,
+        type(items[1]),
+        RawInsert,
+        RawInsert,
+        StreamStop,
+        StreamStart,
+        ChangeEvent,
+        StreamStop,
+    ]
     assert items[0] == StreamStart(700, True) and items[5] == StreamStart(700, False)
     ins1, ins2, upd = items[2], items[3], items[6]
     assert (ins1.position, ins1.xid, ins1.after) == (UNCOMMITTED, 700, {"id": "1", "name": "a", "note": None})
@@ -143,7 +151,8 @@ def test_the_server_streams_a_large_transaction_and_its_aborts(pg: PgCluster, pg
             items: list = []
             deadline = time.monotonic() + 20
             while not any(isinstance(i, TxnEnd) for i in items) or not any(
-                    isinstance(i, StreamAbort) and i.xid == i.subxid for i in items):
+                isinstance(i, StreamAbort) and i.xid == i.subxid for i in items
+            ):
                 assert time.monotonic() < deadline, [type(i).__name__ for i in items][-20:]
                 items.extend(stream.poll(0.2))
     finally:
@@ -190,21 +199,35 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
 @pytest.fixture
 def recorded(monkeypatch: pytest.MonkeyPatch) -> list:
     got: list = []
-    monkeypatch.setattr(monitoring, "record_applied",
-                        lambda _pid, batch, _at=None, _counts=None: got.extend(expand(batch)))
+    monkeypatch.setattr(
+        monitoring, "record_applied", lambda _pid, batch, _at=None, _counts=None: got.extend(expand(batch))
+    )
     return got
 
 
-def test_engine_applies_streamed_transactions_exactly(pg: PgCluster, pg_db: str, target_db: str,  # noqa: F811
-                                                      small_work_mem, recorded, calls, monkeypatch) -> None:
+def test_engine_applies_streamed_transactions_exactly(
+    pg: PgCluster,
+    pg_db: str,
+    target_db: str,  # noqa: F811
+    small_work_mem,
+    recorded,
+    calls,
+    monkeypatch,
+) -> None:
     monkeypatch.setattr(engine, "PART_EVENTS", 500)  # parts of the streamed transactions are applied ahead
     for db in (pg_db, target_db):
         execute(pg, db, "CREATE TABLE public.acc (id int PRIMARY KEY, n int NOT NULL, pad text)")
     execute(pg, pg_db, "INSERT INTO acc SELECT g, 0, 'before' FROM generate_series(1, 100) g")
     execute(pg, target_db, "INSERT INTO acc SELECT g, 0, 'before' FROM generate_series(1, 100) g")
-    plan = CdcPlan(pipeline_id=9301, source=spec(pg, pg_db), target=spec(pg, target_db),
-                   tables=[TablePlan("public", "acc", "public", "acc")], mode="CDC_ONLY", auto_create=False,
-                   target_table_policy="append")
+    plan = CdcPlan(
+        pipeline_id=9301,
+        source=spec(pg, pg_db),
+        target=spec(pg, target_db),
+        tables=[TablePlan("public", "acc", "public", "acc")],
+        mode="CDC_ONLY",
+        auto_create=False,
+        target_table_policy="append",
+    )
     big = pg.connect(pg_db, autocommit=False)
     small = pg.connect(pg_db)
     try:
@@ -246,14 +269,26 @@ def test_engine_applies_streamed_transactions_exactly(pg: PgCluster, pg_db: str,
 
 
 def test_stop_in_the_middle_of_a_streamed_transaction_loses_nothing(
-        pg: PgCluster, pg_db: str, target_db: str, small_work_mem, recorded, calls,  # noqa: F811
-        monkeypatch) -> None:
+    pg: PgCluster,
+    pg_db: str,
+    target_db: str,
+    small_work_mem,
+    recorded,
+    calls,  # noqa: F811
+    monkeypatch,
+) -> None:
     monkeypatch.setattr(engine, "PART_EVENTS", 500)
     for db in (pg_db, target_db):
         execute(pg, db, "CREATE TABLE public.acc (id int PRIMARY KEY, n int NOT NULL, pad text)")
-    plan = CdcPlan(pipeline_id=9302, source=spec(pg, pg_db), target=spec(pg, target_db),
-                   tables=[TablePlan("public", "acc", "public", "acc")], mode="CDC_ONLY", auto_create=False,
-                   target_table_policy="append")
+    plan = CdcPlan(
+        pipeline_id=9302,
+        source=spec(pg, pg_db),
+        target=spec(pg, target_db),
+        tables=[TablePlan("public", "acc", "public", "acc")],
+        mode="CDC_ONLY",
+        auto_create=False,
+        target_table_policy="append",
+    )
     big = pg.connect(pg_db, autocommit=False)
     try:
         with running(plan) as run:

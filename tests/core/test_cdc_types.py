@@ -28,8 +28,7 @@ KEYS = {"Order": ["Group", "select"], "select": ["Order", "Key"]}
 _PIECES = [p.strip() for p in ALL_TYPES_DDL.split(";\n") if p.strip()]
 DDL = [p for p in _PIECES if not p.startswith("INSERT")]
 INSERTS = [p for p in _PIECES if p.startswith("INSERT")]
-_ORDER_COLUMNS = ("i2, i4, i8, n20, n, r, d, t, vc, c, b, dt, tm, ts, tstz, iv, u, j, jb, \"by\", ia, ta, m, "
-                  '"MixedCase"')
+_ORDER_COLUMNS = 'i2, i4, i8, n20, n, r, d, t, vc, c, b, dt, tm, ts, tstz, iv, u, j, jb, "by", ia, ta, m, "MixedCase"'
 
 CHANGES = [
     # Swap every non-key value of two rows in one statement: each becomes an update of every column.
@@ -53,18 +52,36 @@ CHANGES = [
 def worker(pg: PgCluster, pg_db: str, target_db: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[CdcWorker]:  # noqa: F811
     for statement in DDL:
         execute(pg, pg_db, statement)
-    yield from _running(pg, pg_db, target_db, monkeypatch, [TablePlan("Shop", "Order", "Copy", "Order"),
-                                                            TablePlan("Shop", "select", "Copy", "select")])
+    yield from _running(
+        pg,
+        pg_db,
+        target_db,
+        monkeypatch,
+        [TablePlan("Shop", "Order", "Copy", "Order"), TablePlan("Shop", "select", "Copy", "select")],
+    )
 
 
-def _running(pg: PgCluster, pg_db: str, target_db: str, monkeypatch: pytest.MonkeyPatch,  # noqa: F811
-             tables: list[TablePlan]) -> Iterator[CdcWorker]:
+def _running(
+    pg: PgCluster,
+    pg_db: str,
+    target_db: str,
+    monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+    tables: list[TablePlan],
+) -> Iterator[CdcWorker]:
     """A CdcWorker on `tables` in a thread, as the runner runs it; stopped and its slot dropped afterwards."""
     recorded: list = []  # what the worker hands to monitoring (no app database in this test)
-    monkeypatch.setattr(monitoring, "record_applied",
-                        lambda _pid, batch, _at, _counts=None: recorded.extend(expand(batch)))
-    plan = CdcPlan(pipeline_id=PIPELINE_ID, source=spec(pg, pg_db), target=spec(pg, target_db), tables=tables,
-                   mode="CDC_ONLY", auto_create=True, target_table_policy="fail")
+    monkeypatch.setattr(
+        monitoring, "record_applied", lambda _pid, batch, _at, _counts=None: recorded.extend(expand(batch))
+    )
+    plan = CdcPlan(
+        pipeline_id=PIPELINE_ID,
+        source=spec(pg, pg_db),
+        target=spec(pg, target_db),
+        tables=tables,
+        mode="CDC_ONLY",
+        auto_create=True,
+        target_table_policy="fail",
+    )
     stop = threading.Event()
     streaming = threading.Event()
     w = CdcWorker(plan, stop, on_streaming=streaming.set)
@@ -95,8 +112,10 @@ def converge(pg: PgCluster, source_db: str, target_db: str, w: CdcWorker, timeou
     deadline = time.monotonic() + timeout_s
     while True:
         assert not w.failures, w.failures  # type: ignore[attr-defined]
-        pairs = [(snapshot_of(pg, source_db, "Shop", t, k), snapshot_of(pg, target_db, "Copy", t, k))
-                 for t, k in KEYS.items()]
+        pairs = [
+            (snapshot_of(pg, source_db, "Shop", t, k), snapshot_of(pg, target_db, "Copy", t, k))
+            for t, k in KEYS.items()
+        ]
         if all(s == t for s, t in pairs) or time.monotonic() > deadline:
             break
         time.sleep(0.2)
@@ -122,8 +141,12 @@ def test_every_type_round_trips_through_cdc(pg: PgCluster, pg_db: str, target_db
     assert sum(1 for e in worker.recorded if e.op == "update") == worker.counters.updates  # type: ignore[attr-defined]
 
 
-def test_large_transaction_in_parts_with_a_new_column(pg: PgCluster, pg_db: str, target_db: str,  # noqa: F811
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_large_transaction_in_parts_with_a_new_column(
+    pg: PgCluster,
+    pg_db: str,
+    target_db: str,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A transaction larger than a batch is applied in parts as it arrives and committed once; a column
     added in its middle undoes the parts (their open target transaction would block the ALTER) and the
     whole transaction is applied again after the target got the column."""
@@ -137,11 +160,15 @@ def test_large_transaction_in_parts_with_a_new_column(pg: PgCluster, pg_db: str,
     workers = _running(pg, pg_db, target_db, monkeypatch, [TablePlan("big", "t", "big", "t")])
     w = next(workers)
     try:
-        execute(pg, pg_db, "BEGIN; INSERT INTO big.t SELECT g, 'v' || g FROM generate_series(1, 25000) g; "
-                           "ALTER TABLE big.t ADD COLUMN extra int; "
-                           "UPDATE big.t SET extra = id, v = 'u' WHERE id % 1000 = 0; "
-                           "DELETE FROM big.t WHERE id <= 10; "
-                           "INSERT INTO big.t SELECT g, 'w', g FROM generate_series(25001, 27000) g; COMMIT")
+        execute(
+            pg,
+            pg_db,
+            "BEGIN; INSERT INTO big.t SELECT g, 'v' || g FROM generate_series(1, 25000) g; "
+            "ALTER TABLE big.t ADD COLUMN extra int; "
+            "UPDATE big.t SET extra = id, v = 'u' WHERE id % 1000 = 0; "
+            "DELETE FROM big.t WHERE id <= 10; "
+            "INSERT INTO big.t SELECT g, 'w', g FROM generate_series(25001, 27000) g; COMMIT",
+        )
         execute(pg, pg_db, "UPDATE big.t SET v = 'after' WHERE id = 11")
         digest = "SELECT count(*), md5(string_agg(t::text, ',' ORDER BY id)) FROM big.t t"
         deadline = time.monotonic() + 60

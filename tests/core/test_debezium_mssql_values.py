@@ -39,8 +39,12 @@ CASES: list[tuple[str, object, str, str]] = [
     ("varchar(max)", "plain", "plain", "plain"),
     ("ntext", "long", "long", "long"),
     ("xml", "<a>b</a>", "<a>b</a>", "<a>b</a>"),
-    ("uniqueidentifier", "6F9619FF-8B86-D011-B42D-00C04FC964FF", "6f9619ff-8b86-d011-b42d-00c04fc964ff",
-     "6f9619ff-8b86-d011-b42d-00c04fc964ff"),
+    (
+        "uniqueidentifier",
+        "6F9619FF-8B86-D011-B42D-00C04FC964FF",
+        "6f9619ff-8b86-d011-b42d-00c04fc964ff",
+        "6f9619ff-8b86-d011-b42d-00c04fc964ff",
+    ),
     ("varbinary(max)", "00ff105c61620a", "\\x00ff105c61620a", "\\x00ff105c61620a"),
     ("binary(4)", "DEADBEEF", "\\xDEADBEEF", "\\xdeadbeef"),
     ("varbinary(16)", "", "\\x", "\\x"),
@@ -71,8 +75,12 @@ CASES: list[tuple[str, object, str, str]] = [
     ("datetime2(7)", 1529507596000000000, "2018-06-20 15:13:16", "2018-06-20 15:13:16"),
     ("datetime2", 1, "1970-01-01 00:00:00.000000001", "1970-01-01 00:00:00"),
     # datetimeoffset: ZonedTimestamp, ISO text in UTC
-    ("datetimeoffset(7)", "2024-01-01T21:34:05.1234567Z", "2024-01-01 21:34:05.1234567+00",
-     "2024-01-01 21:34:05.123457+00"),
+    (
+        "datetimeoffset(7)",
+        "2024-01-01T21:34:05.1234567Z",
+        "2024-01-01 21:34:05.1234567+00",
+        "2024-01-01 21:34:05.123457+00",
+    ),
     ("datetimeoffset(0)", "0001-01-01T00:00:00Z", "0001-01-01 00:00:00+00", "0001-01-01 00:00:00+00"),
     ("datetimeoffset(3)", "2024-06-30T22:00:00.500Z", "2024-06-30 22:00:00.5+00", "2024-06-30 22:00:00.5+00"),
 ]
@@ -107,25 +115,51 @@ def test_unknown_types_pass_text_through() -> None:
 def envelope(op: str, before: dict | None, after: dict | None, serial: int = 1) -> dict:
     """A Debezium SQL Server change event value without schema, as documented."""
     return {
-        "before": before, "after": after, "op": op, "ts_ms": 1559729471739,
-        "source": {"version": "3.2.0.Final", "connector": "sqlserver", "name": "server1", "ts_ms": 1559729468470,
-                   "snapshot": "false", "db": "testDB", "schema": "dbo", "table": "customers",
-                   "change_lsn": "00000027:00000758:0003", "commit_lsn": "00000027:00000758:0005",
-                   "event_serial_no": serial},
+        "before": before,
+        "after": after,
+        "op": op,
+        "ts_ms": 1559729471739,
+        "source": {
+            "version": "3.2.0.Final",
+            "connector": "sqlserver",
+            "name": "server1",
+            "ts_ms": 1559729468470,
+            "snapshot": "false",
+            "db": "testDB",
+            "schema": "dbo",
+            "table": "customers",
+            "change_lsn": "00000027:00000758:0003",
+            "commit_lsn": "00000027:00000758:0005",
+            "event_serial_no": serial,
+        },
     }
 
 
 def test_table_converter_with_sqlserver_types() -> None:
-    conv = TableConverter("dbo", "customers", {"id": "int", "at": "datetime2(7)", "ok": "bit", "g": "uniqueidentifier"},
-                          ["id"], converter_for)
-    ev = conv.event(envelope("c", None, {"id": 1, "at": 1529507596945104700, "ok": True,
-                                         "g": "A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11"}), 7)
+    conv = TableConverter(
+        "dbo",
+        "customers",
+        {"id": "int", "at": "datetime2(7)", "ok": "bit", "g": "uniqueidentifier"},
+        ["id"],
+        converter_for,
+    )
+    ev = conv.event(
+        envelope(
+            "c", None, {"id": 1, "at": 1529507596945104700, "ok": True, "g": "A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11"}
+        ),
+        7,
+    )
     assert (ev.op, ev.key, ev.position) == ("insert", {"id": "1"}, 7)
-    assert ev.after == {"id": "1", "at": "2018-06-20 15:13:16.9451047", "ok": "t",
-                        "g": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"}
+    assert ev.after == {
+        "id": "1",
+        "at": "2018-06-20 15:13:16.9451047",
+        "ok": "t",
+        "g": "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+    }
     assert ev.commit_time is not None and ev.commit_time.timestamp() == 1559729468.47
-    ev = conv.event(envelope("u", {"id": 1, "at": 0, "ok": True, "g": None}, {"id": 1, "at": 0, "ok": False, "g": None},
-                             2), 8)
+    ev = conv.event(
+        envelope("u", {"id": 1, "at": 0, "ok": True, "g": None}, {"id": 1, "at": 0, "ok": False, "g": None}, 2), 8
+    )
     assert (ev.op, ev.key, ev.after["ok"]) == ("update", {"id": "1"}, "f")
     # A primary-key change: a delete of the old key and a create of the new one (same LSNs, serial 1 and 2);
     # no `lsn` field in a SQL Server source, so each is applied as it is (the delete, then the insert).

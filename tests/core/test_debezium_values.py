@@ -39,8 +39,12 @@ CASES: list[tuple[str, str, str, str]] = [
     ("numeric(12,4)", "1.5", '"1.5000"', "1.5000"),
     ("numeric(12,4)", "NaN", '"NAN"', "NaN"),
     ("numeric(20,6)", "-99999999999999.999999", '"-99999999999999.999999"', "-99999999999999.999999"),
-    ("numeric", "123456789012345678901234567890.123456789", '"123456789012345678901234567890.123456789"',
-     "123456789012345678901234567890.123456789"),
+    (
+        "numeric",
+        "123456789012345678901234567890.123456789",
+        '"123456789012345678901234567890.123456789"',
+        "123456789012345678901234567890.123456789",
+    ),
     ("numeric", "1.50", '"1.50"', "1.50"),
     ("numeric", "1e-20", '"0.00000000000000000001"', "0.00000000000000000001"),
     ("numeric", "1e-30", '"0.000000000000000000000000000001"', "0.000000000000000000000000000001"),
@@ -68,8 +72,12 @@ CASES: list[tuple[str, str, str, str]] = [
     ("double precision", "Infinity", '"Infinity"', "Infinity"),
     ("double precision", "-Infinity", '"-Infinity"', "-Infinity"),
     # text types
-    ("text", "E'tab\\there\\nnew line back\\\\slash quote\" ünïcödé €\\U0001F600'",
-     '"tab\\there\\nnew line back\\\\slash quote\\" ünïcödé €\\uD83D\\uDE00"', TEXT),
+    (
+        "text",
+        "E'tab\\there\\nnew line back\\\\slash quote\" ünïcödé €\\U0001F600'",
+        '"tab\\there\\nnew line back\\\\slash quote\\" ünïcödé €\\uD83D\\uDE00"',
+        TEXT,
+    ),
     ("text", "''", '""', ""),
     ("text", "'\\N'", '"\\\\N"', "\\N"),
     ("character varying(20)", "'varchar'", '"varchar"', "varchar"),
@@ -115,8 +123,7 @@ CASES: list[tuple[str, str, str, str]] = [
     ("timestamp without time zone", "'infinity'", "9223372036825200000", "infinity"),
     ("timestamp without time zone", "'-infinity'", "-9223372036832400000", "-infinity"),
     ("timestamp(6) without time zone", "'2024-06-01 12:00:00.5'", "1717243200500000", "2024-06-01 12:00:00.5"),
-    ("timestamp(4) without time zone", "'2024-01-01 10:00:00.12345'", "1704103200123500",
-     "2024-01-01 10:00:00.1235"),
+    ("timestamp(4) without time zone", "'2024-01-01 10:00:00.12345'", "1704103200123500", "2024-01-01 10:00:00.1235"),
     ("timestamp(3) without time zone", "'2024-02-29 13:45:56.123'", "1709214356123", "2024-02-29 13:45:56.123"),
     ("timestamp(3) without time zone", "'1900-01-01 00:00:00.001'", "-2208988799999", "1900-01-01 00:00:00.001"),
     ("timestamp(1) without time zone", "'2024-01-01 10:00:00.55'", "1704103200600", "2024-01-01 10:00:00.6"),
@@ -128,35 +135,79 @@ CASES: list[tuple[str, str, str, str]] = [
     ("timestamp(3) without time zone", "'infinity'", "9223372036825200", "infinity"),
     ("timestamp(3) without time zone", "'-infinity'", "-9223372036832400", "-infinity"),
     ("timestamp(3) without time zone", "'294276-12-31 23:59:59.999'", "9224318015999999", "294276-12-31 23:59:59.999"),
-    ("timestamp without time zone", "'294247-01-10 04:00:54.775806'", "9223372036854775806",
-     "294247-01-10 04:00:54.775806"),
+    (
+        "timestamp without time zone",
+        "'294247-01-10 04:00:54.775806'",
+        "9223372036854775806",
+        "294247-01-10 04:00:54.775806",
+    ),
     # timestamptz: ISO text in UTC; year 0 is 1 BC, negative years BC, '+' past 9999
-    ("timestamp with time zone", "'2024-02-29 13:45:56.123456+02'", '"2024-02-29T11:45:56.123456Z"',
-     "2024-02-29 11:45:56.123456+00"),
-    ("timestamp with time zone", "'1969-12-31 23:59:59.999999+00'", '"1969-12-31T23:59:59.999999Z"',
-     "1969-12-31 23:59:59.999999+00"),
+    (
+        "timestamp with time zone",
+        "'2024-02-29 13:45:56.123456+02'",
+        '"2024-02-29T11:45:56.123456Z"',
+        "2024-02-29 11:45:56.123456+00",
+    ),
+    (
+        "timestamp with time zone",
+        "'1969-12-31 23:59:59.999999+00'",
+        '"1969-12-31T23:59:59.999999Z"',
+        "1969-12-31 23:59:59.999999+00",
+    ),
     ("timestamp with time zone", "'1970-01-01 00:00:00+00'", '"1970-01-01T00:00:00.000000Z"', "1970-01-01 00:00:00+00"),
-    ("timestamp with time zone", "'2024-02-29 23:59:59.999999-11'", '"2024-03-01T10:59:59.999999Z"',
-     "2024-03-01 10:59:59.999999+00"),
-    ("timestamp with time zone", "'1999-12-31 23:59:59.999999-12'", '"2000-01-01T11:59:59.999999Z"',
-     "2000-01-01 11:59:59.999999+00"),
-    ("timestamp with time zone", "'0001-01-01 00:00:00+00 BC'", '"0000-01-01T00:00:00.000000Z"',
-     "0001-01-01 00:00:00+00 BC"),
-    ("timestamp with time zone", "'4713-01-01 00:00:00+00 BC'", '"-4712-01-01T00:00:00.000000Z"',
-     "4713-01-01 00:00:00+00 BC"),
-    ("timestamp with time zone", "'294276-12-31 23:59:59.999999+00'", '"+294276-12-31T23:59:59.999999Z"',
-     "294276-12-31 23:59:59.999999+00"),
+    (
+        "timestamp with time zone",
+        "'2024-02-29 23:59:59.999999-11'",
+        '"2024-03-01T10:59:59.999999Z"',
+        "2024-03-01 10:59:59.999999+00",
+    ),
+    (
+        "timestamp with time zone",
+        "'1999-12-31 23:59:59.999999-12'",
+        '"2000-01-01T11:59:59.999999Z"',
+        "2000-01-01 11:59:59.999999+00",
+    ),
+    (
+        "timestamp with time zone",
+        "'0001-01-01 00:00:00+00 BC'",
+        '"0000-01-01T00:00:00.000000Z"',
+        "0001-01-01 00:00:00+00 BC",
+    ),
+    (
+        "timestamp with time zone",
+        "'4713-01-01 00:00:00+00 BC'",
+        '"-4712-01-01T00:00:00.000000Z"',
+        "4713-01-01 00:00:00+00 BC",
+    ),
+    (
+        "timestamp with time zone",
+        "'294276-12-31 23:59:59.999999+00'",
+        '"+294276-12-31T23:59:59.999999Z"',
+        "294276-12-31 23:59:59.999999+00",
+    ),
     ("timestamp with time zone", "'1582-10-04 12:00:00+00'", '"1582-10-04T12:00:00.000000Z"', "1582-10-04 12:00:00+00"),
     ("timestamp with time zone", "'infinity'", '"infinity"', "infinity"),
     ("timestamp with time zone", "'-infinity'", '"-infinity"', "-infinity"),
-    ("timestamp(0) with time zone", "'2024-06-01 12:00:00.5+05:30'", '"2024-06-01T06:30:01Z"',
-     "2024-06-01 06:30:01+00"),
+    (
+        "timestamp(0) with time zone",
+        "'2024-06-01 12:00:00.5+05:30'",
+        '"2024-06-01T06:30:01Z"',
+        "2024-06-01 06:30:01+00",
+    ),
     ("timestamp(3) with time zone", "'-infinity'", '"-infinity"', "-infinity"),
     ("timestamp(0) with time zone", "'1969-12-31 23:59:59.5+00'", '"1969-12-31T23:59:59Z"', "1969-12-31 23:59:59+00"),
-    ("timestamp(3) with time zone", "'2024-06-01 12:00:00.1234+05:30'", '"2024-06-01T06:30:00.123Z"',
-     "2024-06-01 06:30:00.123+00"),
-    ("timestamp(3) with time zone", "'1969-12-31 23:59:59.999+00'", '"1969-12-31T23:59:59.999Z"',
-     "1969-12-31 23:59:59.999+00"),
+    (
+        "timestamp(3) with time zone",
+        "'2024-06-01 12:00:00.1234+05:30'",
+        '"2024-06-01T06:30:00.123Z"',
+        "2024-06-01 06:30:00.123+00",
+    ),
+    (
+        "timestamp(3) with time zone",
+        "'1969-12-31 23:59:59.999+00'",
+        '"1969-12-31T23:59:59.999Z"',
+        "1969-12-31 23:59:59.999+00",
+    ),
     # timetz from a source already in UTC arrives whole
     ("time with time zone", "'11:45:56.123456+00'", '"11:45:56.123456Z"', "11:45:56.123456+00"),
     # interval: ISO 8601 with signed fields, which PostgreSQL reads back as it is
@@ -169,25 +220,52 @@ CASES: list[tuple[str, str, str, str]] = [
     ("interval", "'-0.000001 seconds'", '"P0Y0M0DT0H0M-0.000001S"', "P0Y0M0DT0H0M-0.000001S"),
     ("interval", "'1 mon -1 day 00:00:00.5'", '"P0Y1M-1DT0H0M0.5S"', "P0Y1M-1DT0H0M0.5S"),
     ("interval", "'-1 year +2 mons -3 days +04:05:06'", '"P0Y-10M-3DT4H5M6S"', "P0Y-10M-3DT4H5M6S"),
-    ("interval", "'2147483647 hours 59 minutes 59.999999 seconds'", '"P0Y0M0DT2147483647H59M59.999999S"',
-     "P0Y0M0DT2147483647H59M59.999999S"),
-    ("interval", "'-2147483647 hours -59 minutes -59.999999 seconds'", '"P0Y0M0DT-2147483647H-59M-59.999999S"',
-     "P0Y0M0DT-2147483647H-59M-59.999999S"),
-    ("interval", "'178956970 years 7 mons 2147483647 days 2147483647:59:59.999999'",
-     '"P178956970Y7M2147483647DT2147483647H59M59.999999S"', "P178956970Y7M2147483647DT2147483647H59M59.999999S"),
-    ("interval", "'-178956970 years -8 mons -2147483648 days -2147483647:59:59.999999'",
-     '"P-178956970Y-8M-2147483648DT-2147483647H-59M-59.999999S"',
-     "P-178956970Y-8M-2147483648DT-2147483647H-59M-59.999999S"),
+    (
+        "interval",
+        "'2147483647 hours 59 minutes 59.999999 seconds'",
+        '"P0Y0M0DT2147483647H59M59.999999S"',
+        "P0Y0M0DT2147483647H59M59.999999S",
+    ),
+    (
+        "interval",
+        "'-2147483647 hours -59 minutes -59.999999 seconds'",
+        '"P0Y0M0DT-2147483647H-59M-59.999999S"',
+        "P0Y0M0DT-2147483647H-59M-59.999999S",
+    ),
+    (
+        "interval",
+        "'178956970 years 7 mons 2147483647 days 2147483647:59:59.999999'",
+        '"P178956970Y7M2147483647DT2147483647H59M59.999999S"',
+        "P178956970Y7M2147483647DT2147483647H59M59.999999S",
+    ),
+    (
+        "interval",
+        "'-178956970 years -8 mons -2147483648 days -2147483647:59:59.999999'",
+        '"P-178956970Y-8M-2147483648DT-2147483647H-59M-59.999999S"',
+        "P-178956970Y-8M-2147483648DT-2147483647H-59M-59.999999S",
+    ),
     ("interval year to month", "'1 year 5 mons'", '"P1Y5M0DT0H0M0S"', "P1Y5M0DT0H0M0S"),
     ("interval day to second(3)", "'-1 day -00:00:01.5'", '"P0Y0M-1DT0H0M-1.5S"', "P0Y0M-1DT0H0M-1.5S"),
     # other scalars
-    ("uuid", "'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11'", '"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"',
-     "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"),
-    ("json", "'{\"a\": [1, 2.5, \"x\"], \"b\": null}'", '"{\\"a\\": [1, 2.5, \\"x\\"], \\"b\\": null}"',
-     '{"a": [1, 2.5, "x"], "b": null}'),
-    ("json", "'  {\"sp\": \" aces \"}  '", '"  {\\"sp\\": \\" aces \\"}  "', '  {"sp": " aces "}  '),
-    ("jsonb", "'{\"b\": null, \"a\": [1, 2.5, \"x\"]}'", '"{\\"a\\": [1, 2.5, \\"x\\"], \\"b\\": null}"',
-     '{"a": [1, 2.5, "x"], "b": null}'),
+    (
+        "uuid",
+        "'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11'",
+        '"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"',
+        "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",
+    ),
+    (
+        "json",
+        '\'{"a": [1, 2.5, "x"], "b": null}\'',
+        '"{\\"a\\": [1, 2.5, \\"x\\"], \\"b\\": null}"',
+        '{"a": [1, 2.5, "x"], "b": null}',
+    ),
+    ("json", '\'  {"sp": " aces "}  \'', '"  {\\"sp\\": \\" aces \\"}  "', '  {"sp": " aces "}  '),
+    (
+        "jsonb",
+        '\'{"b": null, "a": [1, 2.5, "x"]}\'',
+        '"{\\"a\\": [1, 2.5, \\"x\\"], \\"b\\": null}"',
+        '{"a": [1, 2.5, "x"], "b": null}',
+    ),
     ("jsonb", "'\"str\"'", '"\\"str\\""', '"str"'),
     ("bytea", "'\\x00ff10'", '"00ff10"', "\\x00ff10"),
     ("bytea", "''", '""', "\\x"),
@@ -197,16 +275,23 @@ CASES: list[tuple[str, str, str, str]] = [
     ("macaddr", "'08:00:2b:01:02:03'", '"08:00:2b:01:02:03"', "08:00:2b:01:02:03"),
     ("macaddr8", "'08:00:2b:01:02:03:04:05'", '"08:00:2b:01:02:03:04:05"', "08:00:2b:01:02:03:04:05"),
     ("hstore", "'k1=>v1, k2=>NULL'", '"{\\"k1\\":\\"v1\\",\\"k2\\":null}"', '"k1"=>"v1", "k2"=>NULL'),
-    ("hstore", "E'k1=>v1, k2=>NULL, \"a b\"=>\"c\\\\\"d\", \"back\\\\\\\\slash\"=>\"=>\", \"\"=>\"\"'",
-     '"{\\"\\":\\"\\",\\"a b\\":\\"c\\\\\\"d\\",\\"k1\\":\\"v1\\",\\"k2\\":null,\\"back\\\\\\\\slash\\":\\"=>\\"}"',
-     '""=>"", "a b"=>"c\\"d", "k1"=>"v1", "k2"=>NULL, "back\\\\slash"=>"=>"'),
+    (
+        "hstore",
+        'E\'k1=>v1, k2=>NULL, "a b"=>"c\\\\"d", "back\\\\\\\\slash"=>"=>", ""=>""\'',
+        '"{\\"\\":\\"\\",\\"a b\\":\\"c\\\\\\"d\\",\\"k1\\":\\"v1\\",\\"k2\\":null,\\"back\\\\\\\\slash\\":\\"=>\\"}"',
+        '""=>"", "a b"=>"c\\"d", "k1"=>"v1", "k2"=>NULL, "back\\\\slash"=>"=>"',
+    ),
     ("hstore", "''", '"{}"', ""),
     ("tsvector", "'a fat:1 cat'", "\"'a' 'cat' 'fat':1\"", "'a' 'cat' 'fat':1"),
     ("xml", "'<a x=\"1\">t</a>'", '"<a x=\\"1\\">t</a>"', '<a x="1">t</a>'),
     ("int4range", "'[1,5)'", '"[1,5)"', "[1,5)"),
     ("daterange", "'empty'", '"empty"', "empty"),
-    ("tsrange", "'[\"2024-01-01 10:00\",\"2024-01-02 10:00\")'",
-     '"[\\"2024-01-01 10:00:00\\",\\"2024-01-02 10:00:00\\")"', '["2024-01-01 10:00:00","2024-01-02 10:00:00")'),
+    (
+        "tsrange",
+        '\'["2024-01-01 10:00","2024-01-02 10:00")\'',
+        '"[\\"2024-01-01 10:00:00\\",\\"2024-01-02 10:00:00\\")"',
+        '["2024-01-01 10:00:00","2024-01-02 10:00:00")',
+    ),
     ("numrange", "'(1.5,2.5]'", '"(1.5,2.5]"', "(1.5,2.5]"),
     ("point", "'(1.5,2)'", '{"x":1.5,"y":2.0,"wkb":"AQEAAAAAAAAAAAD4PwAAAAAAAABA","srid":null}', "(1.5,2.0)"),
     ("bit(4)", "B'1010'", '"Cg=="', "1010"),
@@ -220,45 +305,95 @@ CASES: list[tuple[str, str, str, str]] = [
     # arrays: JSON lists of the element type's values; elements always quoted
     ("integer[]", "'{1,2,NULL,4}'", "[1,2,null,4]", '{"1","2",NULL,"4"}'),
     ("integer[]", "'{}'", "[]", "{}"),
-    ("text[]", "'{\"a\",\"b c\",NULL,\"d\\\"e\"}'", '["a","b c",null,"d\\"e"]', '{"a","b c",NULL,"d\\"e"}'),
-    ("text[]", "ARRAY['a b', NULL, 'c,d', 'e\"f', '', 'NULL', E'back\\\\slash', E'tab\\t']",
-     '["a b",null,"c,d","e\\"f","","NULL","back\\\\slash","tab\\t"]',
-     '{"a b",NULL,"c,d","e\\"f","","NULL","back\\\\slash","tab\t"}'),
+    ("text[]", '\'{"a","b c",NULL,"d\\"e"}\'', '["a","b c",null,"d\\"e"]', '{"a","b c",NULL,"d\\"e"}'),
+    (
+        "text[]",
+        "ARRAY['a b', NULL, 'c,d', 'e\"f', '', 'NULL', E'back\\\\slash', E'tab\\t']",
+        '["a b",null,"c,d","e\\"f","","NULL","back\\\\slash","tab\\t"]',
+        '{"a b",NULL,"c,d","e\\"f","","NULL","back\\\\slash","tab\t"}',
+    ),
     ("text[]", "'{\"\\\\t\"}'", '["\\\\t"]', '{"\\\\t"}'),
-    ("character varying[]", "'{\"a,b\",\"c\\\"d\",NULL,\"NULL\",\"\"}'", '["a,b","c\\"d",null,"NULL",""]',
-     '{"a,b","c\\"d",NULL,"NULL",""}'),
-    ("character(2)[]", "'{\"a\",\"b \"}'", '["a ","b "]', '{"a ","b "}'),
+    (
+        "character varying[]",
+        '\'{"a,b","c\\"d",NULL,"NULL",""}\'',
+        '["a,b","c\\"d",null,"NULL",""]',
+        '{"a,b","c\\"d",NULL,"NULL",""}',
+    ),
+    ("character(2)[]", '\'{"a","b "}\'', '["a ","b "]', '{"a ","b "}'),
     ("bigint[]", "'{9223372036854775807,NULL}'", "[9223372036854775807,null]", '{"9223372036854775807",NULL}'),
     ("numeric[]", "'{1.50,NULL}'", '["1.50",null]', '{"1.50",NULL}'),
-    ("numeric[]", "'{0.00000000000000000001,-0.0}'", '["0.00000000000000000001","0.0"]',
-     '{"0.00000000000000000001","0.0"}'),
+    (
+        "numeric[]",
+        "'{0.00000000000000000001,-0.0}'",
+        '["0.00000000000000000001","0.0"]',
+        '{"0.00000000000000000001","0.0"}',
+    ),
     ("numeric(10,2)[]", "'{1.5,NULL}'", '["1.50",null]', '{"1.50",NULL}'),
-    ("real[]", "'{1.5,NaN,Infinity,-Infinity,NULL,0.1}'", '[1.5,"NaN","Infinity","-Infinity",null,0.1]',
-     '{"1.5","NaN","Infinity","-Infinity",NULL,"0.1"}'),
-    ("double precision[]", "'{3.141592653589793,NaN,1e300,NULL}'", '[3.141592653589793,"NaN",1.0E300,null]',
-     '{"3.141592653589793","NaN","1e+300",NULL}'),
+    (
+        "real[]",
+        "'{1.5,NaN,Infinity,-Infinity,NULL,0.1}'",
+        '[1.5,"NaN","Infinity","-Infinity",null,0.1]',
+        '{"1.5","NaN","Infinity","-Infinity",NULL,"0.1"}',
+    ),
+    (
+        "double precision[]",
+        "'{3.141592653589793,NaN,1e300,NULL}'",
+        '[3.141592653589793,"NaN",1.0E300,null]',
+        '{"3.141592653589793","NaN","1e+300",NULL}',
+    ),
     ("boolean[]", "'{t,f,NULL}'", "[true,false,null]", '{"t","f",NULL}'),
-    ("uuid[]", "'{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11,NULL}'", '["a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",null]',
-     '{"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",NULL}'),
-    ("bytea[]", "'{\"\\\\\\\\x00ff\",NULL,\"\\\\\\\\x\"}'", '["5c7830306666",null,"5c78"]',
-     '{"\\\\x5c7830306666",NULL,"\\\\x5c78"}'),
+    (
+        "uuid[]",
+        "'{a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11,NULL}'",
+        '["a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",null]',
+        '{"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11",NULL}',
+    ),
+    (
+        "bytea[]",
+        '\'{"\\\\\\\\x00ff",NULL,"\\\\\\\\x"}\'',
+        '["5c7830306666",null,"5c78"]',
+        '{"\\\\x5c7830306666",NULL,"\\\\x5c78"}',
+    ),
     ("bytea[]", "ARRAY['\\x00ff'::bytea, '\\x']", '["00ff",""]', '{"\\\\x00ff","\\\\x"}'),
-    ("jsonb[]", "ARRAY['{\"a\": 1}'::jsonb, NULL, '\"s\"']", '["{\\"a\\": 1}",null,"\\"s\\""]',
-     '{"{\\"a\\": 1}",NULL,"\\"s\\""}'),
+    (
+        "jsonb[]",
+        "ARRAY['{\"a\": 1}'::jsonb, NULL, '\"s\"']",
+        '["{\\"a\\": 1}",null,"\\"s\\""]',
+        '{"{\\"a\\": 1}",NULL,"\\"s\\""}',
+    ),
     ("json[]", "ARRAY['{ \"a\" : 1 }'::json, NULL]", '["{ \\"a\\" : 1 }",null]', '{"{ \\"a\\" : 1 }",NULL}'),
     ("inet[]", "'{192.168.0.1/24,NULL}'", '["192.168.0.1/24",null]', '{"192.168.0.1/24",NULL}'),
-    ("date[]", "'{0001-01-01,2024-02-29,5874897-12-31,1970-01-01,1969-12-31}'", "[-719162,19782,2145042905,0,-1]",
-     '{"0001-01-01","2024-02-29","5874897-12-31","1970-01-01","1969-12-31"}'),
-    ("date[]", "'{2024-02-29,infinity,-infinity,NULL}'", "[19782,-622191234,-625821272,null]",
-     '{"2024-02-29","infinity","-infinity",NULL}'),
-    ("timestamp without time zone[]", "'{\"2024-02-29 13:45:56.123456\",infinity,NULL,-infinity}'",
-     "[1709214356123456,9223372036825200000,null,-9223372036832400000]",
-     '{"2024-02-29 13:45:56.123456","infinity",NULL,"-infinity"}'),
-    ("timestamp with time zone[]", "'{\"2024-02-29 13:45:56.123456+02\",infinity,NULL}'",
-     '["2024-02-29T11:45:56.123456Z","infinity",null]', '{"2024-02-29 11:45:56.123456+00","infinity",NULL}'),
-    ("time without time zone[]", "'{12:00:00.5,23:59:59.999}'", "[43200500000,86399999000]",
-     '{"12:00:00.5","23:59:59.999"}'),
-    ("mood[]", "'{sad,\"very \\\"happy\\\"\"}'", '["sad","very \\"happy\\""]', '{"sad","very \\"happy\\""}'),
+    (
+        "date[]",
+        "'{0001-01-01,2024-02-29,5874897-12-31,1970-01-01,1969-12-31}'",
+        "[-719162,19782,2145042905,0,-1]",
+        '{"0001-01-01","2024-02-29","5874897-12-31","1970-01-01","1969-12-31"}',
+    ),
+    (
+        "date[]",
+        "'{2024-02-29,infinity,-infinity,NULL}'",
+        "[19782,-622191234,-625821272,null]",
+        '{"2024-02-29","infinity","-infinity",NULL}',
+    ),
+    (
+        "timestamp without time zone[]",
+        "'{\"2024-02-29 13:45:56.123456\",infinity,NULL,-infinity}'",
+        "[1709214356123456,9223372036825200000,null,-9223372036832400000]",
+        '{"2024-02-29 13:45:56.123456","infinity",NULL,"-infinity"}',
+    ),
+    (
+        "timestamp with time zone[]",
+        "'{\"2024-02-29 13:45:56.123456+02\",infinity,NULL}'",
+        '["2024-02-29T11:45:56.123456Z","infinity",null]',
+        '{"2024-02-29 11:45:56.123456+00","infinity",NULL}',
+    ),
+    (
+        "time without time zone[]",
+        "'{12:00:00.5,23:59:59.999}'",
+        "[43200500000,86399999000]",
+        '{"12:00:00.5","23:59:59.999"}',
+    ),
+    ("mood[]", '\'{sad,"very \\"happy\\""}\'', '["sad","very \\"happy\\""]', '{"sad","very \\"happy\\""}'),
     ("mood[]", "'{}'", "[]", "{}"),
 ]
 
@@ -283,18 +418,34 @@ LOSSY: list[tuple[str, str, str, str | None]] = [
     # date/timestamp/timestamptz arrays go through java.sql types: BC dropped (date, timestamptz) or the
     # day shifted by the Julian calendar (timestamp: 44 BC March 15 arrives as March 13)
     ("date[]", "'{0044-03-15 BC}'", "[-703383]", '{"0044-03-15"}'),
-    ("timestamp without time zone[]", "'{\"0044-03-15 12:00:00 BC\"}'", "[-63517953600000000]",
-     '{"0044-03-13 12:00:00 BC"}'),
-    ("timestamp with time zone[]", "'{\"0044-03-15 12:00:00+00 BC\"}'", '["0044-03-15T12:00:00.000000Z"]',
-     '{"0044-03-15 12:00:00+00"}'),
+    (
+        "timestamp without time zone[]",
+        "'{\"0044-03-15 12:00:00 BC\"}'",
+        "[-63517953600000000]",
+        '{"0044-03-13 12:00:00 BC"}',
+    ),
+    (
+        "timestamp with time zone[]",
+        "'{\"0044-03-15 12:00:00+00 BC\"}'",
+        '["0044-03-15T12:00:00.000000Z"]',
+        '{"0044-03-15 12:00:00+00"}',
+    ),
     # time arrays: milliseconds only, 24:00:00 becomes 0
-    ("time without time zone[]", "'{13:45:56.123456,24:00:00,NULL}'", "[49556123000,0,null]",
-     '{"13:45:56.123","00:00:00",NULL}'),
+    (
+        "time without time zone[]",
+        "'{13:45:56.123456,24:00:00,NULL}'",
+        "[49556123000,0,null]",
+        '{"13:45:56.123","00:00:00",NULL}',
+    ),
     ("time with time zone[]", "'{\"13:45:56.123456+02\"}'", '["11:45:56Z"]', '{"11:45:56+00"}'),
     # timestamp (microseconds) past 294247-01-10 04:00:54.775807 overflows Java's long: garbage arrives,
     # out of PostgreSQL's range (the target refuses it: the pipeline stops with the error)
-    ("timestamp without time zone", "'294247-01-10 04:00:54.775808'", "-9223372036854775808",
-     "290309-12-21 19:59:05.224192 BC"),
+    (
+        "timestamp without time zone",
+        "'294247-01-10 04:00:54.775808'",
+        "-9223372036854775808",
+        "290309-12-21 19:59:05.224192 BC",
+    ),
 ]
 
 
@@ -414,16 +565,45 @@ def test_converter_for_understands_type_spellings(pg_type: str, raw: object, exp
 
 # -- envelopes --------------------------------------------------------------------------------
 
-COLUMNS = {"Group": "integer", "select": "text", "t": "text", "by": "bytea", "jb": "jsonb", "ta": "text[]",
-           "n": "numeric", "ts": "timestamp without time zone", "dt": "date"}
+COLUMNS = {
+    "Group": "integer",
+    "select": "text",
+    "t": "text",
+    "by": "bytea",
+    "jb": "jsonb",
+    "ta": "text[]",
+    "n": "numeric",
+    "ts": "timestamp without time zone",
+    "dt": "date",
+}
 KEY = ["Group", "select"]
-SOURCE = {"version": "3.6.3.Final", "connector": "postgresql", "name": "p", "ts_ms": 1796142629516, "snapshot": "false",
-          "db": "d", "schema": "Shop", "table": "Order", "txId": 749, "lsn": 31286856}
+SOURCE = {
+    "version": "3.6.3.Final",
+    "connector": "postgresql",
+    "name": "p",
+    "ts_ms": 1796142629516,
+    "snapshot": "false",
+    "db": "d",
+    "schema": "Shop",
+    "table": "Order",
+    "txId": 749,
+    "lsn": 31286856,
+}
 
 
 def _envelope(op: str, before: dict | None, after: dict | None, lsn: int = 31286856) -> dict:
-    return json.loads(json.dumps({"before": before, "after": after, "source": {**SOURCE, "lsn": lsn},
-                                  "transaction": None, "op": op, "ts_ms": 1796142629925}))
+    return json.loads(
+        json.dumps(
+            {
+                "before": before,
+                "after": after,
+                "source": {**SOURCE, "lsn": lsn},
+                "transaction": None,
+                "op": op,
+                "ts_ms": 1796142629925,
+            }
+        )
+    )
 
 
 def _row(**values: object) -> dict:
@@ -438,14 +618,32 @@ def tc() -> TableConverter:
 
 
 def test_insert_converts_every_column(tc: TableConverter) -> None:
-    after = _row(Group=1, select="a\tb", t="x", by="00ff", jb='{"a": 1}', ta=["x", None], n="NAN",
-                 ts=1709214356123456, dt=-735160)
+    after = _row(
+        Group=1,
+        select="a\tb",
+        t="x",
+        by="00ff",
+        jb='{"a": 1}',
+        ta=["x", None],
+        n="NAN",
+        ts=1709214356123456,
+        dt=-735160,
+    )
     ev = tc.event(_envelope("c", None, after), 7)
     assert ev.op == "insert" and (ev.schema, ev.table) == ("Shop", "Order") and ev.position == 7
     assert ev.key == {"Group": "1", "select": "a\tb"}
     assert ev.before is None and ev.unchanged == frozenset()
-    assert ev.after == {"Group": "1", "select": "a\tb", "t": "x", "by": "\\x00ff", "jb": '{"a": 1}',
-                        "ta": '{"x",NULL}', "n": "NaN", "ts": "2024-02-29 13:45:56.123456", "dt": "0044-03-15 BC"}
+    assert ev.after == {
+        "Group": "1",
+        "select": "a\tb",
+        "t": "x",
+        "by": "\\x00ff",
+        "jb": '{"a": 1}',
+        "ta": '{"x",NULL}',
+        "n": "NaN",
+        "ts": "2024-02-29 13:45:56.123456",
+        "dt": "0044-03-15 BC",
+    }
     assert ev.commit_time == datetime.fromtimestamp(1796142629.516, UTC) and ev.xid == 749
 
 
@@ -495,6 +693,7 @@ def _key_change(old: dict, new_after: dict) -> tuple[dict, dict, list, list]:
     """Debezium's messages for UPDATE .. SET key: a delete, a tombstone (never reaches the converter), a create."""
     delete = _envelope("d", _row(**old), None, lsn=99)
     create = _envelope("c", None, new_after, lsn=99)
+
     def raw(value: dict) -> bytes:  # Debezium leaves control characters raw inside these JSON headers
         return json.dumps(value, ensure_ascii=False).replace("\\t", "\t").replace("\\n", "\n").encode()
 

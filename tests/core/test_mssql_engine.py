@@ -87,16 +87,51 @@ LINES_DDL = "CREATE TABLE sales.lines (order_id integer, line integer, qty integ
 
 IST = timezone(timedelta(hours=5, minutes=30))
 # Values as pyodbc hands them over: datetime, Decimal, bytes, uuid as upper-case text (or UUID), bool.
-ROW1 = (1, 1, "first 'quoted'\ttab\nnew line \\ back ünï €", Decimal("12345678901234.5678"),
-        datetime(2024, 2, 29, 23, 59, 59, 999999), True, "6F9619FF-8B86-D011-B42D-00C04FC964FF",
-        b"\x00\xff\x10\\ab\t\n", datetime(2024, 1, 2, 3, 4, 5, 123456, tzinfo=IST))
-ROW2 = (2, 1, None, Decimal("-0.0001"), datetime(1, 1, 1), False,
-        uuid.UUID("0e984725-c51c-4bf4-9960-e1c80e27aba0"), b"", None)
-ROW3 = (3, 1, "three", Decimal("0.0000"), datetime(2023, 12, 31, 23, 0), None, None, None,
-        datetime(2000, 1, 1, tzinfo=UTC))
+ROW1 = (
+    1,
+    1,
+    "first 'quoted'\ttab\nnew line \\ back ünï €",
+    Decimal("12345678901234.5678"),
+    datetime(2024, 2, 29, 23, 59, 59, 999999),
+    True,
+    "6F9619FF-8B86-D011-B42D-00C04FC964FF",
+    b"\x00\xff\x10\\ab\t\n",
+    datetime(2024, 1, 2, 3, 4, 5, 123456, tzinfo=IST),
+)
+ROW2 = (
+    2,
+    1,
+    None,
+    Decimal("-0.0001"),
+    datetime(1, 1, 1),
+    False,
+    uuid.UUID("0e984725-c51c-4bf4-9960-e1c80e27aba0"),
+    b"",
+    None,
+)
+ROW3 = (
+    3,
+    1,
+    "three",
+    Decimal("0.0000"),
+    datetime(2023, 12, 31, 23, 0),
+    None,
+    None,
+    None,
+    datetime(2000, 1, 1, tzinfo=UTC),
+)
 ROW99 = (99, 1, "before the start", Decimal("1.0000"), None, None, None, None, None)
-ROW1_V2 = (1, 2, "renamed", Decimal("-98765432109876.5432"), datetime(2024, 3, 1, 0, 0, 0, 1), False,
-           "A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11", b"\x01\x02", datetime(2024, 6, 30, 22, 0, tzinfo=UTC))
+ROW1_V2 = (
+    1,
+    2,
+    "renamed",
+    Decimal("-98765432109876.5432"),
+    datetime(2024, 3, 1, 0, 0, 0, 1),
+    False,
+    "A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11",
+    b"\x01\x02",
+    datetime(2024, 6, 30, 22, 0, tzinfo=UTC),
+)
 ROW20 = (20, 2, "moved key") + ROW2[3:]
 ROW1_V3 = (1, 3) + ROW1_V2[2:]
 ROW30 = (30, 1, "after the restart", Decimal("7.5000"), datetime(2024, 7, 1), True, None, b"\xde\xad", None)
@@ -148,8 +183,9 @@ class FakeMssql(FakeServer):
         self.on_sql: Callable[[str], None] | None = None  # runs before each statement is answered
         self.on_select: Callable[[tuple[str, str]], None] | None = None  # runs when the full load read a table
 
-    def table(self, schema: str, name: str, columns: list[tuple[str, str, int, int, int, bool]],
-              key: list[str]) -> Table:
+    def table(
+        self, schema: str, name: str, columns: list[tuple[str, str, int, int, int, bool]], key: list[str]
+    ) -> Table:
         self.catalog[(schema, name)] = Table(1000 + len(self.catalog), columns, key)
         self.add(schema, name, f"{schema}_{name}", CAPTURE_START, [(c[0], c[1]) for c in columns])
         return self.catalog[(schema, name)]
@@ -201,8 +237,9 @@ class FakeMssql(FakeServer):
             return [(1,)] if any(schema == params[0] for schema, _ in self.catalog) else []
         if sql == s.COLUMNS_SQL:
             cols = self._by_id(params[0]).columns
-            return [(n, t, length, p, sc, nullable, None, i + 1) for i, (n, t, length, p, sc, nullable) in
-                    enumerate(cols)]
+            return [
+                (n, t, length, p, sc, nullable, None, i + 1) for i, (n, t, length, p, sc, nullable) in enumerate(cols)
+            ]
         if sql == s.INDEXES_SQL:
             table = self._by_id(params[0])
             return [("PK_x", True, True, column) for column in table.key]
@@ -211,8 +248,9 @@ class FakeMssql(FakeServer):
         if sql == s.table_stats_query(0)[0]:
             return [(len(self._by_id(params[0]).rows), 8192)]
         if sql == s.tables_query("")[0]:
-            return [(name, len(t.rows), 8192, True) for (schema, name), t in self.catalog.items()
-                    if schema == params[0]]
+            return [
+                (name, len(t.rows), 8192, True) for (schema, name), t in self.catalog.items() if schema == params[0]
+            ]
         for key, table in self.catalog.items():
             if sql == fullload_mssql.select_statement(*key, [c[0] for c in table.columns]):
                 rows = list(table.rows)
@@ -249,13 +287,21 @@ def install(monkeypatch: pytest.MonkeyPatch, server: FakeMssql) -> None:
 
 
 def target_spec(pg: PgCluster, db: str) -> ConnectionSpec:
-    return ConnectionSpec(kind="postgresql", host=pg.host, port=pg.port, database=db, username=pg.user,
-                          password=pg.password)
+    return ConnectionSpec(
+        kind="postgresql", host=pg.host, port=pg.port, database=db, username=pg.user, password=pg.password
+    )
 
 
 def make_plan(pg: PgCluster, db: str, pipeline_id: int, mode: str = "CDC_ONLY") -> CdcPlan:
-    return CdcPlan(pipeline_id=pipeline_id, source=SOURCE, target=target_spec(pg, db), tables=list(PLANS), mode=mode,
-                   auto_create=True, target_table_policy="fail")
+    return CdcPlan(
+        pipeline_id=pipeline_id,
+        source=SOURCE,
+        target=target_spec(pg, db),
+        tables=list(PLANS),
+        mode=mode,
+        auto_create=True,
+        target_table_policy="fail",
+    )
 
 
 def query(pg: PgCluster, db: str, statement: str, params: tuple = ()) -> list[tuple]:
@@ -301,9 +347,13 @@ def target_lines(pg: PgCluster, db: str) -> list[tuple]:
 
 
 def column_types(pg: PgCluster, db: str, table: str) -> list[tuple[str, str]]:
-    return query(pg, db, "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
-                         "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
-                 (f"sales.{table}",))
+    return query(
+        pg,
+        db,
+        "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+        "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum",
+        (f"sales.{table}",),
+    )
 
 
 def summary(events: list) -> list[tuple]:
@@ -321,17 +371,23 @@ def execute(pg: PgCluster, db: str, *statements: str) -> None:
 
 
 def primary_key(pg: PgCluster, db: str, table: str) -> list[str]:
-    rows = query(pg, db, "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
-                         "AND a.attnum = ANY(i.indkey) WHERE i.indrelid = %s::regclass AND i.indisprimary",
-                 (f"sales.{table}",))
+    rows = query(
+        pg,
+        db,
+        "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
+        "AND a.attnum = ANY(i.indkey) WHERE i.indrelid = %s::regclass AND i.indisprimary",
+        (f"sales.{table}",),
+    )
     return [r[0] for r in rows]
 
 
 def contiguous(bounds: list[tuple[int, int]], after: int) -> bool:
     """The ranges read start right after `after` and follow each other without gap or overlap."""
     ranges = sorted(set(bounds))
-    return bool(ranges) and ranges[0][0] == after + 1 and all(
-        nxt[0] == prev[1] + 1 for prev, nxt in zip(ranges, ranges[1:], strict=False)
+    return (
+        bool(ranges)
+        and ranges[0][0] == after + 1
+        and all(nxt[0] == prev[1] + 1 for prev, nxt in zip(ranges, ranges[1:], strict=False))
     )
 
 
@@ -467,8 +523,10 @@ def test_restart_reads_strictly_after_the_stored_lsn(
 # 3. check()
 
 ENABLE_DB = "USE [Shop]; EXEC sys.sp_cdc_enable_db;"
-ENABLE_ORDERS = ("USE [Shop]; EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'orders', "
-                 "@role_name = NULL, @supports_net_changes = 0;")
+ENABLE_ORDERS = (
+    "USE [Shop]; EXEC sys.sp_cdc_enable_table @source_schema = N'dbo', @source_name = N'orders', "
+    "@role_name = NULL, @supports_net_changes = 0;"
+)
 
 
 @pytest.mark.parametrize(
@@ -485,8 +543,13 @@ ENABLE_ORDERS = ("USE [Shop]; EXEC sys.sp_cdc_enable_table @source_schema = N'db
     ],
 )
 def test_check_refuses_a_source_without_cdc_with_the_command_that_enables_it(
-    pg: PgCluster, pg_db: str, monkeypatch: pytest.MonkeyPatch, recorded: list, db_enabled: bool,
-    untracked: set, message: str
+    pg: PgCluster,
+    pg_db: str,
+    monkeypatch: pytest.MonkeyPatch,
+    recorded: list,
+    db_enabled: bool,
+    untracked: set,
+    message: str,
 ) -> None:
     server = shop()
     server.db_cdc_enabled = db_enabled
@@ -541,8 +604,9 @@ def test_full_load_and_cdc_reads_the_max_lsn_before_the_load_and_streams_strictl
     server = shop()
     install(monkeypatch, server)
     # History up to P: the max LSN when the pipeline starts.
-    server.commit(P, ("dbo_orders", 1, INSERT, ROW1), ("dbo_orders", 2, INSERT, ROW2),
-                  ("dbo_lines", 3, INSERT, (1, 1, 5)))
+    server.commit(
+        P, ("dbo_orders", 1, INSERT, ROW1), ("dbo_orders", 2, INSERT, ROW2), ("dbo_lines", 3, INSERT, (1, 1, 5))
+    )
     # The load reads order 1 after A updated it, but before B inserted order 30 and deleted order 2.
     server.catalog[("dbo", "orders")].rows = [ROW1_V2, ROW2]
     server.catalog[("dbo", "lines")].rows = [(1, 1, 5)]
@@ -569,8 +633,10 @@ def test_full_load_and_cdc_reads_the_max_lsn_before_the_load_and_streams_strictl
     statements = [sql for sql, _ in server.log]
     load_starts = statements.index("-- full load starts")
     orders_select = fullload_mssql.select_statement("dbo", "orders", [c[0] for c in ORDERS_COLUMNS])
-    first_select = min(statements.index(orders_select), statements.index(
-        fullload_mssql.select_statement("dbo", "lines", [c[0] for c in LINES_COLUMNS])))
+    first_select = min(
+        statements.index(orders_select),
+        statements.index(fullload_mssql.select_statement("dbo", "lines", [c[0] for c in LINES_COLUMNS])),
+    )
     stream_starts = statements.index(ms.CAPTURE_INSTANCES_SQL)
     # Exactly one max LSN read, and it comes before the load; the stream opens after the load.
     assert statements[:load_starts].count(ms.MAX_LSN_SQL) == 1

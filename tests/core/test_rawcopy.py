@@ -18,14 +18,15 @@ from tests.core.test_pgoutput import TS, begin, insert, relation
 COLS3 = [("id", 23, True), ("name", 25, False), ("qty", 23, False)]
 TRICKY = [
     ["1", None, "tab\there", "new\nline\r", "back\\slash"],
-    [None, "x", "", "ü 😀 \"q\"", None],
+    [None, "x", "", 'ü 😀 "q"', None],
     ["3", "\\N", "\\", "\t", "a\\tb"],
 ]
 
 
 def test_copy_text_equals_value_by_value_escaping() -> None:
-    rows = [[str(i), str(i * 7), f"text {i}", None if i % 3 else f"{i}.5", "2024-01-03 04:05:06+00"]
-            for i in range(500)]
+    rows = [
+        [str(i), str(i * 7), f"text {i}", None if i % 3 else f"{i}.5", "2024-01-03 04:05:06+00"] for i in range(500)
+    ]
     rows += TRICKY
     messages = [insert(1, r) for r in rows]
     assert copy_text(messages, 5) == rows_payload(rows).encode()
@@ -44,12 +45,13 @@ def test_copy_text_refuses_what_it_does_not_understand() -> None:
     assert copy_text([good], 3) is None  # another column count
     assert copy_text([good[:-1]], 2) is None  # cut short
     assert copy_text([good + b"x"], 2) is None  # trailing bytes
-    unchanged = good[:8] + b"u" + good[8 + 5 + 1:]  # first column 'u' (unchanged TOAST)
+    unchanged = good[:8] + b"u" + good[8 + 5 + 1 :]  # first column 'u' (unchanged TOAST)
     assert copy_text([unchanged], 2) is None
 
 
-def raw_inserts(rows: list[dict], pos: int, table: str = "items", columns: tuple[str, ...] = ("id", "name", "qty"),
-                xid: int = 7) -> list[RawInsert]:
+def raw_inserts(
+    rows: list[dict], pos: int, table: str = "items", columns: tuple[str, ...] = ("id", "name", "qty"), xid: int = 7
+) -> list[RawInsert]:
     """RawInserts as the decoder makes them from the server's messages."""
     d = Decoder()
     d.decode(begin(pos, TS, xid))
@@ -115,8 +117,12 @@ def test_values_holding_marker_bytes_and_unknown_columns_take_the_staging_path(s
         ap.apply(raw_inserts(odd, 10), 10)
         assert content(db) == expected(odd)
         with pytest.raises(SchemaMismatch, match="extra"):
-            ap.apply(raw_inserts([{"id": 5, "name": "x", "qty": 1, "extra": "e"}], 20,
-                                 columns=("id", "name", "qty", "extra")), 20)
+            ap.apply(
+                raw_inserts(
+                    [{"id": 5, "name": "x", "qty": 1, "extra": "e"}], 20, columns=("id", "name", "qty", "extra")
+                ),
+                20,
+            )
     assert content(db) == expected(odd)
 
 
@@ -156,14 +162,26 @@ def insert_runs(rows_: list[dict], pos: int, xid: int = 7) -> list:
 def test_the_decoder_groups_consecutive_inserts_into_runs() -> None:
     d = Decoder(runs=True)
     out: list = []
-    for m in (begin(100, TS, 7), relation(1, "public", "a", COLS3), relation(2, "public", "b", COLS3),
-              insert(1, ["1", "x", None]), insert(1, ["2", "y", "3"]), insert(2, ["1", "z", None]),
-              insert(1, ["3", None, None]), b"C" + struct.pack(">BQQq", 0, 100, 110, TS),
-              begin(200, TS, 8), insert(1, ["4", "w", "4"])):
+    for m in (
+        begin(100, TS, 7),
+        relation(1, "public", "a", COLS3),
+        relation(2, "public", "b", COLS3),
+        insert(1, ["1", "x", None]),
+        insert(1, ["2", "y", "3"]),
+        insert(2, ["1", "z", None]),
+        insert(1, ["3", None, None]),
+        b"C" + struct.pack(">BQQq", 0, 100, 110, TS),
+        begin(200, TS, 8),
+        insert(1, ["4", "w", "4"]),
+    ):
         d.decode_into(m, out)
     runs = [i for i in out if isinstance(i, InsertRun)]
-    assert [(r.table, len(r), r.position, r.xid) for r in runs] == [("a", 2, 100, 7), ("b", 1, 100, 7),
-                                                                   ("a", 1, 100, 7), ("a", 1, 200, 8)]
+    assert [(r.table, len(r), r.position, r.xid) for r in runs] == [
+        ("a", 2, 100, 7),
+        ("b", 1, 100, 7),
+        ("a", 1, 100, 7),
+        ("a", 1, 200, 8),
+    ]
     assert row_count(out) == 5 + sum(1 for i in out if not isinstance(i, InsertRun))
     first = runs[0].events()
     assert [e.after for e in first] == [{"id": "1", "name": "x", "qty": None}, {"id": "2", "name": "y", "qty": "3"}]

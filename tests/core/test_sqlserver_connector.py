@@ -116,9 +116,9 @@ def test_password_with_braces_round_trips_through_the_driver_manager_parser() ->
 
 def test_driver_selection_prefers_newest_microsoft_then_freetds() -> None:
     spec = make_spec()
-    assert pick_driver(
-        spec, ["FreeTDS", "ODBC Driver 17 for SQL Server", "ODBC Driver 18 for SQL Server"]
-    ) == ("ODBC Driver 18 for SQL Server")
+    assert pick_driver(spec, ["FreeTDS", "ODBC Driver 17 for SQL Server", "ODBC Driver 18 for SQL Server"]) == (
+        "ODBC Driver 18 for SQL Server"
+    )
     assert pick_driver(spec, ["FreeTDS", "ODBC Driver 17 for SQL Server"]) == "ODBC Driver 17 for SQL Server"
     assert pick_driver(spec, ["PostgreSQL Unicode", "FreeTDS"]) == "FreeTDS"
 
@@ -133,16 +133,12 @@ def test_driver_from_options_wins_and_freetds_form_follows_it() -> None:
 
 
 def test_options_cannot_override_spec_fields_and_bad_keywords_are_refused() -> None:
-    spec = make_spec(
-        password="pw1", options={"PWD": "evil", "Server": "elsewhere", "ApplicationIntent": "ReadOnly"}
-    )
+    spec = make_spec(password="pw1", options={"PWD": "evil", "Server": "elsewhere", "ApplicationIntent": "ReadOnly"})
     conn = build_connection_string(spec, installed=MS18)
     assert "evil" not in conn and "elsewhere" not in conn
     assert "ApplicationIntent=ReadOnly;" in conn
     assert (
-        build_connection_string(make_spec(options={"TDS_Version": "8.0"}), installed=["FreeTDS"]).count(
-            "TDS_Version"
-        )
+        build_connection_string(make_spec(options={"TDS_Version": "8.0"}), installed=["FreeTDS"]).count("TDS_Version")
         == 1
     )
     with pytest.raises(ValidationFailed):
@@ -236,8 +232,7 @@ CASES = [
         err(
             pyodbc.OperationalError,
             "08001",
-            "[08001] [unixODBC]getaddrinfo failed: Temporary failure in name resolution (0) "
-            "(SQLDriverConnect)",
+            "[08001] [unixODBC]getaddrinfo failed: Temporary failure in name resolution (0) (SQLDriverConnect)",
         ),
         UnknownHost,
         "unknown host",
@@ -345,9 +340,7 @@ def test_error_kinds_and_transience() -> None:
 def test_password_is_scrubbed_from_every_message() -> None:
     spec = make_spec()
     leaky = [
-        err(
-            pyodbc.ProgrammingError, "42000", f"[42000] [SQL Server]Incorrect syntax near '{PASSWORD}'. (102)"
-        ),
+        err(pyodbc.ProgrammingError, "42000", f"[42000] [SQL Server]Incorrect syntax near '{PASSWORD}'. (102)"),
         err(pyodbc.Error, "HY000", f"[HY000] bad connection string DRIVER={{x}};PWD={odbc_value(PASSWORD)};"),
         err(pyodbc.Error, "HY000", "[HY000] something PWD=hunter2; went wrong"),
         RuntimeError(f"plain {PASSWORD}"),
@@ -573,9 +566,7 @@ def connector() -> SqlServerConnector:
 
 
 def test_test_reports_short_version_and_latency(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake = Fake(
-        monkeypatch, dispatch({"@@VERSION": [("Microsoft SQL Server 2022 (RTM) - 16.0.1000.6 (X64) \n\tx",)]})
-    )
+    fake = Fake(monkeypatch, dispatch({"@@VERSION": [("Microsoft SQL Server 2022 (RTM) - 16.0.1000.6 (X64) \n\tx",)]}))
     result = connector().test()
     assert result.server_version == "Microsoft SQL Server 2022 (RTM) 16.0.1000.6"
     assert result.latency_ms >= 0
@@ -590,9 +581,7 @@ def test_list_databases_and_fallback_without_master_files(monkeypatch: pytest.Mo
     sql = fake.calls[0][0]
     assert "state_desc = 'ONLINE'" in sql and "N'master', N'tempdb', N'model', N'msdb'" in sql
 
-    azure = pyodbc.ProgrammingError(
-        "42S02", "[42S02] [SQL Server]Invalid object name 'sys.master_files'. (208)"
-    )
+    azure = pyodbc.ProgrammingError("42S02", "[42S02] [SQL Server]Invalid object name 'sys.master_files'. (208)")
     fake = Fake(monkeypatch, dispatch({"sys.master_files": azure, "sys.databases": [("Sales", None)]}))
     assert [d.name for d in connector().list_databases()] == ["Sales"]
     assert len(fake.calls) == 2
@@ -645,9 +634,7 @@ def test_list_tables_falls_back_to_catalog_views_without_view_database_state(
     denied = pyodbc.ProgrammingError(
         "42000", "[42000] [SQL Server]VIEW DATABASE STATE permission denied in database 'Shop'. (297)"
     )
-    fake = Fake(
-        monkeypatch, dispatch({"sys.dm_db_partition_stats": denied, "sys.partitions": [("T", 5, 16384, 1)]})
-    )
+    fake = Fake(monkeypatch, dispatch({"sys.dm_db_partition_stats": denied, "sys.partitions": [("T", 5, 16384, 1)]}))
     tables = connector().list_tables("Shop", "dbo")
     assert [(t.name, t.row_count, t.size_bytes) for t in tables] == [("T", 5, 16384)]
     assert "sys.allocation_units" in fake.calls[1][0]

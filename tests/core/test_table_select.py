@@ -12,12 +12,20 @@ AVAILABLE = ["orders", "order_lines", "cust_a", "cust_b", "cust_tmp", "Audit"]
 
 def test_names_and_wildcards_keep_source_order() -> None:
     assert select_tables(AVAILABLE, ["cust_*", "orders"]) == [
-        ("orders", "orders"), ("cust_a", "cust_a"), ("cust_b", "cust_b"), ("cust_tmp", "cust_tmp")]
+        ("orders", "orders"),
+        ("cust_a", "cust_a"),
+        ("cust_b", "cust_b"),
+        ("cust_tmp", "cust_tmp"),
+    ]
 
 
 def test_exclusions_are_patterns() -> None:
     assert [s for s, _ in select_tables(AVAILABLE, ["*"], exclude=["*_tmp", "Audit"])] == [
-        "orders", "order_lines", "cust_a", "cust_b"]
+        "orders",
+        "order_lines",
+        "cust_a",
+        "cust_b",
+    ]
 
 
 def test_mappings_rename_and_select() -> None:

@@ -78,7 +78,12 @@ def messages(findings: list[Finding], level: str) -> list[str]:
 
 @pytest.mark.parametrize("force_text", [False, True])
 def test_every_type_round_trips_exactly(
-    pg: PgCluster, pg_db: str, target_db: str, formats, monkeypatch: pytest.MonkeyPatch, force_text: bool  # noqa: F811
+    pg: PgCluster,
+    pg_db: str,
+    target_db: str,
+    formats,
+    monkeypatch: pytest.MonkeyPatch,
+    force_text: bool,  # noqa: F811
 ) -> None:
     execute(pg, pg_db, TYPES_DDL)
     if force_text:
@@ -89,12 +94,14 @@ def test_every_type_round_trips_exactly(
     for table in ("every", "user_arrays"):
         source_rows = rows_as_text(pg, pg_db, "Src", table)
         assert rows_as_text(pg, target_db, "Copy", table) == source_rows and len(source_rows) == 3
-    got = fetch(pg, target_db, "SELECT tv::text, g, k FROM \"Copy\".every WHERE id = 1")
+    got = fetch(pg, target_db, 'SELECT tv::text, g, k FROM "Copy".every WHERE id = 1')
     assert got == [("'brown':3 'fox':4 'jump':5 'quick':2", 5, 999)]
 
 
 def test_domains_are_created_with_their_constraints_and_non_ascii_names(
-    pg: PgCluster, pg_db: str, target_db: str  # noqa: F811
+    pg: PgCluster,
+    pg_db: str,
+    target_db: str,  # noqa: F811
 ) -> None:
     execute(pg, pg_db, TYPES_DDL)
     run(pg, pg_db, target_db, [EVERY, USER_ARRAYS])
@@ -108,28 +115,46 @@ def test_domains_are_created_with_their_constraints_and_non_ascii_names(
     assert domains[0] == ("Größe", "bigint", True, "1", ["größe_positiv CHECK ((VALUE > 0))"])
     assert domains[2][:2] == ("klein", '"Copy"."Größe"') and domains[3][:2] == ("laune", '"Copy".mood')
     assert domains[3][3] == "'ok'::\"Copy\".mood"
-    source = [tuple(v.replace('"Src"', '"Copy"') if isinstance(v, str) else v for v in row)
-              for row in fetch(pg, pg_db, query, ("Src",))]
+    source = [
+        tuple(v.replace('"Src"', '"Copy"') if isinstance(v, str) else v for v in row)
+        for row in fetch(pg, pg_db, query, ("Src",))
+    ]
     assert domains == source and len(domains) == 4
     column_types = fetch(
-        pg, target_db, "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
+        pg,
+        target_db,
+        "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute "
         "WHERE attrelid = '\"Copy\".every'::regclass AND attname IN ('g', 'k', 'e', 'l') ORDER BY attnum",
     )
-    assert column_types == [("g", '"Copy"."Größe"'), ("k", '"Copy".klein'), ("e", '"Copy".email'),
-                            ("l", '"Copy".laune')]
+    assert column_types == [
+        ("g", '"Copy"."Größe"'),
+        ("k", '"Copy".klein'),
+        ("e", '"Copy".email'),
+        ("l", '"Copy".laune'),
+    ]
     with pytest.raises(psycopg2.errors.CheckViolation):
-        execute(pg, target_db, "INSERT INTO \"Copy\".every (id, k) VALUES (10, 1000)")
+        execute(pg, target_db, 'INSERT INTO "Copy".every (id, k) VALUES (10, 1000)')
     with pytest.raises(psycopg2.errors.CheckViolation):
         execute(pg, target_db, "INSERT INTO \"Copy\".user_arrays (id, ga) VALUES (10, '{0}')")
 
 
 def test_an_existing_domain_is_accepted_only_over_the_same_base_type(
-    pg: PgCluster, pg_db: str, target_db: str  # noqa: F811
+    pg: PgCluster,
+    pg_db: str,
+    target_db: str,  # noqa: F811
 ) -> None:
-    execute(pg, pg_db, 'CREATE DOMAIN "Maß" AS numeric(10,2) CHECK (VALUE >= 0); CREATE TABLE a (id int, v "Maß");'
-                       'CREATE TABLE b (id int, v "Maß"); INSERT INTO a VALUES (1, 2.5); INSERT INTO b VALUES (1, 3)')
-    execute(pg, target_db, 'CREATE SCHEMA ok; CREATE DOMAIN ok."Maß" AS numeric(10,2);'
-                           'CREATE SCHEMA bad; CREATE DOMAIN bad."Maß" AS integer')
+    execute(
+        pg,
+        pg_db,
+        'CREATE DOMAIN "Maß" AS numeric(10,2) CHECK (VALUE >= 0); CREATE TABLE a (id int, v "Maß");'
+        'CREATE TABLE b (id int, v "Maß"); INSERT INTO a VALUES (1, 2.5); INSERT INTO b VALUES (1, 3)',
+    )
+    execute(
+        pg,
+        target_db,
+        'CREATE SCHEMA ok; CREATE DOMAIN ok."Maß" AS numeric(10,2);'
+        'CREATE SCHEMA bad; CREATE DOMAIN bad."Maß" AS integer',
+    )
     run(pg, pg_db, target_db, [TablePlan("public", "a", "ok", "a")])
     assert fetch(pg, target_db, "SELECT v::text FROM ok.a") == [("2.50",)]
     result = load(pg, pg_db, target_db, [TablePlan("public", "b", "bad", "b")])
@@ -138,26 +163,46 @@ def test_an_existing_domain_is_accepted_only_over_the_same_base_type(
 
 
 def test_an_extension_type_the_target_lacks_becomes_text_with_a_warning(
-    pg: PgCluster, pg_db: str, target_db: str  # noqa: F811
+    pg: PgCluster,
+    pg_db: str,
+    target_db: str,  # noqa: F811
 ) -> None:
-    execute(pg, pg_db, "CREATE EXTENSION ltree; CREATE TABLE paths (id int PRIMARY KEY, p ltree, ps ltree[]);"
-                       "INSERT INTO paths VALUES (1, 'top.science.astro', '{a.b,c}'), (2, NULL, NULL)")
+    execute(
+        pg,
+        pg_db,
+        "CREATE EXTENSION ltree; CREATE TABLE paths (id int PRIMARY KEY, p ltree, ps ltree[]);"
+        "INSERT INTO paths VALUES (1, 'top.science.astro', '{a.b,c}'), (2, NULL, NULL)",
+    )
     plan = TablePlan("public", "paths", "copy", "paths")
     findings = table_findings(*specs(pg, pg_db, target_db), [plan], LoadOptions(), cdc=False)
-    assert findings == {"public.paths": [Finding("warning", "public.paths.p (ltree) will be copied as text"),
-                                         Finding("warning", "public.paths.ps (ltree[]) will be copied as text")]}
+    assert findings == {
+        "public.paths": [
+            Finding("warning", "public.paths.p (ltree) will be copied as text"),
+            Finding("warning", "public.paths.ps (ltree[]) will be copied as text"),
+        ]
+    }
     run(pg, pg_db, target_db, [plan])
-    assert fetch(pg, target_db, "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
-                                "WHERE attrelid = 'copy.paths'::regclass AND attnum > 0 ORDER BY attnum") == [
-        ("integer",), ("text",), ("text[]",)]
+    assert fetch(
+        pg,
+        target_db,
+        "SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+        "WHERE attrelid = 'copy.paths'::regclass AND attnum > 0 ORDER BY attnum",
+    ) == [("integer",), ("text",), ("text[]",)]
     assert rows_as_text(pg, target_db, "copy", "paths") == rows_as_text(pg, pg_db, "public", "paths")
 
 
 def test_an_extension_type_the_target_has_keeps_its_type(
-    pg: PgCluster, pg_db: str, target_db: str, formats  # noqa: F811
+    pg: PgCluster,
+    pg_db: str,
+    target_db: str,
+    formats,  # noqa: F811
 ) -> None:
-    execute(pg, pg_db, "CREATE EXTENSION cube; CREATE TABLE boxes (id int PRIMARY KEY, c cube);"
-                       "INSERT INTO boxes VALUES (1, '(1,2),(3,4)'), (2, '(5)')")
+    execute(
+        pg,
+        pg_db,
+        "CREATE EXTENSION cube; CREATE TABLE boxes (id int PRIMARY KEY, c cube);"
+        "INSERT INTO boxes VALUES (1, '(1,2),(3,4)'), (2, '(5)')",
+    )
     execute(pg, target_db, "CREATE EXTENSION cube")
     plan = TablePlan("public", "boxes", "copy", "boxes")
     assert table_findings(*specs(pg, pg_db, target_db), [plan], LoadOptions(), cdc=False) == {"public.boxes": []}
@@ -184,14 +229,19 @@ LINES = TablePlan("public", "lines", "copy", "lines")
 
 def generation(pg: PgCluster, db: str, table: str) -> list[tuple]:
     return fetch(
-        pg, db, "SELECT a.attname, a.attgenerated, pg_get_expr(d.adbin, d.adrelid) FROM pg_attribute a "
+        pg,
+        db,
+        "SELECT a.attname, a.attgenerated, pg_get_expr(d.adbin, d.adrelid) FROM pg_attribute a "
         "LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
-        "WHERE a.attrelid = %s::regclass AND a.attnum > 0 ORDER BY a.attnum", (table,),
+        "WHERE a.attrelid = %s::regclass AND a.attnum > 0 ORDER BY a.attnum",
+        (table,),
     )
 
 
 def test_generated_columns_are_carried_or_filled_from_the_source(
-    pg: PgCluster, pg_db: str, target_db: str  # noqa: F811
+    pg: PgCluster,
+    pg_db: str,
+    target_db: str,  # noqa: F811
 ) -> None:
     execute(pg, pg_db, GENERATED_DDL)
     source, target = specs(pg, pg_db, target_db)
@@ -207,18 +257,27 @@ def test_generated_columns_are_carried_or_filled_from_the_source(
     assert '"tenfold" integer,' in ddl
     run(pg, pg_db, target_db, [LINES])
     assert generation(pg, target_db, "copy.lines") == [
-        ("id", "", None), ("price", "", None), ("qty", "", None),
-        ("total", "s", "(price * (qty)::numeric)"), ("tenfold", "", None),
+        ("id", "", None),
+        ("price", "", None),
+        ("qty", "", None),
+        ("total", "s", "(price * (qty)::numeric)"),
+        ("tenfold", "", None),
     ]
     assert fetch(pg, target_db, "SELECT * FROM copy.lines ORDER BY id") == fetch(
-        pg, pg_db, "SELECT * FROM lines ORDER BY id")
+        pg, pg_db, "SELECT * FROM lines ORDER BY id"
+    )
     assert rows_as_text(pg, target_db, "copy", "lines") == ["(1,2.50,4,10.00,40)", "(2,0.10,3,0.30,30)"]
 
 
 def test_defaults_are_carried_except_sequences_and_refused_ones(
-    pg: PgCluster, pg_db: str, target_db: str  # noqa: F811
+    pg: PgCluster,
+    pg_db: str,
+    target_db: str,  # noqa: F811
 ) -> None:
-    execute(pg, pg_db, """
+    execute(
+        pg,
+        pg_db,
+        """
         CREATE SCHEMA "Shop"; CREATE TYPE "Shop".mood AS ENUM ('sad', 'ok');
         CREATE FUNCTION "Shop".pick() RETURNS text LANGUAGE sql AS 'SELECT ''x''';
         CREATE TABLE "Shop".t (
@@ -226,7 +285,8 @@ def test_defaults_are_carried_except_sequences_and_refused_ones(
             kind text NOT NULL DEFAULT 'store', at timestamptz DEFAULT now(), m "Shop".mood DEFAULT 'ok',
             p text DEFAULT "Shop".pick(), n numeric(5,1) DEFAULT 1.5);
         INSERT INTO "Shop".t DEFAULT VALUES;
-    """)
+    """,
+    )
     plan = TablePlan("Shop", "t", "Copy", "t")
     source, target = specs(pg, pg_db, target_db)
     warnings = messages(table_findings(source, target, [plan], LoadOptions(), cdc=False)["Shop.t"], "warning")
@@ -238,24 +298,43 @@ def test_defaults_are_carried_except_sequences_and_refused_ones(
     assert len(warnings) == 2
     run(pg, pg_db, target_db, [plan])
     assert generation(pg, target_db, '"Copy".t') == [
-        ("id", "", None), ("ident", "", None), ("kind", "", "'store'::text"), ("at", "", "now()"),
-        ("m", "", "'ok'::\"Copy\".mood"), ("p", "", None), ("n", "", "1.5"),
+        ("id", "", None),
+        ("ident", "", None),
+        ("kind", "", "'store'::text"),
+        ("at", "", "now()"),
+        ("m", "", "'ok'::\"Copy\".mood"),
+        ("p", "", None),
+        ("n", "", "1.5"),
     ]
-    assert fetch(pg, target_db, "SELECT attidentity FROM pg_attribute WHERE attrelid = '\"Copy\".t'::regclass "
-                                "AND attname = 'ident'") == [("",)]
+    assert fetch(
+        pg,
+        target_db,
+        "SELECT attidentity FROM pg_attribute WHERE attrelid = '\"Copy\".t'::regclass AND attname = 'ident'",
+    ) == [("",)]
     assert rows_as_text(pg, target_db, "Copy", "t") == rows_as_text(pg, pg_db, "Shop", "t")
 
 
 # ---------------------------------------------------------------------------------------------
 # Findings on existing targets
 
+
 def test_findings_on_existing_targets_follow_policy_and_drift(
-    pg: PgCluster, pg_db: str, target_db: str  # noqa: F811
+    pg: PgCluster,
+    pg_db: str,
+    target_db: str,  # noqa: F811
 ) -> None:
-    execute(pg, pg_db, "CREATE TABLE t (id int PRIMARY KEY, a int, doc jsonb, added text DEFAULT 'x');"
-                       "CREATE TYPE address AS (street text); CREATE TABLE shapes (id int, addr address)")
-    execute(pg, target_db, "CREATE SCHEMA copy; CREATE TABLE copy.t (id int PRIMARY KEY, a bigint, doc integer,"
-                           " gone text NOT NULL); INSERT INTO copy.t VALUES (1, 1, 1, 'g')")
+    execute(
+        pg,
+        pg_db,
+        "CREATE TABLE t (id int PRIMARY KEY, a int, doc jsonb, added text DEFAULT 'x');"
+        "CREATE TYPE address AS (street text); CREATE TABLE shapes (id int, addr address)",
+    )
+    execute(
+        pg,
+        target_db,
+        "CREATE SCHEMA copy; CREATE TABLE copy.t (id int PRIMARY KEY, a bigint, doc integer,"
+        " gone text NOT NULL); INSERT INTO copy.t VALUES (1, 1, 1, 'g')",
+    )
     source, target = specs(pg, pg_db, target_db)
     plans = [TablePlan("public", "t", "copy", "t"), TablePlan("public", "shapes", "copy", "shapes")]
 
@@ -272,7 +351,8 @@ def test_findings_on_existing_targets_follow_policy_and_drift(
     assert "public.shapes.addr" in found["public.shapes"][0].message
     assert "'address'" in found["public.shapes"][0].message
     assert messages(find(target_table_policy="fail")["public.t"], "error") == [
-        "target table copy.t is not empty; choose truncate, append or drop_recreate"]
+        "target table copy.t is not empty; choose truncate, append or drop_recreate"
+    ]
     ignored = find(target_table_policy="truncate", schema_drift="ignore")["public.t"]
     assert messages(ignored, "error") == [
         "column doc is jsonb in the source but integer in copy.t: the copy fails",
@@ -282,17 +362,20 @@ def test_findings_on_existing_targets_follow_policy_and_drift(
     assert [f.level for f in stopped] == ["error"] and "new source column(s) added" in stopped[0].message
     assert find(target_table_policy="drop_recreate")["public.t"] == []
     assert fetch(pg, target_db, "SELECT count(*) FROM copy.t") == [(1,)]  # findings change nothing
-    assert fetch(pg, target_db, "SELECT count(*) FROM pg_attribute WHERE attrelid = 'copy.t'::regclass "
-                                "AND attname = 'added'") == [(0,)]
+    assert fetch(
+        pg, target_db, "SELECT count(*) FROM pg_attribute WHERE attrelid = 'copy.t'::regclass AND attname = 'added'"
+    ) == [(0,)]
 
 
 def test_findings_raise_only_when_a_side_is_unreachable(pg: PgCluster, pg_db: str) -> None:
     with pytest.raises(StudioError):
         table_findings(spec(pg, pg_db), spec(pg, "no_such_db"), [LINES], LoadOptions(), cdc=False)
-    missing = table_findings(spec(pg, pg_db), spec(pg, pg_db), [TablePlan("public", "nope", "c", "nope")],
-                             LoadOptions(), cdc=False)
-    assert missing == {"public.nope": [Finding("error", f"source table public.nope does not exist in database "
-                                                        f"{pg_db}")]}
+    missing = table_findings(
+        spec(pg, pg_db), spec(pg, pg_db), [TablePlan("public", "nope", "c", "nope")], LoadOptions(), cdc=False
+    )
+    assert missing == {
+        "public.nope": [Finding("error", f"source table public.nope does not exist in database {pg_db}")]
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -308,7 +391,10 @@ STORE = TablePlan("public", "store", "copy", "store")
 def test_reconcile_makes_the_target_fit_and_is_idempotent(pg: PgCluster, pg_db: str, target_db: str) -> None:  # noqa: F811
     execute(pg, pg_db, RECONCILE_DDL)
     run(pg, pg_db, target_db, [STORE])
-    execute(pg, pg_db, """
+    execute(
+        pg,
+        pg_db,
+        """
         CREATE DOMAIN "Kundennummer_ü" AS bigint CHECK (VALUE > 0);
         ALTER TABLE store ADD COLUMN kind text NOT NULL DEFAULT 'store';
         ALTER TABLE store ADD COLUMN cust "Kundennummer_ü";
@@ -316,7 +402,8 @@ def test_reconcile_makes_the_target_fit_and_is_idempotent(pg: PgCluster, pg_db: 
         ALTER TABLE store ALTER COLUMN price TYPE numeric(12,2);
         ALTER TABLE store ADD COLUMN twice numeric GENERATED ALWAYS AS (price * 2) STORED;
         ALTER TABLE store DROP COLUMN old_col;
-    """)
+    """,
+    )
     source, target = specs(pg, pg_db, target_db)
     with pytest.raises(ValidationFailed, match="new source column"):
         reconcile_table(source, target, STORE, drift="stop_table")
@@ -333,50 +420,68 @@ def test_reconcile_makes_the_target_fit_and_is_idempotent(pg: PgCluster, pg_db: 
     ]
     assert reconcile_table(source, target, STORE) == []  # idempotent
     assert fetch(pg, target_db, "SELECT id, kind, cust, r, twice::text, price::text FROM copy.store ORDER BY id") == [
-        (1, "store", None, None, "2.00", "1.00"), (2, "store", None, None, "4.00", "2.00"),
-        (3, "store", None, None, "6.00", "3.00")]
+        (1, "store", None, None, "2.00", "1.00"),
+        (2, "store", None, None, "4.00", "2.00"),
+        (3, "store", None, None, "6.00", "3.00"),
+    ]
     with pytest.raises(psycopg2.errors.CheckViolation):
         execute(pg, target_db, "INSERT INTO copy.store (id, name, cust) VALUES (9, 'x', 0)")
-    assert fetch(pg, target_db, "SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef WHERE adrelid = "
-                                "'copy.store'::regclass ORDER BY adnum") == [("'store'::text",), ("random()",),
-                                                                             ("(price * (2)::numeric)",)]
+    assert fetch(
+        pg,
+        target_db,
+        "SELECT pg_get_expr(adbin, adrelid) FROM pg_attrdef WHERE adrelid = 'copy.store'::regclass ORDER BY adnum",
+    ) == [("'store'::text",), ("random()",), ("(price * (2)::numeric)",)]
     with pytest.raises(ObjectNotFound):
         reconcile_table(source, target, TablePlan("public", "store", "copy", "absent"))
 
 
 def test_a_restarted_load_adds_a_new_source_column_to_the_existing_target(
-    pg: PgCluster, pg_db: str, target_db: str  # noqa: F811
+    pg: PgCluster,
+    pg_db: str,
+    target_db: str,  # noqa: F811
 ) -> None:
     execute(pg, pg_db, RECONCILE_DDL)
     run(pg, pg_db, target_db, [STORE])
-    execute(pg, pg_db, "ALTER TABLE store ADD COLUMN kind text NOT NULL DEFAULT 'store';"
-                       "UPDATE store SET kind = 'web' WHERE id = 2")
+    execute(
+        pg,
+        pg_db,
+        "ALTER TABLE store ADD COLUMN kind text NOT NULL DEFAULT 'store';UPDATE store SET kind = 'web' WHERE id = 2",
+    )
     stopped = load(pg, pg_db, target_db, [STORE], target_table_policy="truncate", schema_drift="stop_table")
     assert stopped.status == "FAILED" and "new source column(s) kind" in (stopped.tables[0].error or "")
     run(pg, pg_db, target_db, [STORE], target_table_policy="truncate")
     assert rows_as_text(pg, target_db, "copy", "store") == rows_as_text(pg, pg_db, "public", "store")
     execute(pg, pg_db, "ALTER TABLE store ADD COLUMN extra int DEFAULT 7")
     run(pg, pg_db, target_db, [STORE], target_table_policy="truncate", schema_drift="ignore")
-    assert fetch(pg, target_db, "SELECT count(*) FROM pg_attribute WHERE attrelid = 'copy.store'::regclass "
-                                "AND attname = 'extra'") == [(0,)]
+    assert fetch(
+        pg, target_db, "SELECT count(*) FROM pg_attribute WHERE attrelid = 'copy.store'::regclass AND attname = 'extra'"
+    ) == [(0,)]
 
 
 def test_loading_into_an_existing_table_with_generated_columns_leaves_them_out(
-    pg: PgCluster, pg_db: str, target_db: str  # noqa: F811
+    pg: PgCluster,
+    pg_db: str,
+    target_db: str,  # noqa: F811
 ) -> None:
     execute(pg, pg_db, GENERATED_DDL)
-    execute(pg, target_db, "CREATE SCHEMA copy; CREATE TABLE copy.lines (id int PRIMARY KEY, price numeric(10,2),"
-                           " qty int, total numeric GENERATED ALWAYS AS (price * qty + 1) STORED, tenfold int)")
+    execute(
+        pg,
+        target_db,
+        "CREATE SCHEMA copy; CREATE TABLE copy.lines (id int PRIMARY KEY, price numeric(10,2),"
+        " qty int, total numeric GENERATED ALWAYS AS (price * qty + 1) STORED, tenfold int)",
+    )
     run(pg, pg_db, target_db, [LINES], target_table_policy="append")
     assert fetch(pg, target_db, "SELECT id, total::text, tenfold FROM copy.lines ORDER BY id") == [
-        (1, "11.00", 40), (2, "1.30", 30)]
+        (1, "11.00", 40),
+        (2, "1.30", 30),
+    ]
 
 
 def test_requalify_renames_type_references_outside_literals() -> None:
     from core.fullload.pgsql import requalify
 
     renames = {'"Shop".mood': '"Copy"."mood"', "public.mood": '"Copy"."mood"'}
-    assert requalify("'ok'::\"Shop\".mood", renames) == "'ok'::\"Copy\".\"mood\""
+    assert requalify("'ok'::\"Shop\".mood", renames) == '\'ok\'::"Copy"."mood"'
     untouched = "'\"Shop\".mood'::text || public.mood_x(1)"
     assert requalify(untouched, renames) == untouched
     assert requalify("ARRAY['a''b'::public.mood]", renames) == "ARRAY['a''b'::\"Copy\".\"mood\"]"
@@ -392,10 +497,12 @@ def test_sqlserver_targets_get_plain_columns_for_generated_ones(pg: PgCluster, p
     found = table_findings(spec(pg, pg_db), mssql_spec(), [LINES], LoadOptions(), cdc=True)["public.lines"]
     assert messages(found, "error") == [
         f"generated column {c}: a plain column filled from the source values; CDC cannot keep it up to date "
-        "(generated columns are not replicated)" for c in ("total", "tenfold")
+        "(generated columns are not replicated)"
+        for c in ("total", "tenfold")
     ]
     assert messages(found, "warning") == [
-        "default of note ('n'::text) is not carried: defaults are not carried to SQL Server"]
+        "default of note ('n'::text) is not carried: defaults are not carried to SQL Server"
+    ]
     table = source_specs(spec(pg, pg_db), "sqlserver", [LINES])[0]
     assert mssql.create_table_statement(table) == (
         "CREATE TABLE [copy].[lines] ([id] int NOT NULL, [price] decimal(10,2) NOT NULL, [qty] int NOT NULL, "

@@ -177,8 +177,15 @@ def test_guess_kind_and_normalize() -> None:
 
 def test_domain_is_created_on_postgresql_targets_over_its_mapped_base() -> None:
     mood = PgUserType(kind="enum", schema="shop", name="mood", labels=("sad", "ok"))
-    inner = PgUserType(kind="domain", schema="shop", name="Größe", base_type="bigint", not_null=True,
-                       default="1", checks=(("positiv", "CHECK ((VALUE > 0))"),))
+    inner = PgUserType(
+        kind="domain",
+        schema="shop",
+        name="Größe",
+        base_type="bigint",
+        not_null=True,
+        default="1",
+        checks=(("positiv", "CHECK ((VALUE > 0))"),),
+    )
     outer = PgUserType(kind="domain", schema="shop", name="klein", base_type='shop."Größe"', base=inner)
     mapped = map_type("klein", POSTGRESQL, POSTGRESQL, "shop.t.k", outer)
     assert mapped.display == "klein" and mapped.sql == "bigint" and mapped.binary_safe
@@ -201,6 +208,11 @@ def test_extension_types_are_kept_only_when_the_target_has_them() -> None:
     assert map_type("ltree[]", POSTGRESQL, POSTGRESQL, "public.t.p", arr).sql == "text[]"
     kept = map_type("ltree", POSTGRESQL, POSTGRESQL, "public.t.p", ltree, frozenset({("public", "ltree")}))
     assert (kept.ident, kept.display, kept.cast_text, kept.binary_safe, kept.fallback) == (
-        ("public", "ltree"), "ltree", False, True, "")
+        ("public", "ltree"),
+        "ltree",
+        False,
+        True,
+        "",
+    )
     other_schema = map_type("ltree", POSTGRESQL, POSTGRESQL, "public.t.p", ltree, frozenset({("ext", "ltree")}))
     assert other_schema.cast_text

@@ -17,10 +17,18 @@ def foreign_connector(pg: PgCluster, db: str, name: str) -> dict:
     """A Debezium connector someone else made on the cluster (not through CDC Studio)."""
     return {
         "connector.class": "io.debezium.connector.postgresql.PostgresConnector",
-        "database.hostname": pg.host, "database.port": str(pg.port), "database.user": pg.user,
-        "database.password": pg.password, "database.dbname": db, "plugin.name": "pgoutput",
-        "slot.name": name, "publication.name": name, "publication.autocreate.mode": "filtered",
-        "table.include.list": "public.t", "topic.prefix": name, "snapshot.mode": "no_data",
+        "database.hostname": pg.host,
+        "database.port": str(pg.port),
+        "database.user": pg.user,
+        "database.password": pg.password,
+        "database.dbname": db,
+        "plugin.name": "pgoutput",
+        "slot.name": name,
+        "publication.name": name,
+        "publication.autocreate.mode": "filtered",
+        "table.include.list": "public.t",
+        "topic.prefix": name,
+        "snapshot.mode": "no_data",
     }
 
 
@@ -36,16 +44,23 @@ async def connector_state(stack, name: str, state: str, timeout: float = 60) -> 
             await asyncio.sleep(0.5)
 
 
-async def test_connectors_page_lists_acts_and_validates(kafka_env, kafka_stack, app_env, user: User,  # noqa: F811
-                                                         pg: PgCluster, pg_db: str) -> None:
+async def test_connectors_page_lists_acts_and_validates(
+    kafka_env,
+    kafka_stack,
+    app_env,
+    user: User,  # noqa: F811
+    pg: PgCluster,
+    pg_db: str,
+) -> None:
     conn = pg.connect(pg_db)
     with conn.cursor() as cur:
         cur.execute("CREATE TABLE t (id int PRIMARY KEY)")
     conn.close()
     name = f"foreign_{pg_db}"
     async with httpx.AsyncClient() as http:
-        r = await http.post(f"{kafka_stack.connect_url}/connectors",
-                            json={"name": name, "config": foreign_connector(pg, pg_db, name)})
+        r = await http.post(
+            f"{kafka_stack.connect_url}/connectors", json={"name": name, "config": foreign_connector(pg, pg_db, name)}
+        )
         assert r.status_code == 201, r.text
     try:
         await connector_state(kafka_stack, name, "RUNNING")
@@ -66,9 +81,14 @@ async def test_connectors_page_lists_acts_and_validates(kafka_env, kafka_stack, 
         # A new connector: Connect's validation shows per-field errors, and nothing is created.
         user.find(marker="new-connector").click()
         set_value(user, "connector-name", "broken")
-        bad = {"connector.class": "io.debezium.connector.postgresql.PostgresConnector", "topic.prefix": "b",
-               "database.hostname": pg.host, "database.user": pg.user, "database.dbname": pg_db,
-               "database.port": "not-a-port"}
+        bad = {
+            "connector.class": "io.debezium.connector.postgresql.PostgresConnector",
+            "topic.prefix": "b",
+            "database.hostname": pg.host,
+            "database.user": pg.user,
+            "database.dbname": pg_db,
+            "database.port": "not-a-port",
+        }
         set_value(user, "connector-config", json.dumps(bad))
         user.find(marker="save-connector").click()
         await user.should_see(marker="error-database.port", retries=WAIT)

@@ -73,12 +73,20 @@ async def wait_connector(client, admin, name: str, state: str, timeout: float = 
 async def test_kafka_pipeline_lifecycle(kafka_env, client, admin, pg, pg_db, target_db, monkeypatch) -> None:  # noqa: F811
     # No retries on connection loss, so killing Debezium's replication connection FAILs its task.
     real_config = kafka_engine.KafkaCdcWorker.connector_config
-    monkeypatch.setattr(kafka_engine.KafkaCdcWorker, "connector_config",
-                        lambda self: {**real_config(self), "errors.max.retries": "0"})
+    monkeypatch.setattr(
+        kafka_engine.KafkaCdcWorker, "connector_config", lambda self: {**real_config(self), "errors.max.retries": "0"}
+    )
     run_sql(pg, pg_db, *SEED)
     src, tgt = await make_connections(client, admin, pg, pg_db, target_db)
-    body = pipeline_body(src, tgt, source_schema="app", target_schema="copy", tables=["items"],
-                         mode="FULL_LOAD_AND_CDC", engine="kafka_connect")
+    body = pipeline_body(
+        src,
+        tgt,
+        source_schema="app",
+        target_schema="copy",
+        tables=["items"],
+        mode="FULL_LOAD_AND_CDC",
+        engine="kafka_connect",
+    )
     r = await client.post("/api/v1/pipelines", headers=admin, json=body)
     assert r.status_code == 201, r.text
     pid = r.json()["id"]
@@ -97,8 +105,9 @@ async def test_kafka_pipeline_lifecycle(kafka_env, client, admin, pg, pg_db, tar
     run_sql(pg, pg_db, *CHANGES)
     await converge(pg, pg_db, target_db, ITEMS.format("app"), ITEMS.format("copy"))
     # A new source column: messages carry it, the target gets it (auto-create is on), no value is lost.
-    run_sql(pg, pg_db, "ALTER TABLE app.items ADD COLUMN note text",
-            "UPDATE app.items SET note = 'n' || id WHERE id <= 3")
+    run_sql(
+        pg, pg_db, "ALTER TABLE app.items ADD COLUMN note text", "UPDATE app.items SET note = 'n' || id WHERE id <= 3"
+    )
     notes = "SELECT id, note FROM {}.items ORDER BY id"
     await converge(pg, pg_db, target_db, notes.format("app"), notes.format("copy"))
     lag = (await client.get(f"/api/v1/pipelines/{pid}/lag", headers=admin)).json()
@@ -149,8 +158,9 @@ async def test_kafka_engine_needs_the_cluster_settings(client, admin, pg, pg_db,
     monkeypatch.delenv("KAFKA_CONNECT_URL", raising=False)
     run_sql(pg, pg_db, *SEED[:2])
     src, tgt = await make_connections(client, admin, pg, pg_db, target_db)
-    body = pipeline_body(src, tgt, source_schema="app", target_schema="copy", tables=["items"], mode="CDC_ONLY",
-                         engine="kafka_connect")
+    body = pipeline_body(
+        src, tgt, source_schema="app", target_schema="copy", tables=["items"], mode="CDC_ONLY", engine="kafka_connect"
+    )
     r = await client.post("/api/v1/pipelines", headers=admin, json=body)
     assert r.status_code == 422 and r.json()["detail"][0]["loc"][-1] == "engine"
     assert "KAFKA_CONNECT_URL" in r.json()["detail"][0]["msg"]
@@ -162,8 +172,13 @@ def test_app_crash_resumes_from_offsets_in_the_target(kafka_env, pg: PgCluster, 
     """SIGKILL the app while changes flow through Kafka: after a restart nothing is lost or applied twice."""
     target = pg_db + "_tgt"
     pg.create_database(target)
-    run_sql(pg, pg_db, "CREATE SCHEMA crash", "CREATE TABLE crash.counters (id int PRIMARY KEY, n bigint NOT NULL)",
-            "INSERT INTO crash.counters SELECT g, 0 FROM generate_series(1, 500) g")
+    run_sql(
+        pg,
+        pg_db,
+        "CREATE SCHEMA crash",
+        "CREATE TABLE crash.counters (id int PRIMARY KEY, n bigint NOT NULL)",
+        "INSERT INTO crash.counters SELECT g, 0 FROM generate_series(1, 500) g",
+    )
     app = AppProcess(tmp_path / "data", tmp_path / "app.log")
     stop = threading.Event()
     counts = {"increments": 0}
@@ -214,25 +229,49 @@ def test_app_crash_resumes_from_offsets_in_the_target(kafka_env, pg: PgCluster, 
 
 
 async def test_a_source_that_goes_down_is_shown_while_connect_says_running(
-        kafka_env, client, admin, pg, pg_db, target_db) -> None:  # noqa: F811
+    kafka_env, client, admin, pg, pg_db, target_db
+) -> None:  # noqa: F811
     """Connect keeps the connector RUNNING while Debezium quietly retries; the app tells from the source side."""
     role = f"dbz_{pg_db}"
-    run_sql(pg, pg_db, f"CREATE ROLE {role} LOGIN REPLICATION PASSWORD 'dbz-pw-1'",
-            f"CREATE SCHEMA app AUTHORIZATION {role}",
-            "CREATE TABLE app.items (id bigint PRIMARY KEY, name text)",
-            f"ALTER TABLE app.items OWNER TO {role}",
-            f"GRANT CREATE ON DATABASE {pg_db} TO {role}",
-            "INSERT INTO app.items SELECT g, 'i' || g FROM generate_series(1, 100) g")
+    run_sql(
+        pg,
+        pg_db,
+        f"CREATE ROLE {role} LOGIN REPLICATION PASSWORD 'dbz-pw-1'",
+        f"CREATE SCHEMA app AUTHORIZATION {role}",
+        "CREATE TABLE app.items (id bigint PRIMARY KEY, name text)",
+        f"ALTER TABLE app.items OWNER TO {role}",
+        f"GRANT CREATE ON DATABASE {pg_db} TO {role}",
+        "INSERT INTO app.items SELECT g, 'i' || g FROM generate_series(1, 100) g",
+    )
     ids = []
-    for name, db, usage, user, password in (("src", pg_db, "source", role, "dbz-pw-1"),
-                                            ("tgt", target_db, "target", pg.user, pg.password)):
-        r = await client.post("/api/v1/connections", headers=admin, json={
-            "name": name, "kind": "postgresql", "usage": usage, "host": pg.host, "port": pg.port,
-            "database": db, "username": user, "password": password})
+    for name, db, usage, user, password in (
+        ("src", pg_db, "source", role, "dbz-pw-1"),
+        ("tgt", target_db, "target", pg.user, pg.password),
+    ):
+        r = await client.post(
+            "/api/v1/connections",
+            headers=admin,
+            json={
+                "name": name,
+                "kind": "postgresql",
+                "usage": usage,
+                "host": pg.host,
+                "port": pg.port,
+                "database": db,
+                "username": user,
+                "password": password,
+            },
+        )
         assert r.status_code == 201, r.text
         ids.append(r.json()["id"])
-    body = pipeline_body(*ids, source_schema="app", target_schema="copy", tables=["items"],
-                         mode="FULL_LOAD_AND_CDC", engine="kafka_connect")
+    body = pipeline_body(
+        *ids,
+        source_schema="app",
+        target_schema="copy",
+        tables=["items"],
+        mode="FULL_LOAD_AND_CDC",
+        engine="kafka_connect",
+    )
     pid = (await client.post("/api/v1/pipelines", headers=admin, json=body)).json()["id"]
     assert (await client.post(f"/api/v1/pipelines/{pid}/start", headers=admin)).status_code == 200
     assert (await wait_for_state(client, admin, pid, {"RUNNING", "ERROR"}, timeout=120))["state"] == "RUNNING"
@@ -240,8 +279,12 @@ async def test_a_source_that_goes_down_is_shown_while_connect_says_running(
     await converge(pg, pg_db, target_db, query.format("app"), query.format("copy"))
 
     # The source "goes down" for this role: no new logins, its sessions (Debezium's included) end.
-    run_sql(pg, pg_db, f"ALTER ROLE {role} NOLOGIN",
-            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'")
+    run_sql(
+        pg,
+        pg_db,
+        f"ALTER ROLE {role} NOLOGIN",
+        f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'",
+    )
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 60
     while True:
@@ -265,12 +308,21 @@ async def test_a_source_that_goes_down_is_shown_while_connect_says_running(
 
 
 async def test_sink_connect_needs_a_jdbc_sink_plugin_on_the_cluster(
-        kafka_env, client, admin, pg, pg_db, target_db) -> None:  # noqa: F811
+    kafka_env, client, admin, pg, pg_db, target_db
+) -> None:  # noqa: F811
     """This cluster has no JDBC sink plugin: sink 'connect' is refused, naming the sink plugins it does have."""
     run_sql(pg, pg_db, *SEED[:2])
     src, tgt = await make_connections(client, admin, pg, pg_db, target_db)
-    body = pipeline_body(src, tgt, source_schema="app", target_schema="copy", tables=["items"], mode="CDC_ONLY",
-                         engine="kafka_connect", sink="connect")
+    body = pipeline_body(
+        src,
+        tgt,
+        source_schema="app",
+        target_schema="copy",
+        tables=["items"],
+        mode="CDC_ONLY",
+        engine="kafka_connect",
+        sink="connect",
+    )
     r = await client.post("/api/v1/pipelines", headers=admin, json=body)
     assert r.status_code == 422, r.text
     detail = r.json()["detail"][0]

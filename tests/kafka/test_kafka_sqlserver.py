@@ -39,8 +39,9 @@ from tests.workerthread import Run
 from tests.workerthread import running as worker_running
 from tests.workerthread import wait_for as worker_wait_for
 
-SOURCE = ConnectionSpec(kind="sqlserver", host="mssql.invalid", port=1433, database="Shop", username="sa",
-                        password="pw")
+SOURCE = ConnectionSpec(
+    kind="sqlserver", host="mssql.invalid", port=1433, database="Shop", username="sa", password="pw"
+)
 # sys.columns of dbo.orders: name, type, max_length (bytes), precision, scale, nullable
 COLUMNS = [
     ("id", "int", 4, 10, 0, False),
@@ -69,20 +70,55 @@ def row(id_: int, name: str | None, **values: Any) -> dict[str, Any]:
 
 
 # Debezium JSON values (as documented) and what the target must print for them (::text, UTC).
-R1 = row(1, "first 'q'\ttab\nnew line \\ ü €", amount="12345678901234.5678", price="-922337203685477.5808",
-         created=1709211956123456700, legacy=1709211956123, day=19782, at=49556123, paid=True,
-         token="6F9619FF-8B86-D011-B42D-00C04FC964FF", blob="00ff105c", seen="2024-01-01T21:34:05.1234567Z",
-         score=0.1)
-R1_TEXT = ("1", "first 'q'\ttab\nnew line \\ ü €", "12345678901234.5678", "-922337203685477.5808",
-           "2024-02-29 13:05:56.123457", "2024-02-29 13:05:56.123", "2024-02-29", "13:45:56.123", "true",
-           "6f9619ff-8b86-d011-b42d-00c04fc964ff", "\\x00ff105c", "2024-01-01 21:34:05.123457+00", "0.1")
+R1 = row(
+    1,
+    "first 'q'\ttab\nnew line \\ ü €",
+    amount="12345678901234.5678",
+    price="-922337203685477.5808",
+    created=1709211956123456700,
+    legacy=1709211956123,
+    day=19782,
+    at=49556123,
+    paid=True,
+    token="6F9619FF-8B86-D011-B42D-00C04FC964FF",
+    blob="00ff105c",
+    seen="2024-01-01T21:34:05.1234567Z",
+    score=0.1,
+)
+R1_TEXT = (
+    "1",
+    "first 'q'\ttab\nnew line \\ ü €",
+    "12345678901234.5678",
+    "-922337203685477.5808",
+    "2024-02-29 13:05:56.123457",
+    "2024-02-29 13:05:56.123",
+    "2024-02-29",
+    "13:45:56.123",
+    "true",
+    "6f9619ff-8b86-d011-b42d-00c04fc964ff",
+    "\\x00ff105c",
+    "2024-01-01 21:34:05.123457+00",
+    "0.1",
+)
 R2 = row(2, "two", amount="-0.0001", created=-62135596800000000000, day=-719162, at=0, paid=False, blob="")
-R2_TEXT = ("2", "two", "-0.0001", None, "0001-01-01 00:00:00", None, "0001-01-01", "00:00:00", "false", None,
-           "\\x", None, None)
+R2_TEXT = (
+    "2",
+    "two",
+    "-0.0001",
+    None,
+    "0001-01-01 00:00:00",
+    None,
+    "0001-01-01",
+    "00:00:00",
+    "false",
+    None,
+    "\\x",
+    None,
+    None,
+)
 R3 = row(3, "three")
 R1_V2 = {**R1, "name": "renamed", "amount": "1.0000", "paid": False, "seen": "2024-06-30T22:00:00Z"}
-R1_V2_TEXT = ("1", "renamed", "1.0000") + R1_TEXT[3:8] + ("false",) + R1_TEXT[9:11] + ("2024-06-30 22:00:00+00",
-                                                                                       "0.1")
+R1_V2_TEXT = ("1", "renamed", "1.0000") + R1_TEXT[3:8] + ("false",) + R1_TEXT[9:11] + ("2024-06-30 22:00:00+00", "0.1")
 R20 = {**R2, "id": 20, "name": "moved key"}
 R20_TEXT = ("20", "moved key") + R2_TEXT[2:]
 
@@ -94,10 +130,25 @@ def lsn_text(n: int) -> str:
 def envelope(op: str, before: dict | None, after: dict | None, lsn: int, serial: int = 1) -> dict:
     """A change event value of Debezium's SQL Server connector (JSON converter, schemas off)."""
     return {
-        "before": before, "after": after, "op": op, "ts_ms": 1559729471739, "transaction": None,
-        "source": {"version": "3.2.0.Final", "connector": "sqlserver", "name": "cdcstudio", "ts_ms": 1559729468470,
-                   "snapshot": "false", "db": "Shop", "sequence": None, "schema": "dbo", "table": "orders",
-                   "change_lsn": lsn_text(lsn - 2), "commit_lsn": lsn_text(lsn), "event_serial_no": serial},
+        "before": before,
+        "after": after,
+        "op": op,
+        "ts_ms": 1559729471739,
+        "transaction": None,
+        "source": {
+            "version": "3.2.0.Final",
+            "connector": "sqlserver",
+            "name": "cdcstudio",
+            "ts_ms": 1559729468470,
+            "snapshot": "false",
+            "db": "Shop",
+            "sequence": None,
+            "schema": "dbo",
+            "table": "orders",
+            "change_lsn": lsn_text(lsn - 2),
+            "commit_lsn": lsn_text(lsn),
+            "event_serial_no": serial,
+        },
     }
 
 
@@ -128,13 +179,15 @@ def fake(monkeypatch: pytest.MonkeyPatch, stack_env) -> Fake:  # noqa: ANN001
     puts: list[tuple[str, dict[str, str]]] = []
     order: list[str] = []
 
-    def ensure_connector(self: KafkaCdcWorker, client: Any, name: str | None = None,
-                         config: dict[str, str] | None = None) -> ConnectorStatus:
+    def ensure_connector(
+        self: KafkaCdcWorker, client: Any, name: str | None = None, config: dict[str, str] | None = None
+    ) -> ConnectorStatus:
         name = name or self.connector
         puts.append((name, config or self.connector_config()))
         order.append("connector RUNNING")
-        status = ConnectorStatus(name=name, state="RUNNING", worker_id="w:8083", type="source",
-                                 tasks=[TaskStatus(0, "RUNNING", "w:8083")])
+        status = ConnectorStatus(
+            name=name, state="RUNNING", worker_id="w:8083", type="source", tasks=[TaskStatus(0, "RUNNING", "w:8083")]
+        )
         self._connector_seen(status)
         # Debezium's first heartbeat, once it streams (the engine waits for it before a full load).
         from confluent_kafka import Producer
@@ -152,10 +205,19 @@ def fake(monkeypatch: pytest.MonkeyPatch, stack_env) -> Fake:  # noqa: ANN001
 
 
 def make_plan(pg: PgCluster, db: str, pipeline_id: int, mode: str) -> CdcPlan:
-    target = ConnectionSpec(kind="postgresql", host=pg.host, port=pg.port, database=db, username=pg.user,
-                            password=pg.password)
-    return CdcPlan(pipeline_id=pipeline_id, source=SOURCE, target=target, tables=list(PLAN_TABLES), mode=mode,
-                   auto_create=True, target_table_policy="fail", engine="kafka_connect")
+    target = ConnectionSpec(
+        kind="postgresql", host=pg.host, port=pg.port, database=db, username=pg.user, password=pg.password
+    )
+    return CdcPlan(
+        pipeline_id=pipeline_id,
+        source=SOURCE,
+        target=target,
+        tables=list(PLAN_TABLES),
+        mode=mode,
+        auto_create=True,
+        target_table_policy="fail",
+        engine="kafka_connect",
+    )
 
 
 @contextmanager
@@ -183,8 +245,12 @@ def produce(bootstrap: str, topic: str, messages: list[tuple[dict, dict | None]]
 
     producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": False, "linger.ms": 0})
     for key, value in messages:
-        producer.produce(topic, key=json.dumps(key).encode(), partition=0,
-                         value=None if value is None else json.dumps(value).encode())
+        producer.produce(
+            topic,
+            key=json.dumps(key).encode(),
+            partition=0,
+            value=None if value is None else json.dumps(value).encode(),
+        )
         producer.flush(30)
     assert producer.flush(30) == 0
 
@@ -226,7 +292,8 @@ def key(id_: int) -> dict:
 
 
 def test_cdc_only_applies_debezium_sqlserver_events_and_resumes_after_stored_offsets(
-        fake: Fake, stack_env, pg: PgCluster, target_db: str, recorded: list) -> None:  # noqa: F811
+    fake: Fake, stack_env, pg: PgCluster, target_db: str, recorded: list
+) -> None:  # noqa: F811
     pid = 41
     plan = make_plan(pg, target_db, pid, "CDC_ONLY")
     topic = debezium.topic_name(pid, "dbo", "orders", "Shop")
@@ -248,18 +315,22 @@ def test_cdc_only_applies_debezium_sqlserver_events_and_resumes_after_stored_off
         assert list(run.worker._topics) == [topic]
         assert target_rows(pg, target_db) == []  # CDC_ONLY: the target table was created, empty
 
-        produce(stack_env.bootstrap, topic, [
-            (key(1), envelope("c", None, R1, 0x10)),
-            (key(2), envelope("c", None, R2, 0x10)),
-            (key(3), envelope("c", None, R3, 0x20)),
-            (key(1), envelope("u", R1, R1_V2, 0x30, serial=2)),
-            # a primary-key change: delete of the old key, its tombstone, create of the new key (one LSN)
-            (key(2), envelope("d", R2, None, 0x40, serial=1)),
-            (key(2), None),
-            (key(20), envelope("c", None, R20, 0x40, serial=2)),
-            (key(3), envelope("d", R3, None, 0x50)),
-            (key(3), None),
-        ])
+        produce(
+            stack_env.bootstrap,
+            topic,
+            [
+                (key(1), envelope("c", None, R1, 0x10)),
+                (key(2), envelope("c", None, R2, 0x10)),
+                (key(3), envelope("c", None, R3, 0x20)),
+                (key(1), envelope("u", R1, R1_V2, 0x30, serial=2)),
+                # a primary-key change: delete of the old key, its tombstone, create of the new key (one LSN)
+                (key(2), envelope("d", R2, None, 0x40, serial=1)),
+                (key(2), None),
+                (key(20), envelope("c", None, R20, 0x40, serial=2)),
+                (key(3), envelope("d", R3, None, 0x50)),
+                (key(3), None),
+            ],
+        )
         wait_for(run, lambda: target_rows(pg, target_db) == [R1_V2_TEXT, R20_TEXT])
         wait_for(run, lambda: stored_offsets(pg, target_db, pid) == {f"kafka:{topic}:0": 8})
         c = run.worker.counters
@@ -267,10 +338,14 @@ def test_cdc_only_applies_debezium_sqlserver_events_and_resumes_after_stored_off
     assert [e.op for e in recorded] == ["insert", "insert", "insert", "update", "delete", "insert", "delete"]
 
     # While the app is down more changes arrive; a new worker reads after the stored offset only.
-    produce(stack_env.bootstrap, topic, [
-        (key(1), envelope("u", R1_V2, {**R1_V2, "name": "after restart"}, 0x60, serial=2)),
-        (key(30), envelope("c", None, row(30, "thirty", score=1e300), 0x70)),
-    ])
+    produce(
+        stack_env.bootstrap,
+        topic,
+        [
+            (key(1), envelope("u", R1_V2, {**R1_V2, "name": "after restart"}, 0x60, serial=2)),
+            (key(30), envelope("c", None, row(30, "thirty", score=1e300), 0x70)),
+        ],
+    )
     recorded.clear()
     with running(plan) as run:
         wait_for(run, lambda: stored_offsets(pg, target_db, pid) == {f"kafka:{topic}:0": 10})
@@ -285,15 +360,29 @@ def test_cdc_only_applies_debezium_sqlserver_events_and_resumes_after_stored_off
 
 
 def test_full_load_starts_after_the_connector_runs_and_a_restart_does_not_load_again(
-        fake: Fake, stack_env, pg: PgCluster, target_db: str, recorded: list) -> None:  # noqa: F811
+    fake: Fake, stack_env, pg: PgCluster, target_db: str, recorded: list
+) -> None:  # noqa: F811
     pid = 42
     plan = make_plan(pg, target_db, pid, "FULL_LOAD_AND_CDC")
     topic = debezium.topic_name(pid, "dbo", "orders", "Shop")
     create_topic(stack_env.bootstrap, topic)
     # What the full load's SELECT returns, as pyodbc hands it over.
     fake.server.catalog[("dbo", "orders")].rows = [
-        (1, "loaded", Decimal("1.0000"), Decimal("2.5000"), datetime(2024, 1, 1, 12, 0), None, None, None, True,
-         None, None, None, 0.5),
+        (
+            1,
+            "loaded",
+            Decimal("1.0000"),
+            Decimal("2.5000"),
+            datetime(2024, 1, 1, 12, 0),
+            None,
+            None,
+            None,
+            True,
+            None,
+            None,
+            None,
+            0.5,
+        ),
         (2, "loaded two", None, None, None, None, None, None, None, None, None, None, None),
     ]
     with running(plan) as run:
@@ -305,19 +394,23 @@ def test_full_load_starts_after_the_connector_runs_and_a_restart_does_not_load_a
         assert stored_offsets(pg, target_db, pid) == {f"kafka:{topic}:0": -1}
         # Debezium also carries a change the load already copied (it committed while the load ran) and a
         # later one: applying both again converges.
-        loaded1 = row(1, "loaded", amount="1.0000", price="2.5000", created=1704110400000000000, paid=True,
-                      score=0.5)
-        produce(stack_env.bootstrap, topic, [
-            (key(1), envelope("u", {**loaded1, "name": "before"}, loaded1, 0x10, serial=2)),
-            (key(2), envelope("d", row(2, "loaded two"), None, 0x20)),
-            (key(2), None),
-            (key(1), envelope("u", loaded1, {**loaded1, "name": "changed"}, 0x30, serial=2)),
-        ])
+        loaded1 = row(1, "loaded", amount="1.0000", price="2.5000", created=1704110400000000000, paid=True, score=0.5)
+        produce(
+            stack_env.bootstrap,
+            topic,
+            [
+                (key(1), envelope("u", {**loaded1, "name": "before"}, loaded1, 0x10, serial=2)),
+                (key(2), envelope("d", row(2, "loaded two"), None, 0x20)),
+                (key(2), None),
+                (key(1), envelope("u", loaded1, {**loaded1, "name": "changed"}, 0x30, serial=2)),
+            ],
+        )
         wait_for(run, lambda: stored_offsets(pg, target_db, pid) == {f"kafka:{topic}:0": 3})
         wait_for(run, lambda: [r[:2] for r in target_rows(pg, target_db)] == [("1", "changed")])
     rows = target_rows(pg, target_db)
-    assert rows == [("1", "changed", "1.0000", "2.5000", "2024-01-01 12:00:00", None, None, None, "true", None,
-                     None, None, "0.5")]
+    assert rows == [
+        ("1", "changed", "1.0000", "2.5000", "2024-01-01 12:00:00", None, None, None, "true", None, None, None, "0.5")
+    ]
 
     # A restart: no second full load (it would fail on the existing table), nothing applied twice.
     fake.order.clear()

@@ -42,7 +42,7 @@ EXTRA_INSERTS = [
     "'0044-03-15 BC', '4713-01-01 00:00:00 BC', '0044-03-15 12:00:00.6 BC', '0001-01-01 00:00:00.001 BC', "
     "'0001-01-01 00:00:00+00 BC', '294276-12-31 23:59:59.999+00', '23:59:59.4', '13:45:56.1236', "
     "'13:45:56.123456+02', '178956970 years 7 mons 2147483647 days 2147483647:59:59.999999', "
-    "E'k1=>v1, k2=>NULL, \"a b\"=>\"c\\\\\"d\", \"\"=>\"\"', B'101000000001', B'0001', '(1.5,2)', "
+    'E\'k1=>v1, k2=>NULL, "a b"=>"c\\\\"d", ""=>""\', B\'101000000001\', B\'0001\', \'(1.5,2)\', '
     "-92233720368547758.08, 4294967295, 'a fat:1 cat', '(1.5,2.5]', string_agg(md5(g::text), ''), 1 "
     "FROM generate_series(1, 3000) g",
     f'INSERT INTO "Shop".extra (id, {EXTRA_COLUMNS}, n) VALUES (2, '
@@ -50,7 +50,7 @@ EXTRA_INSERTS = [
     "'4713-01-01 00:00:00+00 BC', '1969-12-31 23:59:59.999+00', '10:00:00.6', '00:00:00', '12:00:00+00', "
     "'-178956970 years -8 mons -2147483648 days -2147483647:59:59.999999', '', B'000000000000', "
     "B'10000000000000000001', '(-0.5,1e300)', 0, 0, '', 'empty', 0)",
-    'INSERT INTO "Shop".extra (id, dt, ts, ts0, ts3, tstz, tstz3, iv) VALUES (3, \'infinity\', \'-infinity\', '
+    "INSERT INTO \"Shop\".extra (id, dt, ts, ts0, ts3, tstz, tstz3, iv) VALUES (3, 'infinity', '-infinity', "
     "'infinity', '-infinity', 'infinity', '-infinity', '-1 days -00:00:01')",
 ]
 EXTRA_CHANGES = [
@@ -90,9 +90,12 @@ def cells(pg: PgCluster, db: str, schema: str, table: str, key: list[str]) -> di
         with conn.cursor() as cur:
             cur.execute(sql.SQL("SELECT * FROM {} LIMIT 0").format(sql.Identifier(schema, table)))
             names = [d.name for d in cur.description]
-            cur.execute(sql.SQL("SELECT {} FROM {}").format(
-                sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(n)) for n in names),
-                sql.Identifier(schema, table)))
+            cur.execute(
+                sql.SQL("SELECT {} FROM {}").format(
+                    sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(n)) for n in names),
+                    sql.Identifier(schema, table),
+                )
+            )
             out = {}
             for values in cur.fetchall():
                 row = dict(zip(names, values, strict=True))
@@ -147,9 +150,12 @@ def restore_lost_cells(pg: PgCluster, source_db: str, target: str, lost: dict) -
                     for column in columns:
                         cur.execute(
                             sql.SQL("UPDATE {} SET {} = %s WHERE {}").format(
-                                sql.Identifier("Copy", table), sql.Identifier(column),
-                                sql.SQL(" AND ").join(sql.SQL("{}::text = %s").format(sql.Identifier(k)) for k in key)),
-                            (source[key_values][column], *key_values))
+                                sql.Identifier("Copy", table),
+                                sql.Identifier(column),
+                                sql.SQL(" AND ").join(sql.SQL("{}::text = %s").format(sql.Identifier(k)) for k in key),
+                            ),
+                            (source[key_values][column], *key_values),
+                        )
                         assert cur.rowcount == 1
         finally:
             conn.close()
@@ -164,14 +170,26 @@ def assert_snapshots_equal(pg: PgCluster, source_db: str, target: str) -> None:
 
 
 async def test_every_type_round_trips_through_kafka_connect(
-    kafka_env, client, admin, pg: PgCluster, pg_db: str, target_db: str  # noqa: F811 - kafka_env before client
+    kafka_env,
+    client,
+    admin,
+    pg: PgCluster,
+    pg_db: str,
+    target_db: str,  # noqa: F811 - kafka_env before client
 ) -> None:
     assert DDL and INSERTS and all(s in ALL_TYPES_DDL for s in DDL + INSERTS)  # the very rows of ALL_TYPES_DDL
     run_sql(pg, pg_db, *DDL, *EXTRA_DDL)
     run_sql(pg, target_db, "CREATE EXTENSION hstore")  # the auto-created table has an hstore column
     src, tgt = await make_connections(client, admin, pg, pg_db, target_db)
-    body = pipeline_body(src, tgt, source_schema="Shop", target_schema="Copy", tables=list(TABLE_KEYS),
-                         mode="CDC_ONLY", engine="kafka_connect")
+    body = pipeline_body(
+        src,
+        tgt,
+        source_schema="Shop",
+        target_schema="Copy",
+        tables=list(TABLE_KEYS),
+        mode="CDC_ONLY",
+        engine="kafka_connect",
+    )
     r = await client.post("/api/v1/pipelines", headers=admin, json=body)
     assert r.status_code == 201, r.text
     pid = r.json()["id"]
@@ -193,7 +211,7 @@ async def test_every_type_round_trips_through_kafka_connect(
         source_rows, _ = snapshot_of(pg, pg_db, "Shop", "Order", KEYS["Order"])
         assert len(source_rows) == 4 and any("moved\\nkey" in r for r in source_rows)
         # The TOASTed value survived the update that left it out and the key change that moved it.
-        toasted = 'SELECT id, n, length(big), md5(big) FROM {}.extra WHERE big IS NOT NULL'
+        toasted = "SELECT id, n, length(big), md5(big) FROM {}.extra WHERE big IS NOT NULL"
         assert rows(pg, target_db, toasted.format('"Copy"')) == rows(pg, pg_db, toasted.format('"Shop"'))
         assert [r[:3] for r in rows(pg, target_db, toasted.format('"Copy"'))] == [(10, 3, 96000)]
 

@@ -59,16 +59,18 @@ def _wait_topic(consumer: Consumer, topic: str, timeout: float = 60) -> None:
 
 
 def _consume(bootstrap: str, topic: str, count: int, timeout: float = 60) -> list:
-    consumer = Consumer({
-        "bootstrap.servers": bootstrap,
-        "group.id": f"smoke-{uuid.uuid4().hex}",
-        "auto.offset.reset": "earliest",
-        "enable.auto.commit": False,
-        # tansu holds a join for about half the session timeout; librdkafka's default heartbeat
-        # interval (3 s) would let a 3 s session expire and replay the topic from the start.
-        "session.timeout.ms": 3000,
-        "heartbeat.interval.ms": 1000,
-    })
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"smoke-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            # tansu holds a join for about half the session timeout; librdkafka's default heartbeat
+            # interval (3 s) would let a 3 s session expire and replay the topic from the start.
+            "session.timeout.ms": 3000,
+            "heartbeat.interval.ms": 1000,
+        }
+    )
     try:
         _wait_topic(consumer, topic)
         consumer.subscribe([topic])

@@ -9,7 +9,8 @@ from tests.ui.helpers import WAIT, login
 
 
 async def test_without_a_cluster_the_page_says_how_to_configure_one(
-        app_env, monkeypatch: pytest.MonkeyPatch, user: User) -> None:
+    app_env, monkeypatch: pytest.MonkeyPatch, user: User
+) -> None:
     from core.config import get_settings
 
     monkeypatch.delenv("KAFKA_CONNECT_URL", raising=False)
@@ -21,7 +22,8 @@ async def test_without_a_cluster_the_page_says_how_to_configure_one(
 
 
 async def test_an_unreachable_cluster_is_reported_in_words(
-        app_env, monkeypatch: pytest.MonkeyPatch, user: User) -> None:
+    app_env, monkeypatch: pytest.MonkeyPatch, user: User
+) -> None:
     from core.config import get_settings
     from tests.pgcluster import free_port
 

@@ -30,8 +30,9 @@ async def test_live_events_are_pushed(app_env, user: User) -> None:
 
 async def test_dashboard_shows_the_changes_applied(app_env, user: User) -> None:
     pid = make_pipeline("dash")
-    monitoring.record_applied(pid, [change("insert", i) for i in range(1200)] + [change("update", 1),
-                                                                                   change("delete", 2)])
+    monitoring.record_applied(
+        pid, [change("insert", i) for i in range(1200)] + [change("update", 1), change("delete", 2)]
+    )
     await login(user)
     await user.should_see(marker="stat-total_events", retries=WAIT)
     await user.should_see("1,202", retries=WAIT)  # rolled up in SQL, counted exactly

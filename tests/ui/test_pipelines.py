@@ -19,13 +19,15 @@ def dbs(pg: PgCluster, pg_db: str):
     """A source database (pg_db) with a 'crm' schema, and an empty target database."""
     conn = pg.connect(pg_db)
     with conn.cursor() as cur:
-        cur.execute("CREATE SCHEMA crm;"
-                    "CREATE TABLE crm.accounts (id int PRIMARY KEY, name text);"
-                    "INSERT INTO crm.accounts SELECT g, 'a' || g FROM generate_series(1, 300) g;"
-                    "CREATE TABLE crm.contacts (id int PRIMARY KEY, account_id int REFERENCES crm.accounts,"
-                    " email text);"
-                    "INSERT INTO crm.contacts SELECT g, 1 + g % 300, g || '@x.io' FROM generate_series(1, 900) g;"
-                    "CREATE TABLE crm.tmp_scratch (id int PRIMARY KEY);")
+        cur.execute(
+            "CREATE SCHEMA crm;"
+            "CREATE TABLE crm.accounts (id int PRIMARY KEY, name text);"
+            "INSERT INTO crm.accounts SELECT g, 'a' || g FROM generate_series(1, 300) g;"
+            "CREATE TABLE crm.contacts (id int PRIMARY KEY, account_id int REFERENCES crm.accounts,"
+            " email text);"
+            "INSERT INTO crm.contacts SELECT g, 1 + g % 300, g || '@x.io' FROM generate_series(1, 900) g;"
+            "CREATE TABLE crm.tmp_scratch (id int PRIMARY KEY);"
+        )
     conn.close()
     target = pg_db + "_tgt"
     pg.create_database(target)
@@ -68,7 +70,9 @@ async def test_wizard_creates_a_pipeline_from_discovery(app_env, user: User, pg:
     preview = one(user, "p-preview-table")
     await eventually(lambda: len(preview.rows) == 2)
     assert {r["target"]: r["status"] for r in preview.rows} == {
-        "crm.accounts": "will be created", "crm.contacts": "will be created"}
+        "crm.accounts": "will be created",
+        "crm.contacts": "will be created",
+    }
     # The Debezium engine needs a Kafka Connect cluster; without one the form says so and saves nothing.
     one(user, "p-mode").value = "CDC_ONLY"
     one(user, "p-engine").value = "kafka_connect"
@@ -89,7 +93,11 @@ async def test_wizard_creates_a_pipeline_from_discovery(app_env, user: User, pg:
     await user.should_see(marker="pipeline-state", retries=WAIT)
     (created,) = pipelines.list_pipelines(admin_actor())
     assert (created.source_database, created.source_schema, created.target_database, created.target_schema) == (
-        source_db, "crm", target_db, "crm")
+        source_db,
+        "crm",
+        target_db,
+        "crm",
+    )
     assert created.tables == ["accounts", "cont*"] and created.schedule == "0 3 * * *"
     assert created.next_run_at is not None
 
@@ -98,9 +106,18 @@ async def test_start_shows_live_progress_and_history(app_env, user: User, pg: Pg
     source_db, target_db = dbs
     src = save_connection("s", pg, source_db)
     tgt = save_connection("t", pg, target_db)
-    p = pipelines.create_pipeline(admin_actor(), PipelineCreate(
-        name="crm", source_connection_id=src, target_connection_id=tgt, source_schema="crm", target_schema="copy",
-        tables=["*"], exclude=["tmp_*"]))
+    p = pipelines.create_pipeline(
+        admin_actor(),
+        PipelineCreate(
+            name="crm",
+            source_connection_id=src,
+            target_connection_id=tgt,
+            source_schema="crm",
+            target_schema="copy",
+            tables=["*"],
+            exclude=["tmp_*"],
+        ),
+    )
     await login(user)
     await user.open(f"/pipelines/{p.id}")
     await user.should_see(marker="start", retries=WAIT)
@@ -119,9 +136,17 @@ async def test_viewer_cannot_start_or_create(app_env, user: User, pg: PgCluster,
     source_db, target_db = dbs
     src = save_connection("s", pg, source_db)
     tgt = save_connection("t", pg, target_db)
-    p = pipelines.create_pipeline(admin_actor(), PipelineCreate(
-        name="crm", source_connection_id=src, target_connection_id=tgt, source_schema="crm", target_schema="crm",
-        tables=["accounts"]))
+    p = pipelines.create_pipeline(
+        admin_actor(),
+        PipelineCreate(
+            name="crm",
+            source_connection_id=src,
+            target_connection_id=tgt,
+            source_schema="crm",
+            target_schema="crm",
+            tables=["accounts"],
+        ),
+    )
     make_user("v@example.com", "viewer-pass-1", Role.viewer)
     await login(user, "v@example.com", "viewer-pass-1")
     await user.open("/pipelines")
@@ -141,9 +166,18 @@ async def test_cdc_pipeline_page_shows_live_counts_and_pauses(app_env, user: Use
     source_db, target_db = dbs
     src = save_connection("s", pg, source_db)
     tgt = save_connection("t", pg, target_db)
-    p = pipelines.create_pipeline(admin_actor(), PipelineCreate(
-        name="crm cdc", source_connection_id=src, target_connection_id=tgt, source_schema="crm",
-        target_schema="crm", tables=["accounts"], mode="CDC_ONLY"))
+    p = pipelines.create_pipeline(
+        admin_actor(),
+        PipelineCreate(
+            name="crm cdc",
+            source_connection_id=src,
+            target_connection_id=tgt,
+            source_schema="crm",
+            target_schema="crm",
+            tables=["accounts"],
+            mode="CDC_ONLY",
+        ),
+    )
     await login(user)
     await user.open(f"/pipelines/{p.id}")
     await user.should_see(marker="cdc-counts", retries=WAIT)
@@ -152,8 +186,10 @@ async def test_cdc_pipeline_page_shows_live_counts_and_pauses(app_env, user: Use
     await eventually(lambda: state.text == "RUNNING", timeout=30)
     conn = pg.connect(source_db)
     with conn.cursor() as cur:
-        cur.execute("INSERT INTO crm.accounts SELECT g, 'new' FROM generate_series(1001, 1003) g;"
-                    "UPDATE crm.accounts SET name = 'changed' WHERE id = 1; DELETE FROM crm.accounts WHERE id = 1003")
+        cur.execute(
+            "INSERT INTO crm.accounts SELECT g, 'new' FROM generate_series(1001, 1003) g;"
+            "UPDATE crm.accounts SET name = 'changed' WHERE id = 1; DELETE FROM crm.accounts WHERE id = 1003"
+        )
     conn.close()
     counts = one(user, "cdc-counts")
     await eventually(lambda: counts.text == "3 · 1 · 1", timeout=30)
@@ -166,19 +202,31 @@ async def test_cdc_pipeline_page_shows_live_counts_and_pauses(app_env, user: Use
     pipelines.delete_pipeline(admin_actor(), p.id)
 
 
-async def test_a_failed_table_is_shown_degraded_and_retried_from_the_page(app_env, user: User, pg: PgCluster,
-                                                                          dbs) -> None:
+async def test_a_failed_table_is_shown_degraded_and_retried_from_the_page(
+    app_env, user: User, pg: PgCluster, dbs
+) -> None:
     source_db, target_db = dbs
     conn = pg.connect(target_db)
     with conn.cursor() as cur:  # the target refuses contacts' rows: that table fails, accounts streams
-        cur.execute("CREATE SCHEMA copy; CREATE TABLE copy.contacts (id int PRIMARY KEY, account_id int, email text "
-                    "CONSTRAINT short CHECK (length(email) < 5))")
+        cur.execute(
+            "CREATE SCHEMA copy; CREATE TABLE copy.contacts (id int PRIMARY KEY, account_id int, email text "
+            "CONSTRAINT short CHECK (length(email) < 5))"
+        )
     conn.close()
     src = save_connection("s", pg, source_db)
     tgt = save_connection("t", pg, target_db)
-    p = pipelines.create_pipeline(admin_actor(), PipelineCreate(
-        name="crm cdc", source_connection_id=src, target_connection_id=tgt, source_schema="crm",
-        target_schema="copy", tables=["accounts", "contacts"], mode="FULL_LOAD_AND_CDC"))
+    p = pipelines.create_pipeline(
+        admin_actor(),
+        PipelineCreate(
+            name="crm cdc",
+            source_connection_id=src,
+            target_connection_id=tgt,
+            source_schema="crm",
+            target_schema="copy",
+            tables=["accounts", "contacts"],
+            mode="FULL_LOAD_AND_CDC",
+        ),
+    )
     await login(user)
     await user.open(f"/pipelines/{p.id}")
     await user.should_see(marker="start", retries=WAIT)

@@ -206,5 +206,3 @@ def collect(
             last = src
         changes.add(ev)
     return out
-
-

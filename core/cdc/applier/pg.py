@@ -131,8 +131,14 @@ class PgApplier:
         s = self.spec
         kwargs: dict[str, Any] = {k: v for k, v in s.options.items() if k not in _RESERVED_KEYWORDS}
         kwargs.setdefault("application_name", APPLICATION_NAME)
-        kwargs.update(host=s.host, port=s.port or 5432, dbname=s.database, user=s.username, password=s.password,
-                      connect_timeout=s.connect_timeout_s)
+        kwargs.update(
+            host=s.host,
+            port=s.port or 5432,
+            dbname=s.database,
+            user=s.username,
+            password=s.password,
+            connect_timeout=s.connect_timeout_s,
+        )
         try:
             conn = psycopg2.connect(**kwargs)
             conn.autocommit = True
@@ -451,8 +457,9 @@ class PgApplier:
             return events
         return [ev for src in rest for ev in groups[src]]
 
-    def _copy_direct(self, cur: Any, src: SourceTable, names: tuple[str, ...], rows: list[ChangeEvent],
-                     stats: ApplyStats) -> bool:
+    def _copy_direct(
+        self, cur: Any, src: SourceTable, names: tuple[str, ...], rows: list[ChangeEvent], stats: ApplyStats
+    ) -> bool:
         """COPY new rows straight into the target table (False: they need the set-based path)."""
         table = self.target_table(src)
         off = self._direct_off.get(table.oid)
@@ -494,8 +501,10 @@ class PgApplier:
                 if not cur.fetchone()[0]:
                     conn.commit()
                     return {}
-                cur.execute("SELECT source, position FROM cdc_studio.offsets WHERE pipeline_id = %s "
-                            "AND left(source, %s) = %s", (self.pipeline_id, len(prefix), prefix))
+                cur.execute(
+                    "SELECT source, position FROM cdc_studio.offsets WHERE pipeline_id = %s AND left(source, %s) = %s",
+                    (self.pipeline_id, len(prefix), prefix),
+                )
                 rows = cur.fetchall()
             conn.commit()
         except psycopg2.Error as exc:

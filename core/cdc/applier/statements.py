@@ -108,8 +108,11 @@ class Statements:
 
         def build() -> sql.Composed:
             return sql.SQL("DELETE FROM {target} AS t USING {stage} AS s WHERE s.{group} = {g} AND {match}").format(
-                target=self.target, stage=self.stage, group=sql.Identifier(self.group),
-                g=sql.Literal(DELETE_GROUP), match=self._key_match(),
+                target=self.target,
+                stage=self.stage,
+                group=sql.Identifier(self.group),
+                g=sql.Literal(DELETE_GROUP),
+                match=self._key_match(),
             )
 
         return self._render("delete", build)
@@ -134,9 +137,14 @@ class Statements:
                 "INSERT INTO {target} ({cols}){overriding} SELECT {cols} FROM {stage} WHERE {group} = {g} "
                 "ON CONFLICT ({pk}) {action}"
             ).format(
-                target=self.target, cols=cols, overriding=overriding, stage=self.stage,
-                group=sql.Identifier(self.group), g=sql.Literal(self.group_id("upsert", columns)),
-                pk=sql.SQL(", ").join(map(sql.Identifier, pk)), action=action,
+                target=self.target,
+                cols=cols,
+                overriding=overriding,
+                stage=self.stage,
+                group=sql.Identifier(self.group),
+                g=sql.Literal(self.group_id("upsert", columns)),
+                pk=sql.SQL(", ").join(map(sql.Identifier, pk)),
+                action=action,
             )
 
         return self._render(("upsert", columns), build)
@@ -155,9 +163,14 @@ class Statements:
             "WHEN MATCHED THEN {matched} WHEN NOT MATCHED THEN INSERT ({cols}){overriding} VALUES ({values})"
         )
         return sql.SQL(text).format(
-            target=self.target, cols=sql.SQL(", ").join(map(sql.Identifier, columns)), stage=self.stage,
-            group=sql.Identifier(self.group), g=sql.Literal(self.group_id("upsert", columns)),
-            match=self._key_match(), matched=matched, overriding=overriding,
+            target=self.target,
+            cols=sql.SQL(", ").join(map(sql.Identifier, columns)),
+            stage=self.stage,
+            group=sql.Identifier(self.group),
+            g=sql.Literal(self.group_id("upsert", columns)),
+            match=self._key_match(),
+            matched=matched,
+            overriding=overriding,
             values=sql.SQL(", ").join(sql.SQL("s.{}").format(sql.Identifier(c)) for c in columns),
         )
 
@@ -171,8 +184,12 @@ class Statements:
             sets = sql.SQL(", ").join(sql.SQL("{c} = s.{c}").format(c=sql.Identifier(c)) for c in rest)
             text = "UPDATE {target} AS t SET {sets} FROM {stage} AS s WHERE s.{group} = {g} AND {match}"
             return sql.SQL(text).format(
-                target=self.target, sets=sets, stage=self.stage, group=sql.Identifier(self.group),
-                g=sql.Literal(self.group_id("update", columns)), match=self._key_match(),
+                target=self.target,
+                sets=sets,
+                stage=self.stage,
+                group=sql.Identifier(self.group),
+                g=sql.Literal(self.group_id("update", columns)),
+                match=self._key_match(),
             )
 
         return self._render(("update", columns), build)
@@ -182,9 +199,7 @@ class Statements:
 
         def build() -> sql.Composed:
             cols = sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(c)) for c in columns)
-            match = sql.SQL(" AND ").join(
-                sql.SQL("{} = %s").format(sql.Identifier(c)) for c in self.table.primary_key
-            )
+            match = sql.SQL(" AND ").join(sql.SQL("{} = %s").format(sql.Identifier(c)) for c in self.table.primary_key)
             return sql.SQL("SELECT {cols} FROM {target} WHERE {match}").format(
                 cols=cols, target=self.target, match=match
             )
