@@ -54,9 +54,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.cdc import pg_source  # noqa: E402
-from core.cdc.engine import CdcPlan, CdcWorker  # noqa: E402
+from core.cdc.engine import CdcWorker  # noqa: E402
 from core.connectors.base import ConnectionSpec  # noqa: E402
 from core.fullload import TablePlan  # noqa: E402
+from core.plans import CdcPlan  # noqa: E402
 from tests.pgcluster import PgCluster  # noqa: E402
 
 SRC, DST = "cdc_src", "cdc_dst"

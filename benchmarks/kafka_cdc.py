@@ -156,8 +156,8 @@ class Bench:
         return pid
 
     def plan(self, pid: int, source_table: str, target_table: str, engine: str):  # noqa: ANN201 - CdcPlan
-        from core.cdc.engine import CdcPlan
         from core.fullload import TablePlan
+        from core.plans import CdcPlan
 
         return CdcPlan(
             pipeline_id=pid,

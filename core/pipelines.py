@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import NamedTuple
 
 from core import pipeline_checks, runner, scheduler
 from core.cdc import pg_source
-from core.cdc.engine import CdcPlan
 from core.config import get_settings
 from core.connections import spec_of
 from core.connectors import get_connector
@@ -30,6 +28,7 @@ from core.pipeline_schemas import (
     TableStatus,
     ValidationReport,
 )
+from core.plans import CdcPlan, LoadPlan
 from core.security import Action, instance_tag, require
 from core.table_select import select_tables
 from core.users import Actor
@@ -135,15 +134,6 @@ def _connection(session, field: str, connection_id: int, usage: str) -> Connecti
 
 def _spec(c: Connection, database: str) -> ConnectionSpec:
     return dataclasses.replace(spec_of(c), database=database)
-
-
-class LoadPlan(NamedTuple):
-    """What a full load runs: source, target, the tables and the options."""
-
-    source: ConnectionSpec
-    target: ConnectionSpec
-    tables: list[TablePlan]
-    options: LoadOptions
 
 
 @dataclasses.dataclass

@@ -8,7 +8,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from core.cdc.engine import CdcPlan, CdcWorker
+from core.cdc.engine import CdcWorker
+from core.plans import CdcPlan
 
 
 @dataclass

@@ -46,6 +46,7 @@ from core.errors import ObjectNotFound, StudioError, ValidationFailed
 from core.events import Event, bus
 from core.fullload import FullLoadResult, LoadOptions, TablePlan, TableProgress, pgsql, plan_target_ddl, run_full_load
 from core.fullload.reconcile import reconcile_table
+from core.plans import CdcPlan
 
 log = logging.getLogger(__name__)
 
@@ -104,26 +105,6 @@ class CdcCounters:
     seconds_behind: float = 0.0
     slot_active: bool | None = None
     started: float = field(default_factory=time.monotonic)
-
-
-@dataclass
-class CdcPlan:
-    pipeline_id: int
-    source: ConnectionSpec
-    target: ConnectionSpec
-    tables: list[TablePlan]
-    mode: str
-    auto_create: bool
-    target_table_policy: str
-    engine: str = "embedded"
-    sink: str = "studio"
-    slot: str | None = None  # the pipeline's slot and publication name (None: the legacy cdc_studio_p<id>)
-    on_table_error: str = "continue"  # continue: a failing table is set aside, the others go on | stop
-    schema_drift: str = "propagate_columns"
-    refused: dict[tuple[str, str], str] = field(default_factory=dict)  # by validation at this start: source -> reason
-    failed_tables: dict[tuple[str, str], str] = field(default_factory=dict)  # set aside earlier: source -> reason
-    since: dict[tuple[str, str], int] = field(default_factory=dict)  # reloaded alone: apply from this commit LSN
-    reload: list[tuple[str, str]] = field(default_factory=list)  # tables to reload alone before streaming
 
 
 class CdcWorker:

@@ -26,7 +26,7 @@ import orjson
 
 from core import monitoring
 from core.cdc.applier import PgApplier
-from core.cdc.engine import CdcFailed, CdcPlan, CdcWorker
+from core.cdc.engine import CdcFailed, CdcWorker
 from core.cdc.events import ChangeEvent
 from core.cdc.pgoutput import RelationChanged
 from core.config import get_settings
@@ -37,6 +37,7 @@ from core.fullload import LoadOptions, TableProgress, pgsql, run_full_load
 from core.kafka import debezium, mssql_values
 from core.kafka.connect_client import ConnectNotFound, ConnectorStatus, KafkaConnectClient
 from core.kafka.values import TableConverter, UnknownColumns
+from core.plans import CdcPlan
 
 log = logging.getLogger(__name__)
 

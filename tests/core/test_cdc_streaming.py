@@ -14,7 +14,7 @@ import pytest
 from core import monitoring
 from core.cdc import engine, pg_source
 from core.cdc.applier import PgApplier
-from core.cdc.engine import CdcPlan, drop_source_objects
+from core.cdc.engine import drop_source_objects
 from core.cdc.events import ChangeEvent, expand
 from core.cdc.pg_source import LogicalStream, create_slot, ensure_publication, publication_name, slot_name
 from core.cdc.pgoutput import (
@@ -29,6 +29,7 @@ from core.cdc.pgoutput import (
     settle,
 )
 from core.fullload import TablePlan
+from core.plans import CdcPlan
 from tests.core.test_fullload import execute, spec, target_db  # noqa: F401
 from tests.core.test_pgoutput import COLS, TS, relation, tupledata
 from tests.pgcluster import PgCluster

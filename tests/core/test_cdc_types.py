@@ -17,9 +17,10 @@ import pytest
 from core import monitoring
 from core.cdc import engine
 from core.cdc.applier import PgApplier
-from core.cdc.engine import CdcPlan, CdcWorker, drop_source_objects
+from core.cdc.engine import CdcWorker, drop_source_objects
 from core.cdc.events import expand
 from core.fullload import TablePlan
+from core.plans import CdcPlan
 from tests.core.test_fullload import ALL_TYPES_DDL, execute, snapshot_of, spec, target_db  # noqa: F401
 from tests.pgcluster import PgCluster
 

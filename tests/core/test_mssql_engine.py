@@ -26,12 +26,13 @@ import pytest
 from core import monitoring
 from core.cdc import engine
 from core.cdc import mssql_source as ms
-from core.cdc.engine import CdcFailed, CdcPlan, CdcWorker
+from core.cdc.engine import CdcFailed, CdcWorker
 from core.connectors import sqlserver as sqlserver_connector
 from core.connectors.base import ConnectionSpec
 from core.connectors.sqlserver import SqlServerConnector
 from core.fullload import TablePlan
 from core.fullload import mssql as fullload_mssql
+from core.plans import CdcPlan
 from tests.core.test_mssql_cdc import T0, FakeConnection, FakeCursor, FakeServer, crow
 from tests.pgcluster import PgCluster
 from tests.workerthread import running, wait_for

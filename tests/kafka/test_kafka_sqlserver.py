@@ -25,13 +25,13 @@ from typing import Any
 
 import pytest
 
-from core.cdc.engine import CdcPlan
 from core.config import get_settings
 from core.connectors.base import ConnectionSpec
 from core.fullload import TablePlan
 from core.kafka import debezium
 from core.kafka.connect_client import ConnectorStatus, TaskStatus
 from core.kafka.engine import KafkaCdcWorker
+from core.plans import CdcPlan
 from tests.core.test_mssql_engine import FakeMssql, install, recorded  # noqa: F401 - fixture
 from tests.kafka.test_kafka_engine import kafka_env, target_db  # noqa: F401 - fixtures
 from tests.pgcluster import PgCluster
