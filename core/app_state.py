@@ -31,7 +31,8 @@ def start_services() -> None:
     with session_scope() as session:
         pipelines = pipe_db.list_pipelines(session=session)
     for p in pipelines:
-        scheduler.set_schedule(p.id, p.schedule)
+        if p.id is not None:
+            scheduler.set_schedule(p.id, p.schedule)
 
 
 def stop_services() -> None:

@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from core import config
 from core.errors import NotFound, StudioError, ValidationFailed
 from core.kafka.connect_client import KafkaConnectClient, mask_config
 from core.kafka.debezium import parse_connector_name
@@ -66,9 +67,7 @@ class ValidationView(BaseModel):
 
 
 def _client() -> KafkaConnectClient:
-    from core.config import get_settings
-
-    settings = get_settings()
+    settings = config.get_settings()
     if not settings.kafka_connect_url:
         raise NotFound(
             "no Kafka Connect cluster is configured: set KAFKA_CONNECT_URL (for example "

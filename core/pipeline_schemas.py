@@ -7,6 +7,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.lifecycle import CdcStatus, LoadStatus, State
+
 Mode = Literal["FULL_LOAD_ONLY", "CDC_ONLY", "FULL_LOAD_AND_CDC"]
 Policy = Literal["fail", "truncate", "append", "drop_recreate"]
 Engine = Literal["embedded", "kafka_connect"]
@@ -16,8 +18,6 @@ SchemaDrift = Literal["propagate_columns", "ignore", "stop_table"]  # what a sou
 
 MODES: tuple[str, ...] = ("FULL_LOAD_ONLY", "CDC_ONLY", "FULL_LOAD_AND_CDC")
 POLICIES: tuple[str, ...] = ("fail", "truncate", "append", "drop_recreate")
-STATES: tuple[str, ...] = ("NOT_STARTED", "STARTING", "RUNNING", "PAUSED", "STOPPING", "STOPPED", "ERROR")
-LOAD_STATUSES: tuple[str, ...] = ("NOT_STARTED", "RUNNING", "COMPLETED", "FAILED", "CANCELLED")
 
 
 class TableMapping(BaseModel):
@@ -113,9 +113,9 @@ class PipelinePublic(BaseModel):
     on_table_error: str = "continue"
     schema_drift: str = "propagate_columns"
     slot_name: str | None = None
-    state: str
-    full_load_status: str
-    cdc_status: str
+    state: State
+    full_load_status: LoadStatus
+    cdc_status: CdcStatus
     error_message: str | None
     created_at: datetime
     updated_at: datetime
@@ -137,9 +137,9 @@ class TableStatus(BaseModel):
 
 class PipelineStatus(BaseModel):
     id: int
-    state: str
-    full_load_status: str
-    cdc_status: str
+    state: State
+    full_load_status: LoadStatus
+    cdc_status: CdcStatus
     error_message: str | None
     tables: list[TableStatus]
     engine: str = "embedded"

@@ -6,17 +6,20 @@ these same functions. Functions that reach a database block: call them off the e
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 
 from core import pipeline_checks, runner, scheduler
 from core.cdc import pg_source
+from core.cdc.engine import drop_source_objects, forget_offsets
 from core.config import get_settings
-from core.connections import spec_of
 from core.connectors import get_connector
-from core.connectors.base import ConnectionSpec, TableInfo
+from core.connectors.base import ConnectionSpec
 from core.errors import Conflict, ConnectorError, NotFound, NotStartable, StudioError, ValidationFailed
-from core.fullload import LoadOptions, TablePlan, compare_columns
+from core.fullload import compare_columns
+from core.fullload.model import FAILED as TABLE_FAILED
+from core.kafka.debezium import JDBC_SINKS, connector_name
+from core.kafka.engine import connect_client, delete_connector
+from core.lifecycle import ACTIVE, LoadStatus, Mode, State, allowed_actions
 from core.pipeline_schemas import (
     PipelineCreate,
     PipelinePublic,
@@ -28,9 +31,8 @@ from core.pipeline_schemas import (
     TableStatus,
     ValidationReport,
 )
-from core.plans import CdcPlan, LoadPlan
+from core.plans import Resolved, connection_for, resolve, spec_in, stored_pipeline, stored_request
 from core.security import Action, instance_tag, require
-from core.table_select import select_tables
 from core.users import Actor
 from data import audit
 from data import connections as conn_db
@@ -40,23 +42,16 @@ from data.models import Connection, Pipeline, utcnow
 
 log = logging.getLogger(__name__)
 
-ACTIVE_STATES = {"STARTING", "RUNNING", "PAUSED", "STOPPING"}
 EDITABLE_WHILE_RUNNING = {"name", "description", "schedule"}
 
 
 # ---------------------------------------------------------------- reading
 
 
-def _load(session, pipeline_id: int) -> Pipeline:  # noqa: ANN001
-    p = pipe_db.get_pipeline(session=session, pipeline_id=pipeline_id)
-    if p is None:
-        raise NotFound(f"pipeline {pipeline_id} not found")
-    return p
-
-
 def _public(session, p: Pipeline) -> PipelinePublic:  # noqa: ANN001
     src = conn_db.get_connection(session=session, connection_id=p.source_connection_id)
     tgt = conn_db.get_connection(session=session, connection_id=p.target_connection_id)
+    assert p.id is not None  # a stored pipeline
     last = pipe_db.last_run(session=session, pipeline_id=p.id)
     data = p.model_dump()
     data["table_mappings"] = [TableMapping(**m) for m in p.table_mappings or []]
@@ -80,14 +75,14 @@ def get_pipeline(actor: Actor, pipeline_id: int) -> PipelinePublic:
     """One pipeline."""
     require(actor.role, Action.read)
     with session_scope() as session:
-        return _public(session, _load(session, pipeline_id))
+        return _public(session, stored_pipeline(session, pipeline_id))
 
 
 def list_runs(actor: Actor, pipeline_id: int, limit: int = 50) -> list[RunPublic]:
     """Run history, newest first."""
     require(actor.role, Action.read)
     with session_scope() as session:
-        _load(session, pipeline_id)
+        stored_pipeline(session, pipeline_id)
         return [
             RunPublic.model_validate(r, from_attributes=True)
             for r in pipe_db.list_runs(session=session, pipeline_id=pipeline_id, limit=limit)
@@ -98,14 +93,14 @@ def get_status(actor: Actor, pipeline_id: int) -> PipelineStatus:
     """State, load statuses and per-table progress (live while a load runs)."""
     require(actor.role, Action.read)
     with session_scope() as session:
-        p = _load(session, pipeline_id)
+        p = stored_pipeline(session, pipeline_id)
         stored = pipe_db.list_tables(session=session, pipeline_id=pipeline_id)
         tables = [TableStatus.model_validate(t, from_attributes=True) for t in stored]
         live = runner.live_tables(pipeline_id)
         if live:
             tables = [live.get(t.source, t) for t in tables] or list(live.values())
-        failed = [t.source for t in tables if t.status == "FAILED"]
-        health = "failed" if p.state == "ERROR" else "degraded" if failed else "ok"
+        failed = [t.source for t in tables if t.status == TABLE_FAILED]
+        health = "failed" if p.state == State.ERROR else "degraded" if failed else "ok"
         return PipelineStatus(
             id=p.id,
             state=p.state,
@@ -123,68 +118,13 @@ def get_status(actor: Actor, pipeline_id: int) -> PipelineStatus:
 # ---------------------------------------------------------------- validation
 
 
-def _connection(session, field: str, connection_id: int, usage: str) -> Connection:  # noqa: ANN001
-    c = conn_db.get_connection(session=session, connection_id=connection_id)
-    if c is None:
-        raise ValidationFailed(field, f"connection {connection_id} does not exist")
-    if c.usage not in (usage, "both"):
-        raise ValidationFailed(field, f"connection '{c.name}' is for usage '{c.usage}', not {usage}")
-    return c
-
-
-def _spec(c: Connection, database: str) -> ConnectionSpec:
-    return dataclasses.replace(spec_of(c), database=database)
-
-
-@dataclasses.dataclass
-class Resolved:
-    """A pipeline's connections, specs and the selected (source table, target name) pairs."""
-
-    source: ConnectionSpec
-    target: ConnectionSpec
-    source_tables: list[TableInfo]
-    pairs: list[tuple[TableInfo, str]]
-
-
-def _resolve(data: PipelineCreate, src: Connection, tgt: Connection) -> Resolved:
-    """Check schemas and tables against the live source; raises ValidationFailed naming the field."""
-    source = _spec(src, data.source_database or src.database)
-    target = _spec(tgt, data.target_database or tgt.database)
-    src_conn = get_connector(source)
-    try:
-        schemas = [s.name for s in src_conn.list_schemas(source.database)]
-    except ConnectorError as exc:
-        raise ValidationFailed("source_connection_id", f"cannot read the source: {exc}") from None
-    if data.source_schema not in schemas:
-        raise ValidationFailed("source_schema", f"schema '{data.source_schema}' does not exist in {source.database}")
-    tables = src_conn.list_tables(source.database, data.source_schema)
-    by_name = {t.name: t for t in tables}
-    pairs = select_tables(
-        [t.name for t in tables], data.tables, data.exclude, [m.model_dump() for m in data.table_mappings]
-    )
-    if not data.auto_create:
-        _require_target_schema(target, data.target_schema)
-    return Resolved(source, target, tables, [(by_name[s], t) for s, t in pairs])
-
-
-def _require_target_schema(target: ConnectionSpec, schema: str) -> None:
-    try:
-        schemas = [s.name for s in get_connector(target).list_schemas(target.database)]
-    except ConnectorError as exc:
-        raise ValidationFailed("target_connection_id", f"cannot read the target: {exc}") from None
-    if schema not in schemas:
-        raise ValidationFailed(
-            "target_schema", f"schema '{schema}' does not exist in {target.database} and auto_create is off"
-        )
-
-
 def _check_fields(data: PipelineCreate) -> None:
     if data.schedule:
-        if data.mode != "FULL_LOAD_ONLY":
+        if data.mode != Mode.FULL_LOAD_ONLY:
             raise ValidationFailed("schedule", "only FULL_LOAD_ONLY pipelines run on a schedule")
         scheduler.parse_cron(data.schedule)
     if data.engine == "kafka_connect":
-        if data.mode == "FULL_LOAD_ONLY":
+        if data.mode == Mode.FULL_LOAD_ONLY:
             raise ValidationFailed(
                 "engine",
                 "the kafka_connect engine streams changes: choose CDC_ONLY or "
@@ -216,9 +156,6 @@ def _check_engine_source(data: PipelineCreate, src: Connection) -> None:
 
 def _check_jdbc_sink() -> None:
     """Sink `connect` only when the cluster has a JDBC sink plugin; otherwise say which plugins it has."""
-    from core.kafka.debezium import JDBC_SINKS
-    from core.kafka.engine import connect_client
-
     try:
         with connect_client() as client:
             plugins = client.plugins()
@@ -244,10 +181,10 @@ def create_pipeline(actor: Actor, data: PipelineCreate) -> PipelinePublic:
     with session_scope() as session:
         if pipe_db.get_pipeline_by_name(session=session, name=data.name):
             raise Conflict(f"a pipeline named '{data.name}' already exists")
-        src = _connection(session, "source_connection_id", data.source_connection_id, "source")
-        tgt = _connection(session, "target_connection_id", data.target_connection_id, "target")
+        src = connection_for(session, "source_connection_id", data.source_connection_id, "source")
+        tgt = connection_for(session, "target_connection_id", data.target_connection_id, "target")
     _check_engine_source(data, src)
-    resolved = _resolve(data, src, tgt)
+    resolved = resolve(data, src, tgt)
     with session_scope() as session:
         if pipe_db.get_pipeline_by_name(session=session, name=data.name):
             raise Conflict(f"a pipeline named '{data.name}' already exists")
@@ -272,9 +209,9 @@ def update_pipeline(actor: Actor, pipeline_id: int, data: PipelineUpdate) -> Pip
     require(actor.role, Action.manage_pipelines)
     given = data.model_dump(exclude_unset=True)
     with session_scope() as session:
-        p = _load(session, pipeline_id)
-        running = p.state in ACTIVE_STATES or runner.is_running(pipeline_id)
-        if running and set(given) - EDITABLE_WHILE_RUNNING:
+        p = stored_pipeline(session, pipeline_id)
+        editable = "edit" in allowed_actions(p.state, p.mode, p.engine) and not runner.is_running(pipeline_id)
+        if not editable and set(given) - EDITABLE_WHILE_RUNNING:
             raise Conflict(f"pipeline '{p.name}' is {p.state}; stop it before editing its tables or connections")
         merged = p.model_dump(include=set(PipelineCreate.model_fields)) | given
         if (
@@ -285,12 +222,12 @@ def update_pipeline(actor: Actor, pipeline_id: int, data: PipelineUpdate) -> Pip
             raise Conflict(f"a pipeline named '{given['name']}' already exists")
         candidate = PipelineCreate.model_validate(merged)
         _check_fields(candidate)
-        src = _connection(session, "source_connection_id", candidate.source_connection_id, "source")
-        tgt = _connection(session, "target_connection_id", candidate.target_connection_id, "target")
+        src = connection_for(session, "source_connection_id", candidate.source_connection_id, "source")
+        tgt = connection_for(session, "target_connection_id", candidate.target_connection_id, "target")
     _check_engine_source(candidate, src)
-    _resolve(candidate, src, tgt)
+    resolve(candidate, src, tgt)
     with session_scope() as session:
-        p = _load(session, pipeline_id)
+        p = stored_pipeline(session, pipeline_id)
         for key, value in candidate.model_dump().items():
             setattr(p, key, value)
         p.schedule = candidate.schedule or None
@@ -311,13 +248,13 @@ def delete_pipeline(actor: Actor, pipeline_id: int) -> None:
     """Stop a running load, remove the schedule and delete the pipeline with its history."""
     require(actor.role, Action.manage_pipelines)
     with session_scope() as session:
-        _load(session, pipeline_id)
+        stored_pipeline(session, pipeline_id)
     runner.stop(pipeline_id, wait=True)
     scheduler.remove(pipeline_id)
     _drop_cdc_objects(pipeline_id)
     _forget_offsets(pipeline_id)
     with session_scope() as session:
-        p = _load(session, pipeline_id)
+        p = stored_pipeline(session, pipeline_id)
         name = p.name
         pipe_db.delete_pipeline(session=session, pipeline=p)
         audit.record(session=session, user_email=actor.email, action="pipeline.delete", target=name)
@@ -329,14 +266,10 @@ def _drop_cdc_objects(pipeline_id: int) -> None:
     Debezium leaves the slot and publication behind when its connector is deleted; a slot left
     behind makes the source keep WAL forever. If either cannot be removed, the delete is refused.
     """
-    from core.cdc.engine import drop_source_objects
-
     with session_scope() as session:
-        p = _load(session, pipeline_id)
+        p = stored_pipeline(session, pipeline_id)
         src = conn_db.get_connection(session=session, connection_id=p.source_connection_id)
     if p.engine == "kafka_connect":
-        from core.kafka.engine import delete_connector
-
         try:
             delete_connector(pipeline_id)
         except StudioError as exc:
@@ -347,7 +280,7 @@ def _drop_cdc_objects(pipeline_id: int) -> None:
     if src is None or src.kind != "postgresql":
         return
     try:
-        drop_source_objects(_spec(src, p.source_database), pipeline_id, p.slot_name)
+        drop_source_objects(spec_in(src, p.source_database), pipeline_id, p.slot_name)
     except ConnectorError as exc:
         raise Conflict(
             f"cannot drop the replication slot and publication on the source ({exc}); a slot left "
@@ -358,15 +291,13 @@ def _drop_cdc_objects(pipeline_id: int) -> None:
 
 def _forget_offsets(pipeline_id: int) -> None:
     """Remove the deleted pipeline's applied positions from its PostgreSQL target (best effort: logged)."""
-    from core.cdc.engine import forget_offsets
-
     with session_scope() as session:
-        p = _load(session, pipeline_id)
+        p = stored_pipeline(session, pipeline_id)
         tgt = conn_db.get_connection(session=session, connection_id=p.target_connection_id)
-    if p.mode == "FULL_LOAD_ONLY" or tgt is None or tgt.kind != "postgresql":
+    if p.mode == Mode.FULL_LOAD_ONLY or tgt is None or tgt.kind != "postgresql":
         return
     try:
-        forget_offsets(_spec(tgt, p.target_database), pipeline_id)
+        forget_offsets(spec_in(tgt, p.target_database), pipeline_id)
     except StudioError as exc:
         log.warning("pipeline %s: its offsets row on the target was not removed: %s", pipeline_id, exc)
 
@@ -379,18 +310,24 @@ def start_pipeline(actor: Actor, pipeline_id: int) -> PipelineStatus:
     """
     require(actor.role, Action.manage_pipelines)
     with session_scope() as session:
-        p = _load(session, pipeline_id)
-        mode, source_kind = p.mode, _connection(session, "source_connection_id", p.source_connection_id, "source").kind
-        engine = p.engine
-    if mode != "FULL_LOAD_ONLY" and source_kind not in ("postgresql", "sqlserver"):
+        p = stored_pipeline(session, pipeline_id)
+        mode, source_kind = (
+            p.mode,
+            connection_for(session, "source_connection_id", p.source_connection_id, "source").kind,
+        )
+        engine, name, state = p.engine, p.name, p.state
+    if mode != Mode.FULL_LOAD_ONLY and source_kind not in ("postgresql", "sqlserver"):
         raise ValidationFailed("mode", f"CDC from {source_kind} sources ({engine} engine) is not available")
     if runner.is_running(pipeline_id):
         raise Conflict(f"pipeline {pipeline_id} is already running; stop it or wait for the run to end")
+    if "start" not in allowed_actions(state, mode, engine):
+        hint = "resume it" if state == State.PAUSED else "stop it or wait for the run to end"
+        raise Conflict(f"pipeline '{name}' is {state}; {hint}")
     report = validate(actor, pipeline_id)
     if not report.startable:
         raise NotStartable(report.errors)
     refused = {r.source: "; ".join(r.errors) for r in report.tables if r.errors}
-    if mode == "FULL_LOAD_ONLY":
+    if mode == Mode.FULL_LOAD_ONLY:
         runner.start_full_load(pipeline_id, trigger="manual", actor_email=actor.email, refused=refused)
     else:
         runner.start_cdc(pipeline_id, trigger="manual", actor_email=actor.email, refused=refused)
@@ -405,16 +342,16 @@ def retry_table(actor: Actor, pipeline_id: int, source: str) -> PipelineStatus:
     """
     require(actor.role, Action.manage_pipelines)
     with session_scope() as session:
-        p = _load(session, pipeline_id)
+        p = stored_pipeline(session, pipeline_id)
         row = next(
             (t for t in pipe_db.list_tables(session=session, pipeline_id=pipeline_id) if t.source == source), None
         )
         if row is None:
             raise NotFound(f"pipeline '{p.name}' has no table {source}")
-        if row.status != "FAILED":
+        if row.status != TABLE_FAILED:
             raise Conflict(f"table {source} is {row.status}; only a FAILED table is retried")
         mode, state = p.mode, p.state
-        if mode != "FULL_LOAD_ONLY" and p.engine != "embedded":
+        if "retry_table" not in allowed_actions(state, mode, p.engine):
             raise Conflict(
                 f"retrying one table is available on the embedded engine; pipeline '{p.name}' runs on "
                 f"{p.engine}: stop it and start it again to load every table"
@@ -425,10 +362,10 @@ def retry_table(actor: Actor, pipeline_id: int, source: str) -> PipelineStatus:
         raise ValidationFailed("source", f"{source} is no longer part of the pipeline")
     if table.errors or report.errors:
         raise NotStartable(report.errors + table.errors)
-    if mode == "FULL_LOAD_ONLY":
+    if mode == Mode.FULL_LOAD_ONLY:
         runner.start_full_load(pipeline_id, trigger="retry", actor_email=actor.email, only=[source])
         return get_status(actor, pipeline_id)
-    if state in ACTIVE_STATES:
+    if state in ACTIVE:
         runner.stop(pipeline_id, wait=True, actor_email=actor.email, restart=True)
     runner.start_cdc(pipeline_id, trigger="retry", actor_email=actor.email, reload=[source])
     return get_status(actor, pipeline_id)
@@ -438,7 +375,7 @@ def stop_pipeline(actor: Actor, pipeline_id: int) -> PipelineStatus:
     """Cancel a running load or stream; the pipeline ends STOPPED (a CDC slot is kept for the next start)."""
     require(actor.role, Action.manage_pipelines)
     with session_scope() as session:
-        _load(session, pipeline_id)
+        stored_pipeline(session, pipeline_id)
     runner.stop(pipeline_id, wait=False, actor_email=actor.email)
     return get_status(actor, pipeline_id)
 
@@ -447,8 +384,8 @@ def pause_pipeline(actor: Actor, pipeline_id: int) -> PipelineStatus:
     """Pause a running CDC pipeline: reading stops, the slot keeps the changes for resume."""
     require(actor.role, Action.manage_pipelines)
     with session_scope() as session:
-        p = _load(session, pipeline_id)
-        if p.mode == "FULL_LOAD_ONLY" or p.state != "RUNNING":
+        p = stored_pipeline(session, pipeline_id)
+        if "pause" not in allowed_actions(p.state, p.mode, p.engine):
             raise Conflict(f"only a RUNNING CDC pipeline can be paused ('{p.name}' is {p.state}, {p.mode})")
     runner.stop(pipeline_id, wait=True, actor_email=actor.email, pause=True)
     return get_status(actor, pipeline_id)
@@ -458,8 +395,8 @@ def resume_pipeline(actor: Actor, pipeline_id: int) -> PipelineStatus:
     """Resume a paused CDC pipeline from where it stopped."""
     require(actor.role, Action.manage_pipelines)
     with session_scope() as session:
-        p = _load(session, pipeline_id)
-        if p.state != "PAUSED":
+        p = stored_pipeline(session, pipeline_id)
+        if "resume" not in allowed_actions(p.state, p.mode, p.engine):
             raise Conflict(f"pipeline '{p.name}' is {p.state}, not PAUSED")
     runner.start_cdc(pipeline_id, trigger="resume", actor_email=actor.email)
     return get_status(actor, pipeline_id)
@@ -480,8 +417,10 @@ def lag(actor: Actor, pipeline_id: int) -> dict:
             "last_commit_time": None,
         }
         slot = None
-        if p.mode != "FULL_LOAD_ONLY" and src.kind == "postgresql":
-            slot = pg_source.slot_status(_spec(src, p.source_database), p.slot_name or pg_source.slot_name(pipeline_id))
+        if p.mode != Mode.FULL_LOAD_ONLY and src.kind == "postgresql":
+            slot = pg_source.slot_status(
+                spec_in(src, p.source_database), p.slot_name or pg_source.slot_name(pipeline_id)
+            )
         figures.update(
             lag_bytes=slot["lag_bytes"] if slot else None,
             retained_wal_bytes=slot["retained_wal_bytes"] if slot else None,
@@ -500,13 +439,10 @@ def lag(actor: Actor, pipeline_id: int) -> dict:
 
 def restart_pipeline(actor: Actor, pipeline_id: int, only_failed: bool = True) -> PipelineStatus:
     """Restart a kafka_connect pipeline's connector and tasks (by default only what FAILED)."""
-    from core.kafka.debezium import connector_name
-    from core.kafka.engine import connect_client
-
     require(actor.role, Action.manage_pipelines)
     with session_scope() as session:
-        p = _load(session, pipeline_id)
-        if p.engine != "kafka_connect":
+        p = stored_pipeline(session, pipeline_id)
+        if "restart_failed" not in allowed_actions(p.state, p.mode, p.engine):
             raise Conflict(
                 f"pipeline '{p.name}' runs on the embedded engine; restart is for kafka_connect pipelines "
                 "(stop and start it instead)"
@@ -526,16 +462,12 @@ def restart_pipeline(actor: Actor, pipeline_id: int, only_failed: bool = True) -
 # ---------------------------------------------------------------- preview, diff, validate
 
 
-def _stored_request(p: Pipeline) -> PipelineCreate:
-    return PipelineCreate.model_validate(p.model_dump(include=set(PipelineCreate.model_fields)))
-
-
 def _preview_rows(
     p: PipelineCreate, src: Connection, tgt: Connection, resolved: Resolved | None = None, policy: str | None = None
 ) -> tuple[list[PreviewRow], list[str]]:
     """The preview rows, with what each table's columns will become (generated columns, type fallbacks,
     defaults) as warnings and what would fail as errors; and the problems of checking them at all."""
-    resolved = resolved or _resolve(p, src, tgt)
+    resolved = resolved or resolve(p, src, tgt)
     source_conn, target_conn = get_connector(resolved.source), get_connector(resolved.target)
     try:
         existing = {t.name: t for t in target_conn.list_tables(resolved.target.database, p.target_schema)}
@@ -584,17 +516,17 @@ def _setup(p: PipelineCreate | Pipeline, resolved: Resolved, policy: str | None 
 def _with_connections(actor: Actor, pipeline_id: int) -> tuple[Pipeline, Connection, Connection]:
     require(actor.role, Action.read)
     with session_scope() as session:
-        p = _load(session, pipeline_id)
-        src = _connection(session, "source_connection_id", p.source_connection_id, "source")
-        tgt = _connection(session, "target_connection_id", p.target_connection_id, "target")
+        p = stored_pipeline(session, pipeline_id)
+        src = connection_for(session, "source_connection_id", p.source_connection_id, "source")
+        tgt = connection_for(session, "target_connection_id", p.target_connection_id, "target")
         return p, src, tgt
 
 
 def preview(actor: Actor, pipeline_id: int) -> list[PreviewRow]:
     """Source table -> target table, whether it will be created / exists / differs, rows, PK."""
     p, src, tgt = _with_connections(actor, pipeline_id)
-    request = _stored_request(p)
-    resolved = _resolve(request, src, tgt)
+    request = stored_request(p)
+    resolved = resolve(request, src, tgt)
     policy = p.target_table_policy if _will_load(p, resolved.source) else "append"  # judged where a load runs
     return _preview_rows(request, src, tgt, resolved, policy)[0]
 
@@ -603,8 +535,8 @@ def preview_request(actor: Actor, data: PipelineCreate) -> list[PreviewRow]:
     """The preview of a pipeline not saved yet (the wizard's mapping step)."""
     require(actor.role, Action.read)
     with session_scope() as session:
-        src = _connection(session, "source_connection_id", data.source_connection_id, "source")
-        tgt = _connection(session, "target_connection_id", data.target_connection_id, "target")
+        src = connection_for(session, "source_connection_id", data.source_connection_id, "source")
+        tgt = connection_for(session, "target_connection_id", data.target_connection_id, "target")
     return _preview_rows(data, src, tgt)[0]
 
 
@@ -621,9 +553,9 @@ def validate(actor: Actor, pipeline_id: int, retrying: bool = False) -> Validati
     pipeline that resumes from its slot; a retried table is loaded again with `truncate`.
     """
     p, src, tgt = _with_connections(actor, pipeline_id)
-    request = _stored_request(p)
+    request = stored_request(p)
     try:
-        resolved = _resolve(request, src, tgt)
+        resolved = resolve(request, src, tgt)
         policy = "truncate" if retrying else p.target_table_policy if _will_load(p, resolved.source) else "append"
         rows, problems = _preview_rows(request, src, tgt, resolved, policy)
     except (ValidationFailed, ConnectorError) as exc:
@@ -646,10 +578,11 @@ def validate(actor: Actor, pipeline_id: int, retrying: bool = False) -> Validati
 
 def _will_load(p: Pipeline, source: ConnectionSpec) -> bool:
     """Whether a start runs a full load: FULL_LOAD_ONLY always, FULL_LOAD_AND_CDC unless it resumes its slot."""
-    if p.mode == "FULL_LOAD_ONLY":
+    if p.mode == Mode.FULL_LOAD_ONLY:
         return True
-    if p.mode == "CDC_ONLY" or source.kind != "postgresql":
-        return p.mode == "FULL_LOAD_AND_CDC" and p.full_load_status != "COMPLETED"
+    if p.mode == Mode.CDC_ONLY or source.kind != "postgresql":
+        return p.mode == Mode.FULL_LOAD_AND_CDC and p.full_load_status != LoadStatus.COMPLETED
+    assert p.id is not None  # a stored pipeline
     return pg_source.slot_status(source, p.slot_name or pg_source.slot_name(p.id)) is None
 
 
@@ -665,49 +598,3 @@ def describe_differences(diff: dict | None) -> str:
     for c in diff.get("changed", []):
         parts.append(f"{c['name']} {c['source_type']} -> {c['target_type']}")
     return "; ".join(parts)
-
-
-def load_plan(pipeline_id: int) -> LoadPlan:
-    """Resolve a stored pipeline into what the full-load engine runs."""
-    with session_scope() as session:
-        p = _load(session, pipeline_id)
-        src = _connection(session, "source_connection_id", p.source_connection_id, "source")
-        tgt = _connection(session, "target_connection_id", p.target_connection_id, "target")
-    resolved = _resolve(_stored_request(p), src, tgt)
-    plans = [TablePlan(p.source_schema, info.name, p.target_schema, target) for info, target in resolved.pairs]
-    options = LoadOptions(
-        auto_create=p.auto_create, target_table_policy=p.target_table_policy, schema_drift=p.schema_drift
-    )
-    return LoadPlan(resolved.source, resolved.target, plans, options)
-
-
-def cdc_plan(pipeline_id: int, reload: list[str] | tuple[str, ...] = ()) -> CdcPlan:
-    """Resolve a stored pipeline into what the CDC engine runs (with its tables' earlier failures and reloads)."""
-    source, target, plans, _options = load_plan(pipeline_id)
-    with session_scope() as session:
-        p = _load(session, pipeline_id)
-        rows = pipe_db.list_tables(session=session, pipeline_id=pipeline_id)
-    failed = {_pair(r.source): r.error or "failed earlier" for r in rows if r.status == "FAILED"}
-    since = {_pair(r.source): r.cdc_since_lsn for r in rows if r.cdc_since_lsn is not None}
-    return CdcPlan(
-        pipeline_id=pipeline_id,
-        source=source,
-        target=target,
-        tables=plans,
-        mode=p.mode,
-        auto_create=p.auto_create,
-        target_table_policy=p.target_table_policy,
-        engine=p.engine,
-        sink=p.sink,
-        slot=p.slot_name,
-        on_table_error=p.on_table_error,
-        schema_drift=p.schema_drift,
-        failed_tables=failed,
-        since=since,
-        reload=[_pair(t) for t in reload],
-    )
-
-
-def _pair(source: str) -> tuple[str, str]:
-    schema, _, table = source.partition(".")
-    return schema, table

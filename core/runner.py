@@ -1,4 +1,7 @@
-"""Runs full loads on worker threads: one run per pipeline at a time, cancellable, observable.
+"""Runs full loads and CDC streams on worker threads: one run per pipeline at a time, cancellable, observable.
+
+It takes what core.plans resolves (a LoadPlan, a CdcPlan) and moves the pipeline through its states
+with core.lifecycle; it also holds the scheduler's job body (`run_scheduled_load`, referred to by name).
 
 Progress goes three ways: an in-memory table for the status API, the event bus for live pages,
 and the app database (throttled) so history survives. Nothing here touches UI elements.
@@ -11,9 +14,20 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
+from core import lifecycle
+from core.cdc.engine import CdcWorker, lag_dict
+from core.errors import Conflict, NotFound
 from core.events import Event, bus
+from core.fullload import run_full_load
+from core.fullload.model import FAILED as TABLE_FAILED
+from core.fullload.model import PENDING as TABLE_PENDING
+from core.fullload.model import RUNNING as TABLE_RUNNING
+from core.kafka.engine import KafkaCdcWorker
+from core.lifecycle import CdcStatus, LoadStatus, Mode, State
 from core.pipeline_schemas import TableStatus
+from core.plans import CdcPlan, cdc_plan, load_plan, pair
 from data import pipelines as pipe_db
 from data.db import session_scope
 from data.models import PipelineRun, PipelineTable, utcnow
@@ -21,6 +35,20 @@ from data.models import PipelineRun, PipelineTable, utcnow
 log = logging.getLogger(__name__)
 
 PERSIST_EVERY_S = 2.0
+
+
+class Worker(Protocol):
+    """What the runner needs of a CDC engine (core.cdc.engine.CdcWorker, core.kafka.engine.KafkaCdcWorker)."""
+
+    @property
+    def full_load_status(self) -> str | None: ...
+
+    @property
+    def counters(self) -> Any: ...  # core.cdc.engine's counters: what lag_dict reads
+
+    def run(self) -> None: ...
+
+    def finish(self, paused: bool) -> None: ...
 
 
 @dataclass
@@ -33,8 +61,9 @@ class ActiveRun:
     tables: dict[str, TableStatus] = field(default_factory=dict)
     thread: threading.Thread | None = None
     kind: str = "FULL_LOAD"  # or CDC
-    worker: object | None = None  # core.cdc.engine.CdcWorker while CDC runs
+    worker: Worker | None = None  # while CDC runs: a CdcWorker, a KafkaCdcWorker for kafka_connect
     pausing: bool = False
+    stopping: bool = False  # a stop (or pause) was asked: it wins over an app stop that follows
     streaming: bool = False  # CDC reached its stream (after any full load)
     connector_failed: bool = False
     shutting_down: bool = False  # the app stops: CDC ends here but resumes at the next start
@@ -63,16 +92,18 @@ def live_tables(pipeline_id: int) -> dict[str, TableStatus]:
         return dict(run.tables) if run else {}
 
 
-def _set_pipeline(pipeline_id: int, **values: object) -> None:
-    with session_scope() as session:
-        p = pipe_db.get_pipeline(session=session, pipeline_id=pipeline_id)
-        if p is None:
-            return
-        for k, v in values.items():
-            setattr(p, k, v)
-        p.updated_at = utcnow()
-        pipe_db.save(session=session, obj=p)
-    bus.publish(Event("pipeline.state", {k: v for k, v in values.items()}, pipeline_id))
+def _set_state(active: ActiveRun, to: State, **fields: object) -> None:
+    """Move the run's pipeline to `to` (see core.lifecycle). A pipeline deleted meanwhile is left alone;
+    a move the state no longer allows because a stop was asked meanwhile (RUNNING once STOPPING) is
+    skipped: the stop wins."""
+    try:
+        lifecycle.transition(active.pipeline_id, to, **fields)
+    except NotFound:
+        log.info("pipeline %s was deleted while it ran", active.pipeline_id)
+    except Conflict as exc:
+        if not (active.stopping or active.cancel.is_set()):
+            raise
+        log.info("pipeline %s: %s; its stop goes on", active.pipeline_id, exc)
 
 
 def start_full_load(
@@ -87,7 +118,7 @@ def start_full_load(
     `refused` tables (validation said why) end FAILED without loading; `only`: load just these tables (a
     retry), keeping the others' last results.
     """
-    active = _begin(pipeline_id, "FULL_LOAD", trigger, full_load_status="RUNNING")
+    active = _begin(pipeline_id, "FULL_LOAD", trigger, full_load_status=LoadStatus.RUNNING)
     active.refused, active.reload = dict(refused or {}), list(only or [])
     _launch(active, _execute, f"full-load-{pipeline_id}")
     log.info("full load of pipeline %s started (%s, by %s)", pipeline_id, trigger, actor_email or "-")
@@ -95,26 +126,17 @@ def start_full_load(
 
 
 def _begin(pipeline_id: int, kind: str, trigger: str, **status: str) -> ActiveRun:
-    """Register a run (Conflict if one is active), record it, and mark the pipeline STARTING."""
-    from core.errors import Conflict, NotFound
-
+    """Register a run (Conflict if one is active), mark the pipeline STARTING and record the run."""
     with _lock:
         if pipeline_id in _active:
             raise Conflict(f"pipeline {pipeline_id} is already running; stop it or wait for the run to end")
+        lifecycle.transition(pipeline_id, State.STARTING, error_message=None, **status)
         with session_scope() as session:
-            p = pipe_db.get_pipeline(session=session, pipeline_id=pipeline_id)
-            if p is None:
-                raise NotFound(f"pipeline {pipeline_id} not found")
             run = pipe_db.save(
                 session=session, obj=PipelineRun(pipeline_id=pipeline_id, trigger=trigger, run_type=kind)
             )
-            p.state, p.error_message, p.updated_at = "STARTING", None, utcnow()
-            for key, value in status.items():
-                setattr(p, key, value)
-            pipe_db.save(session=session, obj=p)
         active = ActiveRun(pipeline_id=pipeline_id, run_id=run.id, kind=kind)
         _active[pipeline_id] = active
-    bus.publish(Event("pipeline.state", {"state": "STARTING", **status}, pipeline_id))
     return active
 
 
@@ -141,7 +163,8 @@ def stop(
     if restart:
         active.shutting_down = True
     else:
-        _set_pipeline(pipeline_id, state="STOPPING")
+        active.stopping = True
+        _set_state(active, State.STOPPING)  # skipped when the run ended meanwhile
     active.cancel.set()
     log.info("stop of pipeline %s requested by %s", pipeline_id, actor_email or "-")
     if wait:
@@ -160,12 +183,22 @@ def stop_all(timeout: float = 30) -> None:
         r.join(max(0.1, deadline - time.monotonic()))
 
 
-def _execute(active: ActiveRun) -> None:
-    from core.pipelines import load_plan
+def run_scheduled_load(pipeline_id: int) -> None:
+    """The scheduler's job body (core.scheduler.FULL_LOAD_JOB): run the pipeline's full load now and wait
+    for it (so the job's max_instances holds)."""
+    try:
+        handle = start_full_load(pipeline_id, trigger="schedule", actor_email="scheduler")
+    except Exception as exc:  # noqa: BLE001 - a refused run (already running, pipeline gone) is logged, not fatal
+        log.warning("scheduled full load of pipeline %s not started: %s", pipeline_id, exc)
+        return
+    handle.join()
 
+
+def _execute(active: ActiveRun) -> None:
     pid = active.pipeline_id
     try:
-        source, target, plans, options = load_plan(pid)
+        plan = load_plan(pid)
+        plans = plan.tables
         if active.reload:
             plans = [p for p in plans if p.source in active.reload]
             _sync_tables(active, plans)
@@ -173,16 +206,22 @@ def _execute(active: ActiveRun) -> None:
             _init_tables(active, plans)
         _refuse(active, plans)
         plans = [p for p in plans if p.source not in active.refused]
-        _set_pipeline(pid, state="RUNNING")
-        from core.fullload import run_full_load
-
-        result = run_full_load(source, target, plans, options, lambda tp: _on_progress(active, tp), active.cancel)
-        if active.refused and result.status == "COMPLETED":
-            result.status = "FAILED"
+        _set_state(active, State.RUNNING)
+        result = run_full_load(
+            plan.source, plan.target, plans, plan.options, lambda tp: _on_progress(active, tp), active.cancel
+        )
+        if active.refused and result.status == LoadStatus.COMPLETED:
+            result.status = LoadStatus.FAILED
         _finish(active, result.status, result.rows_copied, _failed_rows(active), _failure_summary(active))
     except Exception as exc:  # noqa: BLE001 - any failure must end the run in ERROR with its reason
         log.warning("full load of pipeline %s failed: %s", pid, exc)
-        _finish(active, "FAILED", sum(t.rows_copied for t in active.tables.values()), 0, str(exc) or type(exc).__name__)
+        _finish(
+            active,
+            LoadStatus.FAILED,
+            sum(t.rows_copied for t in active.tables.values()),
+            0,
+            str(exc) or type(exc).__name__,
+        )
     finally:
         with _lock:
             _active.pop(pid, None)
@@ -192,7 +231,7 @@ def _init_tables(active: ActiveRun, plans: list) -> None:  # noqa: ANN001
     rows = []
     for plan in plans:
         src, tgt = f"{plan.source_schema}.{plan.source_table}", f"{plan.target_schema}.{plan.target_table}"
-        active.tables[src] = TableStatus(source=src, target=tgt, status="PENDING")
+        active.tables[src] = TableStatus(source=src, target=tgt, status=TABLE_PENDING)
         rows.append(PipelineTable(pipeline_id=active.pipeline_id, run_id=active.run_id, source=src, target=tgt))
     with session_scope() as session:
         pipe_db.replace_tables(session=session, pipeline_id=active.pipeline_id, tables=rows)
@@ -209,7 +248,7 @@ def _sync_tables(active: ActiveRun, plans: list) -> None:  # noqa: ANN001
                 row = PipelineTable(pipeline_id=active.pipeline_id, run_id=active.run_id, source=src, target=tgt)
                 session.add(row)
             if src in active.reload:
-                row.status, row.error, row.rows_copied, row.cdc_since_lsn = "PENDING", None, 0, None
+                row.status, row.error, row.rows_copied, row.cdc_since_lsn = TABLE_PENDING, None, 0, None
                 session.add(row)
             active.tables[src] = TableStatus.model_validate(row, from_attributes=True)
 
@@ -223,7 +262,7 @@ def _refuse(active: ActiveRun, plans: list) -> None:  # noqa: ANN001
             status = TableStatus(
                 source=plan.source,
                 target=plan.target,
-                status="FAILED",
+                status=TABLE_FAILED,
                 error=reason,
                 rows_copied=old.rows_copied if old else 0,
                 finished_at=utcnow(),
@@ -252,7 +291,7 @@ def _on_progress(active: ActiveRun, tp) -> None:  # noqa: ANN001 - core.fullload
     if changed or now - active._persisted_at.get(status.source, 0) >= PERSIST_EVERY_S:
         active._persisted_at[status.source] = now
         # A table loading anew: changes apply from the new copy's slot on, not from an earlier reload's point.
-        extra = {"cdc_since_lsn": None} if changed and status.status == "RUNNING" else {}
+        extra = {"cdc_since_lsn": None} if changed and status.status == TABLE_RUNNING else {}
         _persist_table(active, status, **extra)
 
 
@@ -266,11 +305,11 @@ def _persist_table(active: ActiveRun, status: TableStatus, **extra: object) -> N
 
 
 def _failed_rows(active: ActiveRun) -> int:
-    return sum(t.rows_expected for t in active.tables.values() if t.status == "FAILED")
+    return sum(t.rows_expected for t in active.tables.values() if t.status == TABLE_FAILED)
 
 
 def _failure_summary(active: ActiveRun) -> str | None:
-    failed = [t for t in active.tables.values() if t.status == "FAILED"]
+    failed = [t for t in active.tables.values() if t.status == TABLE_FAILED]
     if not failed:
         return None
     first = failed[0]
@@ -286,27 +325,31 @@ def _finish(active: ActiveRun, status: str, rows: int, rows_failed: int, error: 
             run.status, run.completed_at = status, utcnow()
             run.rows_processed, run.rows_failed, run.error_message = rows, rows_failed, error
             session.add(run)
-    state = {"COMPLETED": "STOPPED", "CANCELLED": "STOPPED"}.get(status, "ERROR")
-    _set_pipeline(active.pipeline_id, state=state, full_load_status=status, error_message=error)
+    state = State.STOPPED if status in (LoadStatus.COMPLETED, LoadStatus.CANCELLED) else State.ERROR
+    _set_state(active, state, full_load_status=status, error_message=error)
     bus.publish(Event("pipeline.run", {"run_id": active.run_id, "status": status}, active.pipeline_id))
 
 
 def recover_interrupted() -> None:
     """At start: runs the previous process left RUNNING end FAILED, their pipelines in ERROR."""
     message = "the app stopped during this run; start it again"
+    interrupted: set[int] = set()
     with session_scope() as session:
         for run in pipe_db.running_runs(session=session):
-            run.status, run.completed_at, run.error_message = "FAILED", utcnow(), message
+            run.status, run.completed_at, run.error_message = LoadStatus.FAILED, utcnow(), message
             session.add(run)
             p = pipe_db.get_pipeline(session=session, pipeline_id=run.pipeline_id)
-            if p is not None and p.mode != "FULL_LOAD_ONLY" and p.state in {"STARTING", "RUNNING"}:
+            if p is not None and p.mode != Mode.FULL_LOAD_ONLY and p.state in _RESUMED:
                 continue  # resumed by start_services from the target's stored position
-            if p is not None and p.state in {"STARTING", "RUNNING", "STOPPING"}:
-                p.state, p.full_load_status, p.error_message = "ERROR", "FAILED", message
-                session.add(p)
+            if p is not None and p.state in lifecycle.BUSY:
+                interrupted.add(run.pipeline_id)
+    for pipeline_id in sorted(interrupted):
+        lifecycle.transition(pipeline_id, State.ERROR, full_load_status=LoadStatus.FAILED, error_message=message)
 
 
 # ---------------------------------------------------------------------------------------- CDC
+
+_RESUMED = frozenset({State.STARTING, State.RUNNING})  # a CDC pipeline the app stopped in these resumes
 
 
 def start_cdc(
@@ -321,7 +364,7 @@ def start_cdc(
     `refused` tables (validation said why) are set aside (FAILED) from the start; `reload` tables are
     loaded again alone before streaming goes on (a retry of tables that failed).
     """
-    active = _begin(pipeline_id, "CDC", trigger, cdc_status="STARTING")
+    active = _begin(pipeline_id, "CDC", trigger, cdc_status=CdcStatus.STARTING)
     active.refused, active.reload = dict(refused or {}), list(reload or [])
     _launch(active, _execute_cdc, f"cdc-{pipeline_id}")
     log.info("CDC of pipeline %s started (%s, by %s)", pipeline_id, trigger, actor_email or "-")
@@ -330,8 +373,6 @@ def start_cdc(
 
 def cdc_figures(pipeline_id: int) -> dict | None:
     """Live counts, rate and lag of a running CDC worker (None when none runs)."""
-    from core.cdc.engine import lag_dict
-
     with _lock:
         active = _active.get(pipeline_id)
     worker = active.worker if active else None
@@ -339,59 +380,62 @@ def cdc_figures(pipeline_id: int) -> dict | None:
 
 
 def _execute_cdc(active: ActiveRun) -> None:
-    from core.cdc.engine import CdcWorker
-    from core.pipelines import cdc_plan
-
     pid = active.pipeline_id
     worker = None
     try:
         plan = cdc_plan(pid, reload=active.reload)
         _sync_tables(active, plan.tables)
         _refuse(active, plan.tables)
-        plan.refused = {_pair(s): r for s, r in active.refused.items()}
-        callbacks = {
-            "on_progress": lambda tp: _on_progress(active, tp),
-            "on_streaming": lambda: _streaming(active),
-            "on_table": lambda *result: table_result(active, *result),
-        }
-        if plan.engine == "kafka_connect":
-            from core.kafka.engine import KafkaCdcWorker
-
-            worker = KafkaCdcWorker(
-                plan, active.cancel, on_connector=lambda s: _connector_state(active, s), **callbacks
-            )
-        else:
-            worker = CdcWorker(plan, active.cancel, **callbacks)
+        plan.refused = {pair(s): r for s, r in active.refused.items()}
+        worker = _worker(active, plan)
         active.worker = worker
         worker.run()
-        if active.shutting_down and not active.pausing:
+        if active.shutting_down and not active.stopping:
             # An app restart is not a stop: the pipeline stays RUNNING (a connector keeps capturing) and
             # start_services resumes it from the target's stored position.
-            _finish_cdc(active, worker, "CANCELLED", None, state="RUNNING", cdc_status="RUNNING")
+            _finish_cdc(active, worker, LoadStatus.CANCELLED, None, State.RUNNING, CdcStatus.RUNNING)
             return
         worker.finish(paused=active.pausing)
-        state = "PAUSED" if active.pausing else "STOPPED"
-        _finish_cdc(active, worker, "CANCELLED", None, state=state, cdc_status=state)
+        if active.pausing:
+            _finish_cdc(active, worker, LoadStatus.CANCELLED, None, State.PAUSED, CdcStatus.PAUSED)
+        else:
+            _finish_cdc(active, worker, LoadStatus.CANCELLED, None, State.STOPPED, CdcStatus.STOPPED)
     except Exception as exc:  # noqa: BLE001 - any failure must end in ERROR with its reason
         log.warning("CDC of pipeline %s failed: %s", pid, exc)
-        _finish_cdc(active, worker, "FAILED", str(exc) or type(exc).__name__, state="ERROR", cdc_status="FAILED")
+        message = str(exc) or type(exc).__name__
+        _finish_cdc(active, worker, LoadStatus.FAILED, message, State.ERROR, CdcStatus.FAILED)
     finally:
         with _lock:
             _active.pop(pid, None)
 
 
-def _pair(source: str) -> tuple[str, str]:
-    schema, _, table = source.partition(".")
-    return schema, table
+def _worker(active: ActiveRun, plan: CdcPlan) -> Worker:
+    """The plan's engine, reporting to this run."""
+    if plan.engine == "kafka_connect":
+        return KafkaCdcWorker(
+            plan,
+            active.cancel,
+            on_progress=lambda tp: _on_progress(active, tp),
+            on_streaming=lambda: _streaming(active),
+            on_table=lambda source, status, error, since: table_result(active, source, status, error, since),
+            on_connector=lambda s: _connector_state(active, s),
+        )
+    return CdcWorker(
+        plan,
+        active.cancel,
+        on_progress=lambda tp: _on_progress(active, tp),
+        on_streaming=lambda: _streaming(active),
+        on_table=lambda source, status, error, since: table_result(active, source, status, error, since),
+    )
 
 
 def _streaming(active: ActiveRun) -> None:
     active.streaming = True
-    values: dict[str, object] = {"state": "RUNNING", "cdc_status": "RUNNING"}
+    values: dict[str, object] = {"cdc_status": CdcStatus.RUNNING}
     worker = active.worker
     if worker is not None and worker.full_load_status:
         values["full_load_status"] = worker.full_load_status
-    _set_pipeline(active.pipeline_id, **values)
+    _set_state(active, State.RUNNING, **values)
 
 
 def _connector_state(active: ActiveRun, status) -> None:  # noqa: ANN001 - core.kafka.connect_client.ConnectorStatus
@@ -404,46 +448,55 @@ def _connector_state(active: ActiveRun, status) -> None:  # noqa: ANN001 - core.
         trace = (failed[0].trace if failed else status.trace) or ""
         first = trace.strip().splitlines()[0] if trace.strip() else "no trace given"
         where = f"task {failed[0].id}" if failed else "connector"
-        _set_pipeline(
-            active.pipeline_id,
-            state="ERROR",
-            cdc_status="FAILED",
+        _set_state(
+            active,
+            State.ERROR,
+            cdc_status=CdcStatus.FAILED,
             error_message=f"Debezium {where} FAILED: {first} (use Restart failed)",
         )
     elif active.connector_failed and status.healthy:  # restarted: back to RUNNING
         active.connector_failed = False
         if active.streaming:
-            _set_pipeline(active.pipeline_id, state="RUNNING", cdc_status="RUNNING", error_message=None)
+            _set_state(active, State.RUNNING, cdc_status=CdcStatus.RUNNING, error_message=None)
 
 
 def connector_status(pipeline_id: int) -> dict | None:
     """The connector state a running kafka_connect worker last saw (None when none runs)."""
     with _lock:
         active = _active.get(pipeline_id)
-    status = getattr(active.worker, "connector_status", None) if active else None
-    if status is None:
+    worker = active.worker if active else None
+    status = worker.connector_status if isinstance(worker, KafkaCdcWorker) else None
+    if status is None or not isinstance(worker, KafkaCdcWorker):
         return None
     return {
         "name": status.name,
         "state": status.state,
         "tasks": [{"id": t.id, "state": t.state, "worker_id": t.worker_id, "trace": t.trace} for t in status.tasks],
-        "warning": active.worker.source_warning(),
+        "warning": worker.source_warning(),
     }
 
 
-def _finish_cdc(active: ActiveRun, worker, status: str, error: str | None, **pipeline: object) -> None:  # noqa: ANN001
+def _finish_cdc(
+    active: ActiveRun,
+    worker: Worker | None,
+    status: LoadStatus,
+    error: str | None,
+    state: State,
+    cdc_status: CdcStatus,
+) -> None:
     for t in active.tables.values():
         _persist_table(active, t)
     events = worker.counters.events if worker is not None else 0
     with session_scope() as session:
         run = session.get(PipelineRun, active.run_id)
         if run is not None:
-            run.status, run.completed_at = ("COMPLETED" if status == "CANCELLED" else status), utcnow()
-            run.rows_processed, run.error_message = events, error
+            run.status = LoadStatus.COMPLETED if status == LoadStatus.CANCELLED else status
+            run.completed_at, run.rows_processed, run.error_message = utcnow(), events, error
             session.add(run)
+    fields: dict[str, object] = {"cdc_status": cdc_status}
     if worker is not None and worker.full_load_status:
-        pipeline["full_load_status"] = worker.full_load_status
-    _set_pipeline(active.pipeline_id, error_message=error, **pipeline)
+        fields["full_load_status"] = worker.full_load_status
+    _set_state(active, state, error_message=error, **fields)
     bus.publish(Event("pipeline.run", {"run_id": active.run_id, "status": status}, active.pipeline_id))
 
 
@@ -453,5 +506,5 @@ def interrupted_cdc_pipelines() -> list[int]:
         return [
             p.id
             for p in pipe_db.list_pipelines(session=session)
-            if p.mode != "FULL_LOAD_ONLY" and p.state in {"STARTING", "RUNNING"}
+            if p.id is not None and p.mode != Mode.FULL_LOAD_ONLY and p.state in _RESUMED
         ]

@@ -1,8 +1,9 @@
 """APScheduler jobs: scheduled full loads, persisted in the app database so they survive restarts.
 
-A job stores only the pipeline id and a reference to `run_scheduled_load`; the runner refuses a
-second concurrent run of a pipeline, and the job itself has max_instances=1 and coalesces missed
-runs, so scheduled runs never overlap.
+A job stores only the pipeline id and the name of its body, `FULL_LOAD_JOB` (core.runner's
+`run_scheduled_load`): this module imports nothing that runs pipelines, so nothing it imports
+imports it back. The runner refuses a second concurrent run of a pipeline, and the job itself has
+max_instances=1 and coalesces missed runs, so scheduled runs never overlap.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from core.errors import ValidationFailed
 log = logging.getLogger(__name__)
 
 JOBS_TABLE = "scheduler_jobs"
+FULL_LOAD_JOB = "core.runner:run_scheduled_load"  # the job body, by name (APScheduler resolves it when it runs)
 _scheduler: BackgroundScheduler | None = None
 
 
@@ -76,7 +78,7 @@ def set_schedule(pipeline_id: int, expr: str | None) -> None:
         remove(pipeline_id)
         return
     _scheduler.add_job(
-        "core.scheduler:run_scheduled_load",
+        FULL_LOAD_JOB,
         trigger=parse_cron(expr),
         args=[pipeline_id],
         id=job_id(pipeline_id),
@@ -100,15 +102,3 @@ def next_run_at(pipeline_id: int) -> datetime | None:
         return None
     job = _scheduler.get_job(job_id(pipeline_id))
     return job.next_run_time if job else None
-
-
-def run_scheduled_load(pipeline_id: int) -> None:
-    """Job body: run the pipeline's full load now and wait for it (so max_instances holds)."""
-    from core import runner
-
-    try:
-        handle = runner.start_full_load(pipeline_id, trigger="schedule", actor_email="scheduler")
-    except Exception as exc:  # noqa: BLE001 - a refused run (already running, pipeline gone) is logged, not fatal
-        log.warning("scheduled full load of pipeline %s not started: %s", pipeline_id, exc)
-        return
-    handle.join()

@@ -50,12 +50,12 @@ def last_run(*, session: Session, pipeline_id: int) -> PipelineRun | None:
 
 
 def running_runs(*, session: Session) -> list[PipelineRun]:
-    return list(session.exec(select(PipelineRun).where(PipelineRun.status == "RUNNING")))
+    return list(session.exec(select(PipelineRun).where(PipelineRun.status == "RUNNING")))  # LoadStatus.RUNNING
 
 
 def list_tables(*, session: Session, pipeline_id: int) -> list[PipelineTable]:
     stmt = select(PipelineTable).where(PipelineTable.pipeline_id == pipeline_id)
-    return list(session.exec(stmt.order_by(PipelineTable.id)))
+    return list(session.exec(stmt.order_by(col(PipelineTable.id))))
 
 
 def replace_tables(*, session: Session, pipeline_id: int, tables: list[PipelineTable]) -> None:
