@@ -30,7 +30,7 @@ like the app does. Both target tables are verified against the source (count + m
                                        [--workloads ACBL] [--profile] [--without-monitoring]
 
 --profile cProfiles our worker thread (and so slows it); --without-monitoring is a diagnostic that
-turns core.monitoring.record_applied into a no-op in this process, to show what recording each
+turns core.monitoring.recorder.record_applied into a no-op in this process, to show what recording each
 batch in the app database costs (the figures are then NOT the app as shipped).
 """
 
@@ -716,7 +716,7 @@ def main() -> None:
     parser.add_argument(
         "--without-monitoring",
         action="store_true",
-        help="DIAGNOSTIC, not the app: make core.monitoring.record_applied a no-op in this process "
+        help="DIAGNOSTIC, not the app: make core.monitoring.recorder.record_applied a no-op in this process "
         "to show what recording batches in the app database costs",
     )
     args = parser.parse_args()
@@ -724,10 +724,10 @@ def main() -> None:
     if set(args.workloads) - set(RATE_WORKLOADS) - {"L"}:
         parser.error(f"--workloads takes letters of ACBL, not {args.workloads!r}")
     if args.without_monitoring:
-        from core import monitoring
+        from core.monitoring import recorder
 
-        monitoring.record_applied = lambda *_a, **_k: None
-        print("DIAGNOSTIC RUN: core.monitoring.record_applied is a no-op (ours is NOT the app as shipped)")
+        recorder.record_applied = lambda *_a, **_k: None
+        print("DIAGNOSTIC RUN: core.monitoring.recorder.record_applied is a no-op (ours is NOT the app as shipped)")
     if args.rows < 2:
         parser.error("--rows must be at least 2")
     began = time.perf_counter()

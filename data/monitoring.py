@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
+from sqlalchemy import insert
 from sqlmodel import Session, col, delete, func, select
 
+from data.db import get_engine
 from data.models import EventLogEntry, MetricMinute
+
+# (minute, "schema.table") -> op -> count
+Rollups = Mapping[tuple[datetime, str], Mapping[str, int]]
 
 
 def add_counts(
-    *, session: Session, pipeline_id: int, minute: datetime, table_name: str, counts: dict[str, int]
+    *, session: Session, pipeline_id: int, minute: datetime, table_name: str, counts: Mapping[str, int]
 ) -> None:
     """Add change counts to the (pipeline, minute, table) rollup row."""
     row = session.get(MetricMinute, (pipeline_id, minute, table_name))
@@ -21,6 +27,25 @@ def add_counts(
     row.deletes += counts.get("delete", 0)
     row.truncates += counts.get("truncate", 0)
     session.add(row)
+
+
+def add_event_rows(*, session: Session, rows: list[dict]) -> None:
+    """Append log rows (EventLogEntry columns as dicts) in one executemany, without ORM objects."""
+    if rows:
+        session.execute(insert(EventLogEntry), rows)
+
+
+def record_applied(*, url: str, pipelines: Mapping[int, tuple[Rollups, list[dict]]], keep: int) -> None:
+    """In one transaction on the app database at `url`: each pipeline's rollups added, its log rows
+    appended and its log trimmed to the newest `keep` entries."""
+    with Session(get_engine(url)) as session, session.begin():
+        for pipeline_id, (rollups, rows) in pipelines.items():
+            for (minute, table_name), counts in rollups.items():
+                add_counts(
+                    session=session, pipeline_id=pipeline_id, minute=minute, table_name=table_name, counts=counts
+                )
+            add_event_rows(session=session, rows=rows[-keep:])
+            trim_events(session=session, pipeline_id=pipeline_id, keep=keep)
 
 
 def totals(*, session: Session, since: datetime | None = None, pipeline_id: int | None = None) -> dict[str, int]:
@@ -36,10 +61,6 @@ def totals(*, session: Session, since: datetime | None = None, pipeline_id: int 
         stmt = stmt.where(MetricMinute.pipeline_id == pipeline_id)
     inserts, updates, deletes = session.exec(stmt).one()
     return {"insert": int(inserts), "update": int(updates), "delete": int(deletes)}
-
-
-def add_events(*, session: Session, entries: list[EventLogEntry]) -> None:
-    session.add_all(entries)
 
 
 def trim_events(*, session: Session, pipeline_id: int, keep: int) -> None:

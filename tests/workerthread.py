@@ -7,22 +7,37 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from core.cdc.engine import CdcWorker
+from core.cdc.events import expand
+from core.cdc.sink import AppliedBatch, ChangeSink
 from core.plans import CdcPlan
+
+
+class Recorded(list):
+    """A ChangeSink that keeps every applied change, one ChangeEvent each (runs expanded), in order."""
+
+    def applied(self, batch: AppliedBatch) -> None:
+        self.extend(expand(batch.events))
 
 
 @dataclass
 class Run:
-    worker: CdcWorker
+    worker: Any  # a CdcWorker or a KafkaCdcWorker
     failures: list[BaseException]
 
 
 @contextmanager
-def running(plan: CdcPlan, worker_class: type[CdcWorker] = CdcWorker, timeout_s: float = 30) -> Iterator[Run]:
-    """The worker in a thread; yields once it streams, stops it on the way out; its failures fail the test."""
+def running(
+    plan: CdcPlan, worker_class: type = CdcWorker, timeout_s: float = 30, sink: ChangeSink | None = None
+) -> Iterator[Run]:
+    """The worker in a thread; yields once it streams, stops it on the way out; its failures fail the test.
+
+    `sink` receives what it applied (default: the monitoring recorder, as in the app).
+    """
     stop, streaming = threading.Event(), threading.Event()
-    worker = worker_class(plan, stop, on_streaming=streaming.set)
+    worker = worker_class(plan, stop, on_streaming=streaming.set, sink=sink)
     failures: list[BaseException] = []
 
     def run() -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, Protocol
 
 OPS = ("insert", "update", "delete", "truncate")
 
@@ -56,7 +58,7 @@ class ChangeEvent:
 
 class ChangeRun:
     """Several changes of one kind to one table in one (sub)transaction, held more cheaply than as
-    ChangeEvents (see core.cdc.pgoutput.InsertRun). Where a list of changes may hold runs, a run
+    ChangeEvents (see InsertRun). Where a list of changes may hold runs, a run
     counts as `len(run)` changes; `events()` gives them one by one."""
 
     __slots__ = ()
@@ -73,12 +75,130 @@ class ChangeRun:
         raise NotImplementedError
 
 
-def row_count(items: list) -> int:
+class RowLayout(Protocol):
+    """What a RawInsert or InsertRun knows of its table: names, columns, and how to read one message.
+
+    Messages carry a row in pgoutput's Insert layout (type byte, relation id, 'N', tuple data),
+    which the applier COPYs as it is (core.cdc.applier.rawcopy); a source that yields raw
+    inserts (the pgoutput decoder) implements this for each of its tables.
+    """
+
+    schema: str
+    table: str
+    names: tuple[str, ...]
+
+    def decode(self, message: bytes) -> tuple[dict, dict, frozenset[str]]:
+        """The row's key, its values and the columns the message left out as unchanged."""
+        ...
+
+
+class RawInsert(ChangeEvent):
+    """An insert kept as its source message (see RowLayout) and decoded only when read.
+
+    Most inserts are never read value by value: the applier COPYs runs of them straight from
+    their messages (core.cdc.applier.rawcopy), and the live feed shows only the newest few.
+    `key`, `after` and `unchanged` decode the message on first use; the rest is plain.
+    """
+
+    __slots__ = ("rel", "message", "_decoded")
+    op = "insert"
+    before = None
+    schema = property(lambda self: self.rel.schema)
+    table = property(lambda self: self.rel.table)
+
+    def __init__(
+        self, rel: RowLayout, message: bytes, position: int, commit_time: datetime | None, xid: int | None
+    ) -> None:
+        self.rel = rel
+        self.message = message
+        self.position = position
+        self.commit_time = commit_time
+        self.xid = xid
+        self._decoded: tuple[dict, dict, frozenset[str]] | None = None
+
+    def _decode(self) -> tuple[dict, dict, frozenset[str]]:
+        decoded = self._decoded
+        if decoded is None:
+            decoded = self._decoded = self.rel.decode(self.message)
+        return decoded
+
+    @property
+    def key(self) -> dict:  # type: ignore[override]
+        return self._decode()[0]
+
+    @property
+    def after(self) -> dict:  # type: ignore[override]
+        return self._decode()[1]
+
+    @property
+    def unchanged(self) -> frozenset[str]:  # type: ignore[override]
+        return self._decode()[2]
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The source columns of the message, in its order."""
+        return self.rel.names
+
+    def as_event(self) -> ChangeEvent:
+        """The same change as a plain ChangeEvent."""
+        return ChangeEvent(
+            "insert",
+            self.schema,
+            self.table,
+            self.key,
+            None,
+            self.after,
+            self.position,
+            self.commit_time,
+            self.xid,
+            self.unchanged,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, ChangeEvent):
+            return self.as_event() == (other.as_event() if isinstance(other, RawInsert) else other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # like the dataclass: mutable, compared by value
+
+
+class InsertRun(ChangeRun):
+    """Consecutive inserts into one table by one (sub)transaction, kept as their messages (see
+    RowLayout): what a pgoutput Decoder(runs=True) makes of them. The applier COPYs the messages
+    as they are; `events()` gives them as RawInserts to whatever needs rows."""
+
+    __slots__ = ("rel", "messages", "position", "commit_time", "xid")
+    op = "insert"
+    schema = property(lambda self: self.rel.schema)
+    table = property(lambda self: self.rel.table)
+
+    def __init__(
+        self, rel: RowLayout, messages: list[bytes], position: int, commit_time: datetime | None, xid: int | None
+    ) -> None:
+        self.rel = rel
+        self.messages = messages
+        self.position = position
+        self.commit_time = commit_time
+        self.xid = xid
+
+    def __len__(self) -> int:
+        return len(self.messages)
+
+    def __repr__(self) -> str:
+        return f"InsertRun({self.rel.schema}.{self.rel.table}, {len(self.messages)} rows, position={self.position})"
+
+    def events(self, last: int | None = None) -> list[ChangeEvent]:
+        rel, position, when, xid = self.rel, self.position, self.commit_time, self.xid
+        messages = self.messages if last is None else self.messages[-last:] if last > 0 else []
+        return [RawInsert(rel, msg, position, when, xid) for msg in messages]
+
+
+def row_count(items: Iterable[Any]) -> int:
     """How many changes a list of ChangeEvents and ChangeRuns holds."""
     return sum(len(i) if isinstance(i, ChangeRun) else 1 for i in items)
 
 
-def expand(items: list) -> list[ChangeEvent]:
+def expand(items: Sequence[Any]) -> Sequence[ChangeEvent]:
     """The changes of ChangeEvents and ChangeRuns, one ChangeEvent each (`items` itself when it has no run)."""
     if not any(isinstance(i, ChangeRun) for i in items):
         return items
@@ -91,7 +211,7 @@ def expand(items: list) -> list[ChangeEvent]:
     return out
 
 
-def expand_tail(items: list, n: int) -> list[ChangeEvent]:
+def expand_tail(items: Sequence[Any], n: int) -> list[ChangeEvent]:
     """The last `n` changes of a list of ChangeEvents and ChangeRuns, one ChangeEvent each."""
     if n <= 0:
         return []

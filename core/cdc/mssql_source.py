@@ -12,15 +12,14 @@ store like PostgreSQL LSNs. Handoff without gap or duplicate: read `max_lsn()`, 
 `MssqlCdcStream.start(that_lsn)` reads strictly after it.
 
 The SQL lives in module constants and `(sql, params)` builders so tests check it without a
-server; connections are made in `_connect` (the module function, and the stream's method that
-calls it), which tests replace. Every pyodbc error leaves as a `core.errors.ConnectorError`.
+server; sessions come from core.connectors.sqlserver.odbc_connect (the one seam tests replace).
+Every pyodbc error leaves as a `core.errors.ConnectorError`.
 """
 
 from __future__ import annotations
 
 import math
 import re
-import struct
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
@@ -33,8 +32,9 @@ from typing import Any
 
 from core.cdc.events import ChangeEvent
 from core.cdc.pgoutput import TxnEnd
+from core.connectors import sqlserver
 from core.connectors.base import ConnectionSpec
-from core.connectors.sqlserver import _pyodbc, build_connection_string, quote_ident, translate_error
+from core.connectors.sqlserver import _pyodbc, quote_ident, translate_error
 from core.errors import ConnectorError, ValidationFailed
 
 Query = tuple[str, tuple[Any, ...]]
@@ -44,8 +44,6 @@ Item = ChangeEvent | TxnEnd
 LSN_BYTES = 10
 _MAX_LSN_INT = (1 << (8 * LSN_BYTES)) - 1
 CAPTURE_INSTANCE_MAX = 100  # sys.sp_cdc_enable_table: @capture_instance cannot exceed 100 characters
-SQL_SS_DATETIMEOFFSET = -155  # pyodbc has no built-in conversion for this ODBC type
-_DTO_STRUCT = struct.Struct("<6hI2h")  # the driver's SQL_SS_TIMESTAMPOFFSET_STRUCT, 20 bytes
 
 OP_DELETE, OP_INSERT, OP_UPDATE_BEFORE, OP_UPDATE_AFTER = 1, 2, 3, 4
 
@@ -206,29 +204,14 @@ def enable_table_command(database: str, schema: str, table: str) -> str:
 # -- sessions -----------------------------------------------------------------------------------
 
 
-def _datetimeoffset(raw: bytes) -> datetime:
-    """SQL_SS_TIMESTAMPOFFSET_STRUCT (year..second, fraction in ns, offset hours and minutes) as a datetime."""
-    year, month, day, hour, minute, second, fraction, off_h, off_m = _DTO_STRUCT.unpack(raw)
-    zone = timezone(timedelta(hours=off_h, minutes=off_m))
-    return datetime(year, month, day, hour, minute, second, fraction // 1000, zone)
-
-
-def _connect(spec: ConnectionSpec) -> Any:
-    """A fresh autocommit pyodbc connection on the spec's database (tests replace this)."""
-    pyodbc = _pyodbc()
-    try:
-        conn = pyodbc.connect(build_connection_string(spec), timeout=spec.connect_timeout_s, autocommit=True)
-    except pyodbc.Error as exc:
-        raise translate_error(exc, spec, probe=True) from None
-    conn.add_output_converter(SQL_SS_DATETIMEOFFSET, _datetimeoffset)
-    return conn
+_datetimeoffset = sqlserver.datetimeoffset_from_bytes  # how datetimeoffset values are read (odbc_connect)
 
 
 @contextmanager
 def _cursor(spec: ConnectionSpec) -> Iterator[Any]:
     """A cursor on a fresh session; driver errors inside leave translated."""
     driver_error = _pyodbc().Error
-    conn = _connect(spec)
+    conn = sqlserver.odbc_connect(spec)
     try:
         cur = conn.cursor()
         yield cur
@@ -386,18 +369,8 @@ def pg_text(value: Any, sql_type: str | None = None) -> str | None:
         return "t" if value else "f"
     if isinstance(value, int):
         return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "NaN"
-        if math.isinf(value):
-            return "Infinity" if value > 0 else "-Infinity"
-        return repr(value)
-    if isinstance(value, Decimal):
-        if value.is_nan():
-            return "NaN"
-        if value.is_infinite():
-            return "Infinity" if value > 0 else "-Infinity"
-        return format(value, "f")
+    if isinstance(value, float | Decimal):
+        return _number_text(value)
     if isinstance(value, str):
         kind = (sql_type or "").lower()
         if kind == "uniqueidentifier":
@@ -414,6 +387,21 @@ def pg_text(value: Any, sql_type: str | None = None) -> str | None:
     if isinstance(value, bytes | bytearray | memoryview):
         return "\\x" + bytes(value).hex()
     return str(value)
+
+
+def _number_text(value: float | Decimal) -> str:
+    """A float or Decimal as PostgreSQL reads it (NaN and infinities by name)."""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "Infinity" if value > 0 else "-Infinity"
+        return repr(value)
+    if value.is_nan():
+        return "NaN"
+    if value.is_infinite():
+        return "Infinity" if value > 0 else "-Infinity"
+    return format(value, "f")
 
 
 def _datetimeoffset_text(text: str) -> str:
@@ -589,6 +577,7 @@ class MssqlCdcStream:
         self.max_rows = max_rows
         self.idle_txn_end = idle_txn_end
         self.confirmed_lsn = 0
+        self.caught_up = True  # each poll reads whole transactions up to the max LSN
         self.read_lsn = 0  # every commit LSN up to here has been read (and handed out)
         self.delivered_end_lsn = 0
         self._floors: dict[TableKey, int] = {}
@@ -596,17 +585,13 @@ class MssqlCdcStream:
         self._cur: Any = None
         self._last_read = -math.inf
 
-    def _connect(self) -> Any:
-        """A fresh autocommit connection (tests replace this method)."""
-        return _connect(self.spec)
-
     # -- lifecycle
 
     def start(self, start_lsn: int = 0) -> None:
         """Open the session and position the stream strictly after `start_lsn` (0: the current max LSN)."""
         self.close()
         self._floors = {}
-        self._conn = self._connect()
+        self._conn = sqlserver.odbc_connect(self.spec)
         try:
             with self._translated():
                 self._cur = self._conn.cursor()
@@ -643,6 +628,9 @@ class MssqlCdcStream:
     def confirm(self, lsn: int) -> None:
         """Remember that everything up to `lsn` is applied (no slot to tell)."""
         self.confirmed_lsn = max(self.confirmed_lsn, lsn)
+
+    def keepalive(self) -> None:
+        """Nothing to keep alive: the session is only used while polling."""
 
     # -- reading
 

@@ -34,6 +34,7 @@ VALUES (%s, %s, %s, clock_timestamp())
 ON CONFLICT (pipeline_id, source) DO UPDATE SET position = EXCLUDED.position, updated_at = EXCLUDED.updated_at
 """
 _DELETE_SQL = "DELETE FROM cdc_studio.offsets WHERE pipeline_id = %s"
+_READ_PREFIX_SQL = "SELECT source, position FROM cdc_studio.offsets WHERE pipeline_id = %s AND left(source, %s) = %s"
 
 
 _POSITION_TYPE_SQL = (
@@ -44,16 +45,22 @@ _POSITION_TYPE_SQL = (
 _WIDEN_SQL = "ALTER TABLE cdc_studio.offsets ALTER COLUMN position TYPE numeric(25, 0)"
 
 
+def _scalar(cur: PgCursor) -> object:
+    """The first column of the next row (None without one)."""
+    row = cur.fetchone()
+    return None if row is None else row[0]
+
+
 def ensure_offsets_table(cur: PgCursor) -> None:
     """Create schema cdc_studio and its offsets table when missing (checks first: needs no rights if present)."""
     cur.execute(_EXISTS_SQL)
-    if cur.fetchone()[0]:
+    if _scalar(cur):
         cur.execute(_POSITION_TYPE_SQL)
-        if cur.fetchone()[0] == "bigint":
+        if _scalar(cur) == "bigint":
             cur.execute(_WIDEN_SQL)
         return
     cur.execute(_SCHEMA_EXISTS_SQL)
-    if not cur.fetchone()[0]:
+    if not _scalar(cur):
         cur.execute(_CREATE_SCHEMA_SQL)
     cur.execute(_CREATE_TABLE_SQL)
 
@@ -62,11 +69,20 @@ def read_offset(conn: PgConnection, pipeline_id: int, source: str = DEFAULT_SOUR
     """The last applied position of a pipeline's stream, or None (nothing applied, or no offsets table)."""
     with conn.cursor() as cur:
         cur.execute(_EXISTS_SQL)
-        if not cur.fetchone()[0]:
+        if not _scalar(cur):
             return None
         cur.execute(_READ_SQL, (pipeline_id, source))
         row = cur.fetchone()
     return None if row is None else int(row[0])
+
+
+def read_offsets(cur: PgCursor, pipeline_id: int, prefix: str) -> dict[str, int]:
+    """Every stored position of a pipeline whose stream name starts with `prefix` ({} without an offsets table)."""
+    cur.execute(_EXISTS_SQL)
+    if not _scalar(cur):
+        return {}
+    cur.execute(_READ_PREFIX_SQL, (pipeline_id, len(prefix), prefix))
+    return {name: int(position) for name, position in cur.fetchall()}
 
 
 def read_offset_for_update(cur: PgCursor, pipeline_id: int, source: str = DEFAULT_SOURCE) -> int | None:
@@ -84,5 +100,5 @@ def write_offset(cur: PgCursor, pipeline_id: int, position: int, source: str = D
 def delete_offsets(cur: PgCursor, pipeline_id: int) -> None:
     """Forget every stream position of a pipeline (when the pipeline is deleted or reset)."""
     cur.execute(_EXISTS_SQL)
-    if cur.fetchone()[0]:
+    if _scalar(cur):
         cur.execute(_DELETE_SQL, (pipeline_id,))

@@ -30,9 +30,11 @@ from typing import Any
 import psycopg2
 import psycopg2.extras
 from psycopg2 import sql
+from psycopg2.extensions import connection as PgConnection
 from psycopg2.extensions import cursor as PgCursor
 
 from core.cdc.pgoutput import Decoder, Item, TxnEnd, format_lsn, parse_lsn
+from core.connectors import postgres
 from core.connectors.base import ConnectionSpec
 from core.connectors.postgres import translate_error
 from core.errors import ConnectorError, ValidationFailed
@@ -40,7 +42,6 @@ from core.errors import ConnectorError, ValidationFailed
 APPLICATION_NAME = "cdc-studio-cdc"
 _NAME_PREFIX = "cdc_studio_p"
 _SLOT_NAME = re.compile(r"^[a-z0-9_]{1,63}$")
-_RESERVED_KEYWORDS = {"host", "port", "dbname", "user", "password", "connect_timeout", "client_encoding"}
 _DUPLICATE_OBJECT = "42710"
 _OBJECT_IN_USE = "55006"
 
@@ -90,20 +91,9 @@ def _check_slot(slot: str) -> str:
 # -- sessions -----------------------------------------------------------------------------------
 
 
-def _connect_kwargs(spec: ConnectionSpec, application_name: str) -> dict[str, Any]:
-    kwargs: dict[str, Any] = {k: v for k, v in spec.options.items() if k not in _RESERVED_KEYWORDS}
-    kwargs["application_name"] = application_name
-    kwargs.update(
-        host=spec.host,
-        port=spec.port or 5432,
-        dbname=spec.database,
-        user=spec.username,
-        password=spec.password,
-        connect_timeout=spec.connect_timeout_s,
-        # pgoutput text values are converted to the client encoding: make it UTF-8 whatever the server's.
-        client_encoding="UTF8",
-    )
-    return kwargs
+def _connect(spec: ConnectionSpec) -> PgConnection:
+    """A plain autocommit session for the catalog and slot calls (UTF-8, our name)."""
+    return postgres.connect(spec, application_name=APPLICATION_NAME, client_encoding="UTF8", own_name=True)
 
 
 _shared = threading.local()  # this thread's shared_session, if any
@@ -119,11 +109,7 @@ def shared_session(spec: ConnectionSpec) -> Iterator[None]:
     if getattr(_shared, "spec", None) is not None:
         yield
         return
-    try:
-        conn = psycopg2.connect(**_connect_kwargs(spec, APPLICATION_NAME))
-        conn.autocommit = True
-    except psycopg2.Error as exc:
-        raise translate_error(exc, spec) from None
+    conn = _connect(spec)
     _shared.spec, _shared.conn = spec, conn
     try:
         yield
@@ -136,10 +122,7 @@ def shared_session(spec: ConnectionSpec) -> Iterator[None]:
 def _cursor(spec: ConnectionSpec) -> Iterator[PgCursor]:
     """A cursor on an autocommit session on `spec.database` (fresh, or the thread's shared one); errors translated."""
     shared = getattr(_shared, "spec", None) is spec
-    try:
-        conn = _shared.conn if shared else psycopg2.connect(**_connect_kwargs(spec, APPLICATION_NAME))
-    except psycopg2.Error as exc:
-        raise translate_error(exc, spec) from None
+    conn = _shared.conn if shared else _connect(spec)
     try:
         conn.autocommit = True
         with conn.cursor() as cur:
@@ -168,13 +151,8 @@ BULK_WAIT_S = 0.005
 def _replication_connection(
     spec: ConnectionSpec, slot: str, work_mem: str | None = None
 ) -> psycopg2.extras.LogicalReplicationConnection:
-    kwargs = _connect_kwargs(spec, stream_application_name(slot))
     gucs = _REPLICATION_GUCS if work_mem is None else f"{_REPLICATION_GUCS} -c logical_decoding_work_mem={work_mem}"
-    kwargs["options"] = f"{kwargs.get('options', '')} {gucs}".strip()
-    try:
-        return psycopg2.connect(connection_factory=psycopg2.extras.LogicalReplicationConnection, **kwargs)
-    except psycopg2.Error as exc:
-        raise translate_error(exc, spec) from None
+    return postgres.replication_connect(spec, stream_application_name(slot), gucs)
 
 
 # -- publication and checks ---------------------------------------------------------------------
@@ -283,7 +261,7 @@ def check_wal_level(spec: ConnectionSpec, slot: str | None = None) -> list[str]:
             "FROM pg_roles r WHERE r.rolname = current_user",
             (slot,),
         )
-        wal_level, may_replicate, max_slots, used_slots, max_senders, senders = cur.fetchone()
+        wal_level, may_replicate, max_slots, used_slots, max_senders, senders = cur.fetchone()  # type: ignore[misc]
     if wal_level != "logical":
         problems.append(
             f"wal_level is '{wal_level}': set wal_level = logical in postgresql.conf (or "
@@ -382,7 +360,7 @@ def _create_slot(
             kind = "TEMPORARY LOGICAL" if temporary else "LOGICAL"
             cur.execute(f'CREATE_REPLICATION_SLOT "{slot}" {kind} pgoutput {snapshot_action}')
             created = True
-            name, lsn, snapshot, _plugin = cur.fetchone()
+            name, lsn, snapshot, _plugin = cur.fetchone()  # type: ignore[misc]
         return conn, (name, parse_lsn(lsn), snapshot or "")
     except BaseException as exc:
         conn.close()
@@ -498,7 +476,7 @@ def emit_heartbeat(spec: ConnectionSpec) -> int:
         cur.execute(
             "SELECT pg_wal_lsn_diff(pg_logical_emit_message(false, 'cdc_studio_heartbeat', now()::text), '0/0')"
         )
-        return int(cur.fetchone()[0])
+        return int(cur.fetchone()[0])  # type: ignore[index]
 
 
 # -- the stream ---------------------------------------------------------------------------------

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
-from core.cdc.events import ChangeEvent, ChangeRun
+from core.cdc.events import ChangeEvent, InsertRun, RawInsert
 from core.errors import ConnectorError
 
 PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
@@ -189,110 +189,14 @@ class _Rel:
             return {self.key_name: values[self.key_idx[0]]}
         return {self.names[i]: values[i] for i in self.key_idx}
 
-
-class RawInsert(ChangeEvent):
-    """An insert kept as its pgoutput message (with the v1 layout) and decoded only when read.
-
-    Most inserts are never read value by value: the applier COPYs runs of them straight from
-    their messages (core.cdc.applier.rawcopy), and the live feed shows only the newest few.
-    `key`, `after` and `unchanged` decode the message on first use; the rest is plain.
-    """
-
-    __slots__ = ("rel", "message", "_decoded")
-    op = "insert"  # type: ignore[assignment]
-    before = None  # type: ignore[assignment]
-    schema = property(lambda self: self.rel.schema)  # type: ignore[assignment]
-    table = property(lambda self: self.rel.table)  # type: ignore[assignment]
-
-    def __init__(self, rel: _Rel, message: bytes, position: int, commit_time: datetime | None, xid: int | None) -> None:
-        self.rel = rel
-        self.message = message
-        self.position = position
-        self.commit_time = commit_time
-        self.xid = xid
-        self._decoded: tuple[dict, dict, frozenset[str]] | None = None
-
-    def _decode(self) -> tuple[dict, dict, frozenset[str]]:
-        decoded = self._decoded
-        if decoded is None:
-            rel = self.rel
-            try:
-                values, _, toast = _tuple(self.message, 6)
-                after, unchanged = _row(rel.names, values, toast)
-            except (struct.error, IndexError, ValueError, UnicodeDecodeError) as exc:
-                raise DecodeError(f"malformed pgoutput 'I' message: {exc}") from None
-            decoded = self._decoded = (rel.key(values), after, unchanged)
-        return decoded
-
-    @property  # type: ignore[override]
-    def key(self) -> dict:
-        return self._decode()[0]
-
-    @property  # type: ignore[override]
-    def after(self) -> dict:
-        return self._decode()[1]
-
-    @property  # type: ignore[override]
-    def unchanged(self) -> frozenset[str]:
-        return self._decode()[2]
-
-    @property
-    def columns(self) -> tuple[str, ...]:
-        """The source columns of the message, in its order."""
-        return self.rel.names
-
-    def as_event(self) -> ChangeEvent:
-        """The same change as a plain ChangeEvent."""
-        return ChangeEvent(
-            "insert",
-            self.schema,
-            self.table,
-            self.key,
-            None,
-            self.after,
-            self.position,
-            self.commit_time,
-            self.xid,
-            self.unchanged,
-        )
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, ChangeEvent):
-            return self.as_event() == (other.as_event() if isinstance(other, RawInsert) else other)
-        return NotImplemented
-
-    __hash__ = None  # type: ignore[assignment]  # like the dataclass: mutable, compared by value
-
-
-class InsertRun(ChangeRun):
-    """Consecutive inserts into one relation by one (sub)transaction, kept as their pgoutput messages
-    (protocol 1 layout): what a Decoder(runs=True) makes of them. The applier COPYs the messages
-    as they are; `events()` gives them as RawInserts to whatever needs rows."""
-
-    __slots__ = ("rel", "messages", "position", "commit_time", "xid")
-    op = "insert"
-    schema = property(lambda self: self.rel.schema)
-    table = property(lambda self: self.rel.table)
-
-    def __init__(
-        self, rel: _Rel, messages: list[bytes], position: int, commit_time: datetime | None, xid: int | None
-    ) -> None:
-        self.rel = rel
-        self.messages = messages
-        self.position = position
-        self.commit_time = commit_time
-        self.xid = xid
-
-    def __len__(self) -> int:
-        return len(self.messages)
-
-    def __repr__(self) -> str:
-        return f"InsertRun({self.rel.schema}.{self.rel.table}, {len(self.messages)} rows, position={self.position})"
-
-    def events(self, last: int | None = None) -> list[ChangeEvent]:
-        rel, position, when, xid = self.rel, self.position, self.commit_time, self.xid
-        messages = self.messages if last is None else self.messages[-last:] if last > 0 else []
-        return [RawInsert(rel, msg, position, when, xid) for msg in messages]
+    def decode(self, message: bytes) -> tuple[dict, dict, frozenset[str]]:
+        """Key, values and unchanged columns of one Insert message of this relation (a RawInsert's row)."""
+        try:
+            values, _, toast = _tuple(message, 6)
+            after, unchanged = _row(self.names, values, toast)
+        except (struct.error, IndexError, ValueError, UnicodeDecodeError) as exc:
+            raise DecodeError(f"malformed pgoutput 'I' message: {exc}") from None
+        return self.key(values), after, unchanged
 
 
 Item = ChangeEvent | InsertRun | RelationChanged | TxnEnd | StreamStart | StreamStop | StreamAbort
@@ -338,13 +242,6 @@ class Decoder:
             0x63: self._stream_commit,  # c
             0x41: self._stream_abort,  # A
         }
-
-    def set_key_columns(self, schema: str, table: str, columns: Sequence[str]) -> None:
-        """Use `columns` as the key of schema.table (for relations seen now and later)."""
-        self._key_columns[(schema, table)] = tuple(columns)
-        for rel_id, info in self.relations.items():
-            if (info.schema, info.table) == (schema, table):
-                self._rels[rel_id] = _Rel(info, columns)
 
     def decode(self, payload: bytes | bytearray | memoryview) -> list[Item]:
         """The items one pgoutput message yields (often one; none for Begin, Type, Origin, Message)."""

@@ -13,7 +13,9 @@ from contextlib import contextmanager
 from typing import Any
 
 import psycopg2
+import psycopg2.extras
 from psycopg2 import sql
+from psycopg2.extensions import connection as PgConnection
 from psycopg2.extensions import cursor as PgCursor
 
 from core.connectors.base import (
@@ -204,6 +206,86 @@ def _scrub(message: str, password: str) -> str:
     return message.replace(password, "***") if password else message
 
 
+# ------------------------------------------------------------------ sessions: the one place they are made
+
+
+def connect_kwargs(
+    spec: ConnectionSpec,
+    *,
+    application_name: str,
+    database: str | None = None,
+    client_encoding: str | None = None,
+    own_name: bool = False,
+) -> dict[str, Any]:
+    """psycopg2 keywords of a session on `spec` (on `database` if given): the spec's fields win over
+    same-named `spec.options`; `application_name` is a default (`own_name`: always ours)."""
+    reserved = _RESERVED_KEYWORDS if client_encoding is None else _RESERVED_KEYWORDS | {"client_encoding"}
+    kwargs: dict[str, Any] = {k: v for k, v in spec.options.items() if k not in reserved}
+    if own_name:
+        kwargs["application_name"] = application_name
+    else:
+        kwargs.setdefault("application_name", application_name)
+    kwargs.update(
+        host=spec.host,
+        port=spec.port or PostgresConnector.default_port,
+        dbname=database or spec.database,
+        user=spec.username,
+        password=spec.password,
+        connect_timeout=spec.connect_timeout_s,
+    )
+    if client_encoding is not None:
+        kwargs["client_encoding"] = client_encoding
+    return kwargs
+
+
+def connect(
+    spec: ConnectionSpec,
+    *,
+    application_name: str,
+    database: str | None = None,
+    session_sql: str | None = None,
+    autocommit: bool = True,
+    client_encoding: str | None = None,
+    own_name: bool = False,
+) -> PgConnection:
+    """A plain session on `spec`: `session_sql` runs first (autocommit), then the session is left in
+    `autocommit` mode. Driver errors leave as the project's (translate_error)."""
+    kwargs = connect_kwargs(
+        spec, application_name=application_name, database=database, client_encoding=client_encoding, own_name=own_name
+    )
+    try:
+        conn = psycopg2.connect(**kwargs)
+    except psycopg2.Error as exc:
+        # from None: the driver's exception is already summarized and must not drag the dsn along.
+        raise translate_error(exc, spec, database) from None
+    try:
+        conn.autocommit = True
+        if session_sql:
+            with conn.cursor() as cur:
+                cur.execute(session_sql)
+        conn.autocommit = autocommit
+    except psycopg2.Error as exc:
+        conn.close()
+        raise translate_error(exc, spec, database) from None
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def replication_connect(
+    spec: ConnectionSpec, application_name: str, server_options: str = ""
+) -> psycopg2.extras.LogicalReplicationConnection:
+    """A logical replication session on `spec` named `application_name` (always: a slot's sessions are
+    told apart by it), UTF-8 values, with `server_options` (`-c name=value ...`) as its settings."""
+    kwargs = connect_kwargs(spec, application_name=application_name, client_encoding="UTF8", own_name=True)
+    kwargs["options"] = f"{kwargs.get('options', '')} {server_options}".strip()
+    try:
+        return psycopg2.connect(connection_factory=psycopg2.extras.LogicalReplicationConnection, **kwargs)
+    except psycopg2.Error as exc:
+        raise translate_error(exc, spec) from None
+
+
 def _version(server_version: int) -> str:
     """libpq's integer version (150018, 90624) as people write it."""
     major = server_version // 10000
@@ -218,32 +300,17 @@ class PostgresConnector(Connector):
     kind = "postgresql"
     default_port = 5432
 
-    def _connect_kwargs(self, database: str | None) -> dict[str, Any]:
-        s = self.spec
-        kwargs: dict[str, Any] = {k: v for k, v in s.options.items() if k not in _RESERVED_KEYWORDS}
-        kwargs.setdefault("application_name", APPLICATION_NAME)
-        kwargs.update(
-            host=s.host,
-            port=s.port or self.default_port,
-            dbname=database or s.database,
-            user=s.username,
-            password=s.password,
-            connect_timeout=s.connect_timeout_s,
-        )
-        return kwargs
-
     @contextmanager
     def _cursor(self, database: str | None = None) -> Iterator[PgCursor]:
         """A cursor on a fresh read-only autocommit session with a statement timeout."""
+        conn = connect(
+            self.spec,
+            application_name=APPLICATION_NAME,
+            database=database,
+            session_sql=f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}; SET default_transaction_read_only = on",
+        )
         try:
-            conn = psycopg2.connect(**self._connect_kwargs(database))
-        except psycopg2.Error as exc:
-            # from None: the driver's exception is already summarized and must not drag the dsn along.
-            raise translate_error(exc, self.spec, database) from None
-        try:
-            conn.autocommit = True
             with conn.cursor() as cur:
-                cur.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}; SET default_transaction_read_only = on")
                 yield cur
         except psycopg2.Error as exc:
             raise translate_error(exc, self.spec, database) from exc
@@ -253,10 +320,7 @@ class PostgresConnector(Connector):
     def test(self) -> TestResult:
         """Connect, run SELECT 1 and report the server version and the round-trip time."""
         started = time.perf_counter()
-        try:
-            conn = psycopg2.connect(**self._connect_kwargs(None))
-        except psycopg2.Error as exc:
-            raise translate_error(exc, self.spec) from None
+        conn = connect(self.spec, application_name=APPLICATION_NAME, autocommit=False)
         try:
             with conn.cursor() as cur:
                 cur.execute("SELECT 1")

@@ -3,16 +3,19 @@
 Every call opens its own short autocommit session on the database it was asked about and closes
 it; every pyodbc exception leaves as a `core.errors.ConnectorError` (`translate_error`). The SQL
 lives in module constants and small `(sql, params)` builders so tests can check it without a
-server, and the connection itself is made in one method (`_connect`) that tests replace.
+server, and every SQL Server session of the app is made in one function (`odbc_connect`), the
+one seam tests replace.
 """
 
 from __future__ import annotations
 
 import re
 import socket
+import struct
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from core.connectors.base import (
@@ -288,6 +291,34 @@ def _pyodbc() -> Any:
     return pyodbc
 
 
+SQL_SS_TIMESTAMPOFFSET = -155  # ODBC type code of datetimeoffset: pyodbc has no conversion of its own
+_DTO_STRUCT = struct.Struct("<6hI2h")  # the driver's SQL_SS_TIMESTAMPOFFSET_STRUCT, 20 bytes
+
+
+def datetimeoffset_from_bytes(raw: bytes | None) -> datetime | None:
+    """SQL_SS_TIMESTAMPOFFSET_STRUCT (year..second, fraction in ns, offset hours and minutes) as an aware datetime."""
+    if raw is None:
+        return None
+    year, month, day, hour, minute, second, fraction, off_h, off_m = _DTO_STRUCT.unpack(raw)
+    zone = timezone(timedelta(hours=off_h, minutes=off_m))
+    return datetime(year, month, day, hour, minute, second, fraction // 1000, zone)
+
+
+def odbc_connect(spec: ConnectionSpec, *, autocommit: bool = True, database: str | None = None) -> Any:
+    """A pyodbc session on `spec` (on `database` if given); datetimeoffset values come back as aware
+    datetimes. The one place the app opens SQL Server sessions (tests replace it)."""
+    pyodbc = _pyodbc()
+    try:
+        conn = pyodbc.connect(
+            build_connection_string(spec, database), timeout=spec.connect_timeout_s, autocommit=autocommit
+        )
+    except pyodbc.Error as exc:
+        # from None: the driver's exception is summarized already and must not drag the string along.
+        raise translate_error(exc, spec, database, probe=True) from None
+    conn.add_output_converter(SQL_SS_TIMESTAMPOFFSET, datetimeoffset_from_bytes)
+    return conn
+
+
 def pick_driver(spec: ConnectionSpec, installed: Sequence[str] | None = None) -> str:
     """The ODBC driver to use: the one named in the options, else the best installed one."""
     chosen = spec.options.get("driver") or spec.options.get("odbc_driver")
@@ -415,7 +446,7 @@ def translate_error(
     """
     if isinstance(exc, ConnectorError):
         return exc
-    args = getattr(exc, "args", ())
+    args: tuple[Any, ...] = getattr(exc, "args", ())
     state = args[0] if len(args) >= 2 and isinstance(args[0], str) else ""
     raw = str(args[1]) if len(args) >= 2 else str(exc)
     err = _classify(state, raw, spec, database or spec.database, probe)
@@ -516,21 +547,11 @@ class SqlServerConnector(Connector):
     kind = "sqlserver"
     default_port = DEFAULT_PORT
 
-    def _connect(self, database: str | None = None) -> Any:
-        """A fresh autocommit pyodbc connection on `database` (tests replace this method)."""
-        pyodbc = _pyodbc()
-        conn_str = build_connection_string(self.spec, database)
-        try:
-            return pyodbc.connect(conn_str, timeout=self.spec.connect_timeout_s, autocommit=True)
-        except pyodbc.Error as exc:
-            # from None: the driver's exception is summarized already and must not drag the string along.
-            raise translate_error(exc, self.spec, database, probe=True) from None
-
     @contextmanager
     def _cursor(self, database: str | None = None) -> Iterator[Any]:
         """A cursor on a fresh session; driver errors inside leave translated."""
         driver_error = _pyodbc().Error
-        conn = self._connect(database)
+        conn = odbc_connect(self.spec, database=database)
         try:
             cur = conn.cursor()
             try:

@@ -10,13 +10,14 @@ from __future__ import annotations
 import math
 import struct
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
+from core.connectors import sqlserver
 from core.connectors.base import ConnectionSpec
-from core.connectors.sqlserver import build_connection_string, quote_ident, translate_error
+from core.connectors.sqlserver import quote_ident, translate_error
 from core.errors import ConnectorError, DriverMissing, ValidationFailed
 from core.fullload.model import TableSpec
 
@@ -153,32 +154,12 @@ def driver() -> Any:
 
 def connect(spec: ConnectionSpec, autocommit: bool) -> Any:
     """A pyodbc session on `spec.database`; datetimeoffset values come back as aware datetimes."""
-    pyodbc = driver()
-    try:
-        conn = pyodbc.connect(build_connection_string(spec), timeout=spec.connect_timeout_s, autocommit=autocommit)
-    except pyodbc.Error as exc:
-        raise translate_error(exc, spec, probe=True) from None
-    conn.add_output_converter(SQL_SS_TIMESTAMPOFFSET, datetimeoffset_from_bytes)
-    return conn
+    return sqlserver.odbc_connect(spec, autocommit=autocommit)
 
 
 def odbc_error(exc: BaseException, spec: ConnectionSpec) -> ConnectorError:
     """A pyodbc error in the project's words."""
     return translate_error(exc, spec)
-
-
-def read_batches(conn: Any, statement: str, rows: int = FETCH_ROWS) -> Iterator[list[tuple]]:
-    """fetchmany batches of a SELECT, as tuples."""
-    cur = conn.cursor()
-    try:
-        cur.execute(statement)
-        while True:
-            batch = cur.fetchmany(rows)
-            if not batch:
-                return
-            yield [tuple(r) for r in batch]
-    finally:
-        cur.close()
 
 
 def apply_policy(cur: Any, spec: TableSpec, policy: str, auto_create: bool) -> bool:

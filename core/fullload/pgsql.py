@@ -17,6 +17,7 @@ from psycopg2 import sql
 from psycopg2.extensions import connection as PgConnection
 from psycopg2.extensions import cursor as PgCursor
 
+from core.connectors import postgres
 from core.connectors.base import ConnectionSpec
 from core.connectors.postgres import translate_error
 from core.errors import ConnectorError, ObjectNotFound, ValidationFailed
@@ -26,7 +27,6 @@ from core.typemap import DomainType, EnumType, PgUserType, TargetType, normalize
 APPLICATION_NAME = "cdc-studio-fullload"
 FIRST_NORMAL_OID = 16384  # oids below are built into every PostgreSQL
 EXACT_COUNT_BYTES = 32 << 20  # count(*) under the snapshot when the table is smaller than this
-_RESERVED_KEYWORDS = {"host", "port", "dbname", "user", "password", "connect_timeout"}
 _SESSION_SQL = "SET statement_timeout = 0; SET idle_in_transaction_session_timeout = 0; SET client_encoding = 'UTF8'"
 _DEPENDENT_CODES = ("2BP01",)  # dependent_objects_still_exist
 
@@ -42,26 +42,7 @@ def pg_errors(spec: ConnectionSpec) -> Iterator[None]:
 
 def connect(spec: ConnectionSpec) -> PgConnection:
     """An autocommit session on `spec.database` for loading: no statement timeout, UTF8."""
-    kwargs: dict[str, Any] = {k: v for k, v in spec.options.items() if k not in _RESERVED_KEYWORDS}
-    kwargs.setdefault("application_name", APPLICATION_NAME)
-    kwargs.update(
-        host=spec.host,
-        port=spec.port or 5432,
-        dbname=spec.database,
-        user=spec.username,
-        password=spec.password,
-        connect_timeout=spec.connect_timeout_s,
-    )
-    with pg_errors(spec):
-        conn = psycopg2.connect(**kwargs)
-        try:
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute(_SESSION_SQL)
-        except BaseException:
-            conn.close()
-            raise
-    return conn
+    return postgres.connect(spec, application_name=APPLICATION_NAME, session_sql=_SESSION_SQL)
 
 
 def open_source(spec: ConnectionSpec, snapshot_id: str | None) -> PgConnection:
@@ -132,6 +113,14 @@ FROM pg_attribute a WHERE a.attrelid = %s AND a.attnum > 0 AND NOT a.attisdroppe
 _KINDS = {"e": "enum", "d": "domain", "b": "base", "c": "composite", "r": "range", "m": "multirange", "p": "pseudo"}
 
 
+def one_row(cur: PgCursor) -> tuple[Any, ...]:
+    """The row of a query that always returns exactly one (an aggregate, EXISTS, set_config)."""
+    row = cur.fetchone()
+    if row is None:
+        raise ConnectorError("the server returned no row for a query that always returns one")
+    return row
+
+
 def relation(cur: PgCursor, database: str, schema: str, table: str) -> tuple[int, str]:
     """The oid and relkind of a table, or ObjectNotFound in plain words."""
     cur.execute(_RELATION_SQL, (schema, table))
@@ -159,7 +148,7 @@ def primary_key(cur: PgCursor, oid: int) -> list[str]:
 def bare_search_path(cur: PgCursor) -> Iterator[None]:
     """An empty search_path while inside, so catalog expressions name every object's schema."""
     cur.execute("SELECT current_setting('search_path'), set_config('search_path', '', false)")
-    saved = cur.fetchone()[0]
+    saved = one_row(cur)[0]
     try:
         yield
     finally:
@@ -241,10 +230,10 @@ WHERE c.oid IN (SELECT pt.relid FROM pg_partition_tree(%(oid)s::oid::regclass) p
 def source_stats(cur: PgCursor, spec: TableSpec, oid: int) -> tuple[int, bool, int]:
     """(rows expected, exact?, table bytes): count(*) under the snapshot when cheap, else the catalog estimate."""
     cur.execute(_STATS_SQL, {"oid": oid})
-    estimate, unknown, size = cur.fetchone()
+    estimate, unknown, size = one_row(cur)
     if unknown or size < EXACT_COUNT_BYTES:
         cur.execute(sql.SQL("SELECT count(*) FROM {}").format(_table(spec.plan.source_schema, spec.plan.source_table)))
-        return cur.fetchone()[0], True, size
+        return one_row(cur)[0], True, size
     return estimate, False, size
 
 
@@ -443,7 +432,7 @@ def apply_policy(cur: PgCursor, spec: TableSpec, policy: str, auto_create: bool)
         return TargetState(created=True, fresh=True)
     if policy == "fail":
         cur.execute(sql.SQL("SELECT count(*) FROM {}").format(target))
-        rows = cur.fetchone()[0]
+        rows = one_row(cur)[0]
         if rows:
             raise ValidationFailed(
                 plan.target,

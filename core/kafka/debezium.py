@@ -16,6 +16,7 @@ from typing import Any
 from core.cdc.pg_source import publication_name, slot_name
 from core.connectors.base import ConnectionSpec
 from core.errors import ValidationFailed
+from core.security import instance_tag
 
 POSTGRES_CONNECTOR = "io.debezium.connector.postgresql.PostgresConnector"
 SQLSERVER_CONNECTOR = "io.debezium.connector.sqlserver.SqlServerConnector"
@@ -37,8 +38,6 @@ _FALSE = {"no", "false", "0", "optional", "off"}
 
 def _tag(instance: str | None) -> str:
     if instance is None:
-        from core.security import instance_tag
-
         instance = instance_tag()
     return instance
 

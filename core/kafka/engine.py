@@ -3,15 +3,17 @@
 Per pipeline: the source side is prepared exactly as for the embedded engine (publication, slot,
 and for FULL_LOAD_AND_CDC the app's own fast full load under the slot's exported snapshot), then
 a Debezium connector is put on the Connect cluster *on that slot* with snapshot.mode=no_data, so
-the handoff has no gap and no duplicate. A consumer thread reads the pipeline's change topics,
-turns the Debezium envelopes into ChangeEvents and applies them with the same applier as the
-embedded engine; the Kafka offsets of each partition are written in the target's offsets table
-in the same transaction as the rows, and the consumer seeks from there on every start, so a
-crash neither loses nor repeats a change. Nothing here touches UI elements.
+the handoff has no gap and no duplicate. A consumer (KafkaSource, a ChangeSource) reads the
+pipeline's change topics, the worker turns the Debezium envelopes into ChangeEvents and applies
+them with the same applier as the embedded engine, sharing its parts by composition (TableSet,
+SourcePrep, SchemaEvolution, the ChangeSink); the Kafka offsets of each partition are written in
+the target's offsets table in the same transaction as the rows, and the consumer seeks from
+there on every start, so a crash neither loses nor repeats a change. Nothing here touches UI elements.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -19,16 +21,19 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from core import monitoring
+from core.cdc import offsets
 from core.cdc.applier import PgApplier
-from core.cdc.engine import CdcFailed, CdcWorker
+from core.cdc.apply_loop import CdcCounters
+from core.cdc.engine import publish_lag
 from core.cdc.events import ChangeEvent
-from core.cdc.pgoutput import RelationChanged
+from core.cdc.evolve import SchemaEvolution
+from core.cdc.prepare import CdcFailed, OnTable, SourcePrep, TableSet, raise_incomplete
+from core.cdc.sink import AppliedBatch, ChangeSink
 from core.config import get_settings
 from core.connectors import get_connector
 from core.errors import ConnectorError, StudioError
@@ -56,7 +61,7 @@ def stream_name(topic: str, partition: int) -> str:
 def consumer_config(pipeline_id: int, settings: Any = None) -> dict[str, Any]:
     """confluent-kafka consumer settings of a pipeline (offsets live in the target, not in Kafka)."""
     settings = settings or get_settings()
-    config = debezium.kafka_client_settings(settings)
+    config: dict[str, Any] = dict(debezium.kafka_client_settings(settings))
     config.update(
         {
             "group.id": debezium.connector_name(pipeline_id),
@@ -83,7 +88,56 @@ def connect_client(settings: Any = None) -> KafkaConnectClient:
     return KafkaConnectClient.from_settings(settings)
 
 
-class KafkaCdcWorker(CdcWorker):
+class KafkaSource:
+    """The pipeline's change topics as a ChangeSource: polls give Kafka messages; `confirm` commits a batch's
+    partition offsets to the consumer group (informational: the truth is the target's offsets table)."""
+
+    confirmed_lsn = 0  # positions are per partition (the offsets table), not one number
+    caught_up = True
+
+    def __init__(self, consumer: Any, pattern: str | None = None, stored: dict[str, int] | None = None) -> None:
+        self.consumer = consumer
+        self.pattern = pattern
+        self.stored = stored or {}
+
+    def start(self, start_lsn: int = 0) -> None:
+        """Subscribe; each assigned partition is read after its stored offset (from its start when none)."""
+        self.consumer.subscribe([self.pattern], on_assign=lambda c, parts: seek_stored(c, parts, self.stored))
+
+    def poll(self, timeout_s: float = 0.2) -> list[Any]:
+        """Up to 5000 messages, waiting up to `timeout_s`."""
+        return self.consumer.consume(num_messages=5000, timeout=timeout_s)
+
+    def confirm(self, position: Any) -> None:
+        """`position`: the _Partitions of an applied batch; their next offsets go to the consumer group."""
+        from confluent_kafka import TopicPartition
+
+        try:
+            self.consumer.commit(
+                offsets=[TopicPartition(p.topic, p.partition, p.last + 1) for p in position], asynchronous=True
+            )
+        except Exception as exc:  # noqa: BLE001 - informational only
+            log.debug("offset commit to Kafka failed: %s", exc)
+
+    def keepalive(self) -> None:
+        """Nothing to do: librdkafka heartbeats the group on its own thread."""
+
+    def close(self) -> None:
+        """Leave the group."""
+        self.consumer.close()
+
+
+def seek_stored(consumer: Any, partitions: list, stored: dict[str, int]) -> None:
+    """Assign `partitions`, each positioned after its stored offset (from its start when none)."""
+    from confluent_kafka import OFFSET_BEGINNING
+
+    for p in partitions:
+        position = stored.get(stream_name(p.topic, p.partition))
+        p.offset = position + 1 if position is not None else OFFSET_BEGINNING
+    consumer.assign(partitions)
+
+
+class KafkaCdcWorker:
     """Runs one kafka_connect pipeline: connector on the cluster, consumer and applier in this thread."""
 
     def __init__(
@@ -93,9 +147,19 @@ class KafkaCdcWorker(CdcWorker):
         on_progress: Callable[[TableProgress], None] | None = None,
         on_streaming: Callable[[], None] | None = None,
         on_connector: Callable[[ConnectorStatus], None] | None = None,
-        on_table: Callable[[str, str, str | None, int | None], None] | None = None,
+        on_table: OnTable | None = None,
+        *,
+        sink: ChangeSink | None = None,
     ) -> None:
-        super().__init__(plan, stop, on_progress, on_streaming, on_table)
+        self.plan = plan
+        self.stop = stop
+        self.on_streaming = on_streaming or (lambda: None)
+        self.sink: ChangeSink = sink if sink is not None else monitoring.SINK
+        self.tables = TableSet(plan, on_table)
+        self.prep = SourcePrep(plan, stop, self.tables, on_progress)
+        self.evolution = SchemaEvolution(self.tables)
+        self.counters = CdcCounters()
+        self.slot, self.publication = self.prep.slot, self.prep.publication
         self.on_connector = on_connector or (lambda _s: None)
         self.connector = debezium.connector_name(plan.pipeline_id)
         self.prefix = debezium.topic_prefix(plan.pipeline_id)
@@ -107,9 +171,19 @@ class KafkaCdcWorker(CdcWorker):
         self._applying: _InOrder | None = None
         self._slot_inactive_since: float | None = None
 
+    @property
+    def _pairs(self) -> dict[tuple[str, str], tuple[str, str]]:
+        return self.tables.pairs
+
+    @property
+    def full_load_status(self) -> str | None:
+        """None (no full load), RUNNING, or how the full load before CDC ended."""
+        return self.prep.full_load_status
+
     # ------------------------------------------------------------------ setup
 
     def check(self) -> None:
+        """Refuse what this engine cannot run, then the source's own CDC checks."""
         if not self.settings.kafka_bootstrap_servers:
             raise CdcFailed(
                 "the kafka_connect engine needs KAFKA_BOOTSTRAP_SERVERS (the Kafka brokers the Connect "
@@ -120,14 +194,14 @@ class KafkaCdcWorker(CdcWorker):
                 f"the kafka_connect engine streams PostgreSQL and SQL Server sources; "
                 f"{self.plan.source.kind} sources are not supported"
             )
-        super().check()  # SQL Server: CDC on the database and tables (the fix in words), SQL Server Agent
+        self.prep.check()  # SQL Server: CDC on the database and tables (the fix in words), SQL Server Agent
 
     @property
     def _sqlserver(self) -> bool:
         return self.plan.source.kind == "sqlserver"
 
     def connector_config(self) -> dict[str, str]:
-        common = {
+        common: dict[str, Any] = {
             "heartbeat_ms": int(self.settings.kafka_heartbeat_ms),
             "with_schemas": self.plan.sink == "connect",  # a JDBC sink needs schemas in the messages
             "extra": {  # one partition per table topic: its changes are read in commit order
@@ -156,18 +230,10 @@ class KafkaCdcWorker(CdcWorker):
 
     def ensure_connector(
         self, client: KafkaConnectClient, name: str | None = None, config: dict[str, str] | None = None
-    ) -> ConnectorStatus:
+    ) -> ConnectorStatus | None:
         """Create or update a connector of the pipeline, resume it if paused/stopped, wait until it runs."""
         name = name or self.connector
-        config = config or self.connector_config()
-        try:
-            current = client.config(name)
-        except ConnectNotFound:
-            current = None
-        if current is None:
-            client.create(name, config)
-        elif {k: str(v) for k, v in current.items() if k != "name"} != {k: str(v) for k, v in config.items()}:
-            client.put_config(name, config)
+        _put_config(client, name, config or self.connector_config())
         deadline = time.monotonic() + RUNNING_TIMEOUT_S
         while True:
             try:
@@ -212,7 +278,7 @@ class KafkaCdcWorker(CdcWorker):
                 self._learn_tables()
                 loaded = self._prepare_sqlserver(client)
             else:
-                self.prepare()
+                self.prep.prepare()
                 if self.stop.is_set():
                     return
                 self._learn_tables()
@@ -224,18 +290,16 @@ class KafkaCdcWorker(CdcWorker):
                 self._run_connect_sink(client)
                 return
             with PgApplier(self.plan.target, self.plan.pipeline_id, self._pairs) as applier:
-                consumer = Consumer(consumer_config(self.plan.pipeline_id, self.settings), logger=log)
+                source = KafkaSource(Consumer(consumer_config(self.plan.pipeline_id, self.settings), logger=log))
                 try:
                     if loaded:
                         self._mark_loaded(applier)
-                    stored = applier.stored_positions(STREAM_PREFIX)
-                    consumer.subscribe(
-                        [self._topic_pattern()], on_assign=lambda c, parts: self._assign(c, parts, stored)
-                    )
+                    source.pattern, source.stored = self._topic_pattern(), applier.stored_positions(STREAM_PREFIX)
+                    source.start()
                     self.on_streaming()
-                    self._consume(consumer, applier, client, stored)
+                    self._consume(source, applier, client, source.stored)
                 finally:
-                    consumer.close()
+                    source.close()
         finally:
             client.close()
 
@@ -248,7 +312,7 @@ class KafkaCdcWorker(CdcWorker):
         """
         if self.plan.mode != "FULL_LOAD_AND_CDC" or self._stored_kafka_offsets():
             if self.plan.mode != "FULL_LOAD_AND_CDC":
-                self._create_missing_targets()
+                self.prep.create_missing_targets()
             self.ensure_connector(client)
             return False
         self.ensure_connector(client)
@@ -256,13 +320,13 @@ class KafkaCdcWorker(CdcWorker):
         if self.stop.is_set():
             return False
         options = LoadOptions(auto_create=self.plan.auto_create, target_table_policy=self.plan.target_table_policy)
-        self.full_load_status = "RUNNING"
-        result = run_full_load(self.plan.source, self.plan.target, self.tables(), options, self.on_progress, self.stop)
-        self.full_load_status = result.status
+        self.prep.full_load_status = "RUNNING"
+        result = run_full_load(
+            self.plan.source, self.plan.target, self.tables.plans(), options, self.prep.on_progress, self.stop
+        )
+        self.prep.full_load_status = result.status
         if result.status != "COMPLETED":
-            failed = [t for t in result.tables if t.status == "FAILED"]
-            reason = f"{failed[0].source}: {failed[0].error}" if failed else result.status.lower()
-            raise CdcFailed(f"the full load before CDC did not complete ({reason})")
+            raise_incomplete(result)
         return True
 
     def _wait_streaming(self) -> None:
@@ -297,14 +361,7 @@ class KafkaCdcWorker(CdcWorker):
         conn = pgsql.connect(spec)
         try:
             with pgsql.pg_errors(spec), conn.cursor() as cur:
-                cur.execute("SELECT to_regclass('cdc_studio.offsets') IS NOT NULL")
-                if not cur.fetchone()[0]:
-                    return False
-                cur.execute(
-                    "SELECT 1 FROM cdc_studio.offsets WHERE pipeline_id = %s AND left(source, %s) = %s LIMIT 1",
-                    (self.plan.pipeline_id, len(STREAM_PREFIX), STREAM_PREFIX),
-                )
-                return cur.fetchone() is not None
+                return bool(offsets.read_offsets(cur, self.plan.pipeline_id, STREAM_PREFIX))
         finally:
             conn.close()
 
@@ -312,7 +369,9 @@ class KafkaCdcWorker(CdcWorker):
         """After the full load: each topic's position before its first message, so a restart skips the load
         and still reads every change the connector sent since it started (one partition per topic)."""
         stored = applier.stored_positions(STREAM_PREFIX)
-        marks = {stream_name(t, 0): ([], -1) for t in self._topics if stream_name(t, 0) not in stored}
+        marks: dict[str, tuple[list[ChangeEvent], int]] = {
+            stream_name(t, 0): ([], -1) for t in self._topics if stream_name(t, 0) not in stored
+        }
         if marks:
             applier.apply_streams(marks)
 
@@ -346,36 +405,28 @@ class KafkaCdcWorker(CdcWorker):
         """How a column's values are read, by the source's kind (None: PostgreSQL's)."""
         return mssql_values.converter_for if self._sqlserver else None
 
-    @staticmethod
-    def _assign(consumer: Any, partitions: list, stored: dict[str, int]) -> None:
-        from confluent_kafka import OFFSET_BEGINNING
+    def _consume(
+        self, consumer: Any, applier: PgApplier, client: KafkaConnectClient | None, stored: dict[str, int]
+    ) -> None:
+        """Read, decode and hand batches to the apply thread; decoding batch k+1 overlaps applying batch k.
 
-        for p in partitions:
-            position = stored.get(stream_name(p.topic, p.partition))
-            p.offset = position + 1 if position is not None else OFFSET_BEGINNING
-        consumer.assign(partitions)
-
-    def _consume(self, consumer: Any, applier: PgApplier, client: KafkaConnectClient, stored: dict[str, int]) -> None:
-        """Read, decode and hand batches to the apply thread; decoding batch k+1 overlaps applying batch k."""
-        from confluent_kafka import KafkaError
+        `consumer`: the KafkaSource (a bare confluent-kafka consumer is wrapped, as tools pass one).
+        """
+        source = consumer if isinstance(consumer, KafkaSource) else KafkaSource(consumer)
 
         parts: dict[tuple[str, int], _Partition] = {}
         pending = 0
         since = 0.0
         next_status = next_lag = time.monotonic() + STATUS_EVERY_S
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"kafka-apply-{self.plan.pipeline_id}") as pool:
-            self._applying = _InOrder(pool, consumer)
+            self._applying = _InOrder(pool, source)
             try:
                 while not self.stop.is_set():
-                    messages = consumer.consume(num_messages=5000, timeout=0.2)
+                    messages = source.poll(0.2)
                     for msg in messages:
                         err = msg.error()
                         if err is not None:
-                            if err.code() in (KafkaError._PARTITION_EOF, KafkaError.UNKNOWN_TOPIC_OR_PART):
-                                continue
-                            if err.fatal():
-                                raise CdcFailed(f"Kafka consumer failed: {err.str()}")
-                            log.warning("pipeline %s: Kafka: %s", self.plan.pipeline_id, err.str())
+                            self._message_error(err)
                             continue
                         key = (msg.topic(), msg.partition())
                         part = parts.get(key)
@@ -390,19 +441,36 @@ class KafkaCdcWorker(CdcWorker):
                         pending += 1
                     now = time.monotonic()
                     if parts and (pending >= BATCH_MESSAGES or now - since >= BATCH_SECONDS or not messages):
-                        self._applying.submit(lambda p=parts: self._apply_parts(applier, p), parts)
+                        self._applying.submit(functools.partial(self._apply_parts, applier, parts), parts)
                         parts, pending = {}, 0
-                    if now >= next_status:
-                        self._watch_connector(client)
-                        next_status = now + STATUS_EVERY_S
-                    if now >= next_lag:
-                        self._measure_lag()
-                        next_lag = now + 2.0
+                    next_status, next_lag = self._periodic(now, client, next_status, next_lag)
                 if parts:
-                    self._applying.submit(lambda p=parts: self._apply_parts(applier, p), parts)
+                    self._applying.submit(functools.partial(self._apply_parts, applier, parts), parts)
                 self._applying.drain()
             finally:
                 self._applying = None
+
+    def _message_error(self, err: Any) -> None:
+        """A consumer error: end of a partition or a topic not there yet are none; a fatal one ends the run."""
+        from confluent_kafka import KafkaError
+
+        if err.code() in (KafkaError._PARTITION_EOF, KafkaError.UNKNOWN_TOPIC_OR_PART):
+            return
+        if err.fatal():
+            raise CdcFailed(f"Kafka consumer failed: {err.str()}")
+        log.warning("pipeline %s: Kafka: %s", self.plan.pipeline_id, err.str())
+
+    def _periodic(
+        self, now: float, client: KafkaConnectClient | None, next_status: float, next_lag: float
+    ) -> tuple[float, float]:
+        """Follow the connector and measure lag when due; the next times they are due."""
+        if now >= next_status and client is not None:
+            self._watch_connector(client)
+            next_status = now + STATUS_EVERY_S
+        if now >= next_lag:
+            self._measure_lag()
+            next_lag = now + 2.0
+        return next_status, next_lag
 
     def _event(self, applier: PgApplier, msg: Any) -> ChangeEvent | None:
         raw = msg.value()
@@ -440,8 +508,7 @@ class KafkaCdcWorker(CdcWorker):
                 f"source table {table[0]}.{table[1]} has new column(s) {', '.join(columns)}; add them to "
                 f"{target} (with the mapped PostgreSQL types), then start again"
             )
-        relation = _RelationStub(table[0], table[1])
-        self._evolve(applier, RelationChanged(relation=relation, previous=relation, added=tuple(columns)))  # type: ignore[arg-type]
+        self.evolution.evolve(applier, table, added=tuple(columns))
         self._converters[table] = TableConverter(
             table[0], table[1], {c.name: c.type for c in detail.columns}, detail.primary_key, self._types
         )
@@ -452,23 +519,17 @@ class KafkaCdcWorker(CdcWorker):
         stats = applier.apply_streams(streams)
         if not stats.applied or not stats.events:
             return
-        c = self.counters
-        c.events += stats.events
-        c.inserts += stats.inserts
-        c.updates += stats.updates
-        c.deletes += stats.deletes
-        c.last_applied_at = datetime.now(UTC)
         batch = [e for p in parts.values() for e in p.events]
         last = max((e.commit_time for e in batch if e.commit_time is not None), default=None)
-        if last is not None:
-            c.last_commit_time = last
-            c.seconds_behind = max(0.0, (c.last_applied_at - last).total_seconds())
-        monitoring.record_applied(self.plan.pipeline_id, batch, c.last_applied_at)
+        applied_at = self.counters.count(stats, last)
+        self.sink.applied(
+            AppliedBatch(self.plan.pipeline_id, batch, applied_at, seconds=stats.seconds, commit_time=last)
+        )
 
     def _measure_lag(self) -> None:
         """Slot lag from the source side; a source that is down is shown, not fatal (Debezium retries)."""
         try:
-            super()._measure_lag()
+            publish_lag(self.plan, self.slot, self.counters)
             self.source_error = None
         except StudioError as exc:
             self.source_error = str(exc)
@@ -551,8 +612,8 @@ class _InOrder:
     that show group lag; the truth is the target's offsets table), from the consuming thread.
     """
 
-    def __init__(self, pool: ThreadPoolExecutor, consumer: Any) -> None:
-        self.pool, self.consumer = pool, consumer
+    def __init__(self, pool: ThreadPoolExecutor, source: KafkaSource) -> None:
+        self.pool, self.source = pool, source
         self.running: tuple[Future, dict] | None = None
 
     def submit(self, work: Callable[[], None], parts: dict) -> None:
@@ -566,14 +627,7 @@ class _InOrder:
         future, parts = self.running
         self.running = None
         future.result()
-        from confluent_kafka import TopicPartition
-
-        try:
-            self.consumer.commit(
-                offsets=[TopicPartition(p.topic, p.partition, p.last + 1) for p in parts.values()], asynchronous=True
-            )
-        except Exception as exc:  # noqa: BLE001 - informational only
-            log.debug("offset commit to Kafka failed: %s", exc)
+        self.source.confirm(list(parts.values()))
 
 
 def _loads(raw: bytes) -> Any:
@@ -584,11 +638,16 @@ def _loads(raw: bytes) -> Any:
         return json.loads(raw)
 
 
-class _RelationStub:
-    """Just what CdcWorker._evolve reads of a relation: its schema and table."""
-
-    def __init__(self, schema: str, table: str) -> None:
-        self.schema, self.table = schema, table
+def _put_config(client: KafkaConnectClient, name: str, config: dict[str, str]) -> None:
+    """Create the connector, or update its config when it differs."""
+    try:
+        current = client.config(name)
+    except ConnectNotFound:
+        current = None
+    if current is None:
+        client.create(name, config)
+    elif {k: str(v) for k, v in current.items() if k != "name"} != {k: str(v) for k, v in config.items()}:
+        client.put_config(name, config)
 
 
 def _summary(status: ConnectorStatus) -> tuple:

@@ -48,7 +48,7 @@ class Rows:
             self.nulls += values.count(None)
             self.lines.append(FIELD.join([NULL if v is None else v for v in values]))
         else:
-            self.lines.append(FIELD.join(values))
+            self.lines.append(FIELD.join(values))  # type: ignore[arg-type]  # no None: counted above
 
 
 def payload(rows: Rows, tail: str | None = None) -> str:

@@ -79,7 +79,7 @@ class TableChanges:
         rec: Any = after
         if unchanged:
             prev = self.rows.get(old)
-            vals = {c: v for c, v in after.items() if c not in unchanged}
+            vals = {c: v for c, v in after.items() if c not in unchanged}  # type: ignore[union-attr]
             if prev is None or prev is DELETE:
                 rec = (vals, frozenset(unchanged), old)
             else:
@@ -149,7 +149,7 @@ class TableChanges:
                     else:
                         lines.append(join(values))
                     continue
-                vals, unchanged = rec, frozenset()
+                vals, unchanged = rec, frozenset()  # type: ignore[var-annotated]
             else:
                 vals, unchanged, origin = rec
                 if origin != key:
@@ -204,5 +204,5 @@ def collect(
             if changes is None:
                 changes = out[src] = TableChanges(table_for(src), src)
             last = src
-        changes.add(ev)
+        changes.add(ev)  # type: ignore[union-attr]
     return out

@@ -35,15 +35,21 @@ from core.cdc.applier.copytext import MarkerInValue, payload
 from core.cdc.applier.netchange import Plan, TableChanges, collect
 from core.cdc.applier.rawcopy import copy_text
 from core.cdc.applier.statements import DELETE_GROUP, Statements
-from core.cdc.events import ChangeEvent, expand, row_count
-from core.cdc.offsets import DEFAULT_SOURCE, ensure_offsets_table, read_offset, read_offset_for_update, write_offset
-from core.cdc.pgoutput import InsertRun, RawInsert
+from core.cdc.events import ChangeEvent, InsertRun, RawInsert, expand, row_count
+from core.cdc.offsets import (
+    DEFAULT_SOURCE,
+    ensure_offsets_table,
+    read_offset,
+    read_offset_for_update,
+    read_offsets,
+    write_offset,
+)
+from core.connectors import postgres
 from core.connectors.base import ConnectionSpec
 from core.connectors.postgres import translate_error
 from core.errors import StudioError
 
 APPLICATION_NAME = "cdc-studio-apply"
-_RESERVED_KEYWORDS = {"host", "port", "dbname", "user", "password", "connect_timeout"}
 _SESSION_SQL = "SET statement_timeout = 0; SET idle_in_transaction_session_timeout = 0; SET client_encoding = 'UTF8'"
 _COPY_CHUNK = 1 << 18
 DIRECT_BACKOFF = 100  # target transactions a table goes through staging after its direct COPY met an existing key
@@ -128,25 +134,9 @@ class PgApplier:
     def _connection(self) -> PgConnection:
         if self._conn is not None and not self._conn.closed:
             return self._conn
-        s = self.spec
-        kwargs: dict[str, Any] = {k: v for k, v in s.options.items() if k not in _RESERVED_KEYWORDS}
-        kwargs.setdefault("application_name", APPLICATION_NAME)
-        kwargs.update(
-            host=s.host,
-            port=s.port or 5432,
-            dbname=s.database,
-            user=s.username,
-            password=s.password,
-            connect_timeout=s.connect_timeout_s,
+        conn = postgres.connect(
+            self.spec, application_name=APPLICATION_NAME, session_sql=_SESSION_SQL, autocommit=False
         )
-        try:
-            conn = psycopg2.connect(**kwargs)
-            conn.autocommit = True
-            with conn.cursor() as cur:
-                cur.execute(_SESSION_SQL)
-            conn.autocommit = False
-        except psycopg2.Error as exc:
-            raise translate_error(exc, s) from None
         self._conn = conn
         self._staged.clear()
         self._sql.clear()
@@ -203,11 +193,6 @@ class PgApplier:
             self._discard()
             raise
 
-    def add_table(self, source_table: SourceTable, target_table: tuple[str, str]) -> None:
-        """Map one more source table (or re-map one) and learn its target."""
-        self._map[source_table] = target_table
-        self.refresh(source_table)
-
     def target_table(self, source_table: SourceTable) -> TargetTable:
         """What the applier knows about the target of a source table."""
         try:
@@ -261,7 +246,7 @@ class PgApplier:
             if len(live) != len(events):
                 stats.skipped += row_count(events) - row_count(live)
             self._write(cur, live, stats, clear_stage=True)
-            self._open.written.extend(live)
+            self._open.written.extend(live)  # type: ignore[union-attr]
 
         try:
             self._retrying(conn, part)
@@ -434,16 +419,16 @@ class PgApplier:
         run: list[ChangeEvent] = []
         for ev in events:
             cls = type(ev)
-            if (cls is InsertRun or cls is RawInsert) and ev.rel is rel:  # the same relation as the last one
+            if (cls is InsertRun or cls is RawInsert) and ev.rel is rel:  # type: ignore[attr-defined]  # same relation
                 run.append(ev)
                 continue
             src = (ev.schema, ev.table)
-            run = groups.get(src)
+            run = groups.get(src)  # type: ignore[assignment]
             if run is None:
                 run = groups[src] = []
             run.append(ev)
             if cls is InsertRun or cls is RawInsert:
-                rel = ev.rel
+                rel = ev.rel  # type: ignore[attr-defined]
                 names = layout.get(src, rel.names)
                 layout[src] = rel.names if names is not None and names == rel.names else None
             else:
@@ -473,7 +458,7 @@ class PgApplier:
             if type(ev) is InsertRun:
                 messages.extend(ev.messages)
             else:
-                messages.append(ev.message)
+                messages.append(ev.message)  # type: ignore[attr-defined]
         data = copy_text(messages, len(names))
         if data is None:
             return False
@@ -497,20 +482,12 @@ class PgApplier:
         conn = self._connection()
         try:
             with conn.cursor() as cur:
-                cur.execute("SELECT to_regclass('cdc_studio.offsets') IS NOT NULL")
-                if not cur.fetchone()[0]:
-                    conn.commit()
-                    return {}
-                cur.execute(
-                    "SELECT source, position FROM cdc_studio.offsets WHERE pipeline_id = %s AND left(source, %s) = %s",
-                    (self.pipeline_id, len(prefix), prefix),
-                )
-                rows = cur.fetchall()
+                stored = read_offsets(cur, self.pipeline_id, prefix)
             conn.commit()
         except psycopg2.Error as exc:
             self._discard()
             raise translate_error(exc, self.spec) from None
-        return {name: int(position) for name, position in rows}
+        return stored
 
     def _stage(self, cur: Any, changes: TableChanges, stats: ApplyStats) -> list[str]:
         """COPY one table's net changes into its staging table; return the statements that apply them."""

@@ -39,17 +39,10 @@ def copy_text(messages: Sequence[bytes], ncols: int) -> bytes | None:
     n = len(messages)
     if n == 0:
         return b""
-    if ncols < 1:
+    layout = _layout(messages, ncols)
+    if layout is None:
         return None
-    lens = np.fromiter(map(len, messages), dtype=np.int64, count=n)
-    ends = np.cumsum(lens)
-    starts = ends - lens
-    buf = np.frombuffer(bytearray(b"".join(messages)), dtype=np.uint8)
-    if (lens < HEAD + ncols).any():
-        return None
-    counts = (buf[starts + 6].astype(np.int64) << 8) | buf[starts + 7]
-    if (counts != ncols).any():
-        return None
+    buf, starts, ends = layout
     drop = [(starts[:, None] + _HEAD_SPAN).ravel()]
     pos = starts + HEAD
     nulls = 0
@@ -91,7 +84,28 @@ def copy_text(messages: Sequence[bytes], ncols: int) -> bytes | None:
         return None
     keep = np.ones(len(buf), dtype=bool)
     keep[np.concatenate(drop)] = False
-    out = buf[keep].tobytes()
+    return _finish(buf[keep].tobytes(), n, nulls, first_nulls)
+
+
+def _layout(messages: Sequence[bytes], ncols: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The messages in one writable buffer with each one's start and end, or None when one is not an
+    Insert of `ncols` columns."""
+    if ncols < 1:
+        return None
+    lens = np.fromiter(map(len, messages), dtype=np.int64, count=len(messages))
+    ends = np.cumsum(lens)
+    starts = ends - lens
+    buf = np.frombuffer(bytearray(b"".join(messages)), dtype=np.uint8)
+    if (lens < HEAD + ncols).any():
+        return None
+    counts = (buf[starts + 6].astype(np.int64) << 8) | buf[starts + 7]
+    if (counts != ncols).any():
+        return None
+    return buf, starts, ends
+
+
+def _finish(out: bytes, n: int, nulls: int, first_nulls: int) -> bytes | None:
+    """The kept bytes (markers between values) as COPY text: escapes, NULLs, separators."""
     if len(out) - len(out.translate(None, _MARKERS)) != n + nulls:  # one more marker byte: a value holds it
         return None
     if b"\\" in out or b"\t" in out or b"\n" in out or b"\r" in out:  # values needing escapes (rare)

@@ -1,9 +1,9 @@
-"""Metrics of applied changes: per-minute rollups, the capped event log, dashboard figures.
+"""The monitoring recorder: the default ChangeSink of the engines (core.cdc.sink).
 
-Engines call `record_applied` after each target commit (from their own thread); it publishes one
-bus event per batch at once, so live pages get batches, never a message per row, and hands the
-batch to a background recorder that writes the rollups and the log (merged batches, one
-app-database transaction per write). Readers here `flush` first, so they see every recorded batch.
+Engines hand it each applied batch after the target commit (from their own thread); it publishes
+one bus event per batch at once, so live pages get batches, never a message per row, and hands the
+batch to a background writer that writes the rollups and the log through data.monitoring (merged
+batches, one app-database transaction per write). Readers `flush` first, so they see every batch.
 """
 
 from __future__ import annotations
@@ -15,56 +15,24 @@ import threading
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from operator import attrgetter
 
-from pydantic import BaseModel
-from sqlalchemy import insert
-from sqlmodel import Session
-
 from core.cdc.events import ChangeEvent, expand, expand_tail
+from core.cdc.sink import AppliedBatch
 from core.events import Event, bus
-from core.security import Action, require
-from core.users import Actor
 from data import db as app_db
 from data import monitoring as mon_db
-from data import pipelines as pipe_db
-from data.db import session_scope
-from data.models import EventLogEntry
 
 log = logging.getLogger(__name__)
 
 EVENT_LOG_CAP = int(os.environ.get("CDC_STUDIO_EVENT_LOG_CAP", "1000"))
 LIVE_ROWS_PER_BATCH = 50
-RATE_WINDOW = timedelta(minutes=5)
 WRITE_EVERY_S = 0.5  # the recorder writes at most this often (a flush writes at once)
 
 
-class Dashboard(BaseModel):
-    total_events: int
-    insert_count: int
-    update_count: int
-    delete_count: int
-    events_per_second: float
-    pipelines_total: int
-    pipelines_running: int
-    pipelines_error: int
-
-
-class EventPublic(BaseModel):
-    id: int
-    pipeline_id: int
-    applied_at: datetime
-    commit_time: datetime | None
-    table: str
-    op: str
-    key: dict
-    before: dict | None
-    after: dict | None
-    position: str
-
-
-def _minute(at: datetime) -> datetime:
+def minute_of(at: datetime) -> datetime:
+    """The UTC minute a time falls in (the rollups' grain)."""
     return at.astimezone(UTC).replace(second=0, microsecond=0)
 
 
@@ -131,7 +99,7 @@ class _Pending:
     logged: int = 0  # events in `chunks`
 
     def add(self, applied_at: datetime, per_table: Counter, events: list[ChangeEvent]) -> None:
-        minute = _minute(applied_at)
+        minute = minute_of(applied_at)
         for (schema, table, op), n in per_table.items():
             self.counts[(minute, f"{schema}.{table}", op)] += n
         self.chunks.append((applied_at, events))
@@ -196,25 +164,20 @@ def _write(pending: dict[tuple[str | None, int], _Pending]) -> None:
         if url is None:
             log.warning("changes applied before the app database was selected are not recorded")
             continue
+        pipelines = {pid: _rows(pid, p) for (where, pid), p in pending.items() if where == url}
         try:
-            with Session(app_db.get_engine(url)) as session, session.begin():
-                for (where, pipeline_id), p in pending.items():
-                    if where == url:
-                        _write_pipeline(session, pipeline_id, p)
+            mon_db.record_applied(url=url, pipelines=pipelines, keep=EVENT_LOG_CAP)
         except Exception:  # noqa: BLE001 - monitoring must never stop an engine (nor the recorder)
             log.exception("could not record applied changes in the app database")
 
 
-def _write_pipeline(session: Session, pipeline_id: int, p: _Pending) -> None:
+def _rows(pipeline_id: int, p: _Pending) -> tuple[dict[tuple[datetime, str], Counter], list[dict]]:
+    """A pipeline's pending rollups ((minute, table) -> op counts) and log rows, newest EVENT_LOG_CAP."""
     per_row: dict[tuple[datetime, str], Counter] = {}
     for (minute, table_name, op), n in p.counts.items():
         per_row.setdefault((minute, table_name), Counter())[op] += n
-    for (minute, table_name), counts in per_row.items():
-        mon_db.add_counts(session=session, pipeline_id=pipeline_id, minute=minute, table_name=table_name, counts=counts)
     rows = [_log_row(pipeline_id, applied_at, e) for applied_at, events in p.chunks for e in events]
-    if rows:
-        session.execute(insert(EventLogEntry), rows[-EVENT_LOG_CAP:])  # one executemany, no ORM objects
-    mon_db.trim_events(session=session, pipeline_id=pipeline_id, keep=EVENT_LOG_CAP)
+    return per_row, rows[-EVENT_LOG_CAP:]
 
 
 def _log_row(pipeline_id: int, applied_at: datetime, e: ChangeEvent) -> dict:
@@ -235,49 +198,12 @@ _recorder = _Recorder()
 atexit.register(flush, 5.0)
 
 
-def dashboard(actor: Actor) -> Dashboard:
-    """Totals by operation and the recent rate, aggregated in SQL over the rollups."""
-    require(actor.role, Action.read)
-    flush()
-    now = datetime.now(UTC)
-    with session_scope() as session:
-        total = mon_db.totals(session=session)
-        recent = mon_db.totals(session=session, since=_minute(now - RATE_WINDOW))
-        pipes = pipe_db.list_pipelines(session=session)
-    # The window starts at a minute boundary: divide by the seconds it really spans.
-    window_s = (now - _minute(now - RATE_WINDOW)).total_seconds()
-    return Dashboard(
-        total_events=sum(total.values()),
-        insert_count=total["insert"],
-        update_count=total["update"],
-        delete_count=total["delete"],
-        events_per_second=round(sum(recent.values()) / window_s, 2),
-        pipelines_total=len(pipes),
-        pipelines_running=sum(1 for p in pipes if p.state in ("STARTING", "RUNNING")),
-        pipelines_error=sum(1 for p in pipes if p.state == "ERROR"),
-    )
+class MonitoringSink:
+    """The engines' default ChangeSink: each applied batch into the rollups, the log and the live feed."""
+
+    def applied(self, batch: AppliedBatch) -> None:
+        """Record one committed batch (see record_applied)."""
+        record_applied(batch.pipeline_id, batch.events, batch.applied_at, batch.counts)
 
 
-def recent_events(
-    actor: Actor, pipeline_id: int | None = None, op: str | None = None, table: str | None = None, limit: int = 100
-) -> list[EventPublic]:
-    """The newest logged changes, newest first."""
-    require(actor.role, Action.read)
-    flush()
-    with session_scope() as session:
-        rows = mon_db.recent_events(session=session, pipeline_id=pipeline_id, op=op, table_name=table, limit=limit)
-        return [
-            EventPublic(
-                id=r.id,
-                pipeline_id=r.pipeline_id,
-                applied_at=r.applied_at,
-                commit_time=r.commit_time,
-                table=r.table_name,
-                op=r.op,
-                key=r.key,
-                before=r.before,
-                after=r.after,
-                position=r.position,
-            )
-            for r in rows
-        ]
+SINK = MonitoringSink()
