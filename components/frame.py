@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
-from nicegui import app, ui
+from nicegui import app, run, ui
 
 from core.errors import AuthenticationRequired
 from core.users import Actor, actor_by_id
@@ -20,16 +20,25 @@ NAV = [
 ]
 
 
-def current_actor() -> Actor | None:
-    """The signed-in user of this browser session, or None (also when the account was removed)."""
+def _actor_or_none(user_id: int) -> Actor | None:
+    try:
+        return actor_by_id(user_id)
+    except AuthenticationRequired:
+        return None
+
+
+async def current_actor() -> Actor | None:
+    """The signed-in user of this browser session, or None (also when the account was removed).
+
+    The lookup reads the app database, so it runs in a worker thread, never on the event loop.
+    """
     user_id = app.storage.user.get("user_id")
     if user_id is None:
         return None
-    try:
-        return actor_by_id(int(user_id))
-    except AuthenticationRequired:
+    actor = await run.io_bound(_actor_or_none, int(user_id))
+    if actor is None and not (app.is_stopping or app.is_stopped):  # None then says nothing about the account
         app.storage.user.clear()
-        return None
+    return actor
 
 
 def logout() -> None:
@@ -37,14 +46,7 @@ def logout() -> None:
     ui.navigate.to("/login")
 
 
-@contextmanager
-def frame(title: str) -> Iterator[Actor]:
-    """Render the page shell around the page's content and yield the signed-in user."""
-    actor = current_actor()
-    if actor is None:  # the middleware already redirects; this covers a session revoked mid-way
-        ui.navigate.to("/login")
-        raise AuthenticationRequired("not signed in")
-    ui.colors(primary="#1f4e79")
+def _header(actor: Actor) -> None:
     with ui.header().classes("items-center justify-between px-4 py-2"):
         with ui.row().classes("items-center gap-6"):
             ui.link("CDC Studio", "/").classes("text-xl font-bold text-white no-underline")
@@ -59,6 +61,17 @@ def frame(title: str) -> Iterator[Actor]:
             with ui.menu():
                 ui.menu_item("Log out", on_click=logout).mark("logout")
         menu_button.mark("user-menu")
+
+
+@asynccontextmanager
+async def frame(title: str) -> AsyncIterator[Actor]:
+    """Render the page shell around the page's content and yield the signed-in user."""
+    actor = await current_actor()
+    if actor is None:  # the middleware already redirects; this covers a session revoked mid-way
+        ui.navigate.to("/login")
+        raise AuthenticationRequired("not signed in")
+    ui.colors(primary="#1f4e79")
+    _header(actor)
     with ui.column().classes("w-full max-w-screen-xl mx-auto p-4 gap-4"):
         ui.label(title).classes("text-2xl font-semibold")
         yield actor

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from nicegui import ui
 
 from components.format import human_count
-from core.pipeline_schemas import TableStatus
+from core.pipeline_schemas import PipelineStatus, TableStatus
 
 STATUS_COLORS = {
     "PENDING": "grey",
@@ -76,6 +76,23 @@ class TableProgressList(ui.column):
         error = ui.label(t.error or "").classes("text-negative text-sm pl-4")
         error.visible = bool(t.error)
         self._rows[t.source] = {"bar": bar, "badge": badge, "rows": rows, "error": error, "retry": retry}
+
+
+class TableHealth(ui.label):
+    """The "degraded" line (marker `pipeline-health`): tables FAILED and set aside while the others run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.classes("text-warning").mark("pipeline-health")
+        self.visible = False
+
+    def show(self, status: PipelineStatus) -> None:
+        """Follow a pipeline's stored status."""
+        self.visible = status.health == "degraded"
+        self.text = (
+            f"Degraded: {len(status.failed_tables)} table(s) failed and are set aside while the "
+            f"others run ({', '.join(status.failed_tables)}); fix the cause, then Retry the table"
+        )
 
 
 def _fraction(t: TableStatus) -> float:

@@ -122,7 +122,7 @@ class ConnectionTestSection:
 
 async def connection_detail_page(connection_id: int) -> None:
     """Settings, test and discovery of one saved connection."""
-    with frame("Connection") as actor:
+    async with frame("Connection") as actor:
         try:
             c = await run.io_bound(connections.get_connection, actor, connection_id)
         except StudioError as exc:

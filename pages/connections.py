@@ -71,7 +71,7 @@ def connection_row(c: ConnectionPublic) -> dict:
 
 async def connections_page() -> None:
     """All connections; click a row to open it."""
-    with frame("Connections") as actor:
+    async with frame("Connections") as actor:
         manage = can(actor.role, Action.manage_connections)
         by_id: dict[int, ConnectionPublic] = {}
 

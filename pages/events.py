@@ -41,7 +41,7 @@ def _row(event: dict, names: dict[int, str], seq: int) -> dict:
 
 async def events_page(pipeline_id: int | None = None) -> None:
     """Newest changes first; counts and events/s over the changes seen since the page opened."""
-    with frame("Live events") as actor:
+    async with frame("Live events") as actor:
         names = {p.id: p.name for p in await run.io_bound(pipelines.list_pipelines, actor) or []}
         scope = f"pipeline {names.get(pipeline_id, pipeline_id)}" if pipeline_id else "all pipelines"
         ui.label(f"Changes as they are applied, {scope}. Click a row for the row before/after.").classes("text-grey-7")

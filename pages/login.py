@@ -13,10 +13,10 @@ def _safe_target(redirect_to: str) -> str:
     return redirect_to if redirect_to.startswith("/") and not redirect_to.startswith("//") else "/"
 
 
-def login_page(redirect_to: str = "/") -> RedirectResponse | None:
+async def login_page(redirect_to: str = "/") -> RedirectResponse | None:
     """Email/password login; sends to the first-admin form while no account exists."""
     # HTTP redirects, not ui.navigate: the browser gets its session cookie before the next page.
-    if needs_first_admin():
+    if await run.io_bound(needs_first_admin):
         return RedirectResponse("/setup")
     if app.storage.user.get("user_id"):
         return RedirectResponse(_safe_target(redirect_to))
@@ -42,9 +42,9 @@ def login_page(redirect_to: str = "/") -> RedirectResponse | None:
         ui.button("Log in", on_click=try_login).classes("w-full").mark("login")
 
 
-def setup_page() -> RedirectResponse | None:
+async def setup_page() -> RedirectResponse | None:
     """Create the first admin; only while no account exists."""
-    if not needs_first_admin():
+    if not await run.io_bound(needs_first_admin):
         return RedirectResponse("/login")
 
     async def create() -> None:

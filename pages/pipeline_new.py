@@ -11,7 +11,7 @@ from core.security import Action, can
 
 async def pipeline_new_page() -> None:
     """Create a pipeline step by step."""
-    with frame("New pipeline") as actor:
+    async with frame("New pipeline") as actor:
         if not can(actor.role, Action.manage_pipelines):
             ui.label("You need the editor or admin role to create pipelines.").classes("text-negative")
             return

@@ -6,6 +6,7 @@ from nicegui import run, ui
 
 from components.format import ago, timestamp
 from components.frame import frame
+from components.live import on_events
 from components.messages import plain
 from core import pipelines
 from core.errors import StudioError
@@ -32,6 +33,7 @@ STATE_SLOT = r"""
            :label="props.value" />
 </q-td>
 """
+FOLLOWED = ("pipeline.state", "pipeline.run")  # what changes a row: its state, its last run
 
 
 def pipeline_row(p: PipelinePublic) -> dict:
@@ -49,8 +51,8 @@ def pipeline_row(p: PipelinePublic) -> dict:
 
 
 async def pipelines_page() -> None:
-    """The list of pipelines."""
-    with frame("Pipelines") as actor:
+    """The list of pipelines; rows follow the pipelines' state and run events (no polling)."""
+    async with frame("Pipelines") as actor:
         if can(actor.role, Action.manage_pipelines):
             ui.button("New pipeline", icon="add", on_click=lambda: ui.navigate.to("/pipelines/new")).mark(
                 "new-pipeline"
@@ -65,8 +67,9 @@ async def pipelines_page() -> None:
             except StudioError as exc:
                 ui.notify(plain(exc), type="negative")
                 return
-            table.rows = [pipeline_row(p) for p in items]
-            table.update()
+            if items is not None:  # None: the app is stopping
+                table.rows = [pipeline_row(p) for p in items]
+                table.update()
 
+        on_events(lambda _events: refresh(), topics=FOLLOWED)  # the rows as stored once they changed
         await refresh()
-        ui.timer(3.0, refresh)

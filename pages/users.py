@@ -98,7 +98,7 @@ class NewUserForm:
 
 async def users_page() -> None:
     """Every account; admins only."""
-    with frame("Users") as actor:
+    async with frame("Users") as actor:
         if not can(actor.role, Action.manage_users):
             ui.label("You need the admin role to see and manage users.").classes("text-grey-8").mark("users-denied")
             return
