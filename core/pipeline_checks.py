@@ -200,10 +200,11 @@ def _query(spec: ConnectionSpec, statement: str, params: tuple) -> dict[str, tup
 
 
 def _fetchone(spec: ConnectionSpec, statement: str, params: tuple) -> tuple:
+    """The row of a query that always returns one."""
     conn = pgsql.connect(spec)
     try:
         with pgsql.pg_errors(spec), conn.cursor() as cur:
             cur.execute(statement, params)
-            return cur.fetchone()
+            return pgsql.one_row(cur)
     finally:
         conn.close()

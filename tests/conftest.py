@@ -1,4 +1,5 @@
-"""Shared fixtures: a real PostgreSQL cluster per test session, a fresh database per test."""
+"""Shared fixtures: a real PostgreSQL cluster per test session, a fresh database per test, and the real Kafka
+stack (tansu broker + Kafka Connect with Debezium), started once per session by the tests that ask for it."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.kafkastack import KafkaStack, KafkaStackError
 from tests.pgcluster import PgCluster
 
 _db_counter = itertools.count(1)
@@ -55,3 +57,23 @@ def app_env(tmp_path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     get_settings.cache_clear()
     yield env
     get_settings.cache_clear()
+
+
+_started: list[KafkaStack] = []
+
+
+@pytest.fixture(scope="session")
+def kafka_stack() -> Iterator[KafkaStack]:
+    """A running stack; a stack that cannot start fails the tests (never skips them): CI must run them."""
+    try:
+        stack = KafkaStack.start()
+    except KafkaStackError as exc:
+        pytest.fail(f"the Kafka stack did not start: {exc}", pytrace=False)
+    _started.append(stack)
+    yield stack
+    stack.stop()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for stack in _started:
+        terminalreporter.write_line(f"Kafka stack (tansu + Connect/Debezium) started in {stack.startup_seconds:.1f} s")

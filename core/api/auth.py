@@ -30,7 +30,7 @@ class Token(BaseModel):
 def health() -> dict:
     """Liveness and app-database reachability; needs no token."""
     with session_scope() as session:
-        session.exec(text("SELECT 1"))
+        session.connection().execute(text("SELECT 1"))  # plain SQL: not a select() for session.exec
         dialect = session.get_bind().dialect.name
     return {"status": "ok", "version": VERSION, "database": dialect}
 

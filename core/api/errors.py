@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -42,6 +44,7 @@ def status_of(exc: StudioError) -> int:
 async def _handle(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StudioError)
     status = status_of(exc)
+    body: dict[str, Any]
     if isinstance(exc, NotStartable):
         body = {"detail": [{"loc": ["pipeline"], "msg": m, "type": "validation_error"} for m in exc.messages]}
     elif isinstance(exc, ValidationFailed):

@@ -6,6 +6,8 @@ Decided on the target by trying (in transactions rolled back afterwards), not by
 from __future__ import annotations
 
 from psycopg2 import sql
+from psycopg2.extensions import connection as PgConnection
+from psycopg2.extensions import cursor as PgCursor
 
 from core.connectors.base import ConnectionSpec
 from core.errors import StudioError, ValidationFailed
@@ -28,27 +30,31 @@ def table_findings(
     out: dict[str, list[Finding]] = {}
     if target.kind == SQLSERVER:
         for plan, spec in zip(plans, specs, strict=True):
-            out[plan.source] = _spec_error(spec) or _column_findings(spec, cdc, target_pg=False)
+            out[plan.source] = (
+                _spec_error(spec) if isinstance(spec, StudioError) else _column_findings(spec, cdc, target_pg=False)
+            )
         return out
     conn = pgsql.connect(target)
     try:
         conn.autocommit = False
         with conn.cursor() as cur:
             for plan, spec in zip(plans, specs, strict=True):
-                out[plan.source] = _spec_error(spec) or _pg_findings(conn, cur, target, spec, options, cdc)
+                out[plan.source] = (
+                    _spec_error(spec)
+                    if isinstance(spec, StudioError)
+                    else _pg_findings(conn, cur, target, spec, options, cdc)
+                )
     finally:
         conn.close()
     return out
 
 
-def _spec_error(spec: TableSpec | StudioError) -> list[Finding]:
-    if isinstance(spec, StudioError):
-        return [Finding("error", spec.message if isinstance(spec, ValidationFailed) else str(spec))]
-    return []
+def _spec_error(error: StudioError) -> list[Finding]:
+    return [Finding("error", error.message if isinstance(error, ValidationFailed) else str(error))]
 
 
 def _pg_findings(
-    conn: object, cur: object, target: ConnectionSpec, spec: TableSpec, options: LoadOptions, cdc: bool
+    conn: PgConnection, cur: PgCursor, target: ConnectionSpec, spec: TableSpec, options: LoadOptions, cdc: bool
 ) -> list[Finding]:
     """One table's findings on a PostgreSQL target; whatever it tried is rolled back."""
     try:
@@ -60,7 +66,7 @@ def _pg_findings(
         conn.rollback()
 
 
-def _pg_table_findings(cur: object, spec: TableSpec, options: LoadOptions, cdc: bool) -> list[Finding]:
+def _pg_table_findings(cur: PgCursor, spec: TableSpec, options: LoadOptions, cdc: bool) -> list[Finding]:
     plan = spec.plan
     found = pgsql.target_relation(cur, plan.target_schema, plan.target_table)
     if found is None and not options.auto_create:
@@ -76,7 +82,7 @@ def _pg_table_findings(cur: object, spec: TableSpec, options: LoadOptions, cdc: 
     return findings + _existing_column_findings(spec, existing, cdc)
 
 
-def _policy_findings(cur: object, spec: TableSpec, policy: str) -> list[Finding]:
+def _policy_findings(cur: PgCursor, spec: TableSpec, policy: str) -> list[Finding]:
     if policy != "fail":
         return []
     target = spec.plan.target
@@ -85,12 +91,12 @@ def _policy_findings(cur: object, spec: TableSpec, policy: str) -> list[Finding]
             sql.Identifier(spec.plan.target_schema, spec.plan.target_table)
         )
     )
-    if cur.fetchone()[0]:
+    if pgsql.one_row(cur)[0]:
         return [Finding("error", f"target table {target} is not empty; choose truncate, append or drop_recreate")]
     return []
 
 
-def _drift_findings(cur: object, spec: TableSpec, diff: TableDiff, drift: str) -> list[Finding]:
+def _drift_findings(cur: PgCursor, spec: TableSpec, diff: TableDiff, drift: str) -> list[Finding]:
     """What an existing table's differences mean under the drift policy."""
     target = spec.plan.target
     if not diff:
@@ -116,7 +122,7 @@ def _drift_findings(cur: object, spec: TableSpec, diff: TableDiff, drift: str) -
     return out
 
 
-def _ignored_findings(cur: object, spec: TableSpec, diff: TableDiff) -> list[Finding]:
+def _ignored_findings(cur: PgCursor, spec: TableSpec, diff: TableDiff) -> list[Finding]:
     target = spec.plan.target
     out = [
         Finding("warning", f"column {c.name} is not in {target} and will not be copied (schema_drift is ignore)")
@@ -140,7 +146,7 @@ def _ignored_findings(cur: object, spec: TableSpec, diff: TableDiff) -> list[Fin
     return out
 
 
-def _castable(cur: object, col: ColumnPlan, tcol: pgsql.TargetColumn) -> bool:
+def _castable(cur: PgCursor, col: ColumnPlan, tcol: pgsql.TargetColumn) -> bool:
     """Whether the source's text form can parse as the target type at all (COPY uses the types' text I/O):
     a string target, or a type of the same category (numbers into numbers, times into times)."""
     cur.execute(

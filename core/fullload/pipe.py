@@ -106,18 +106,41 @@ def pump(
     finally:
         pipe.close_source()
         thread.join(JOIN_TIMEOUT_S)
-    producer_error = failure[0] if failure else None
-    if producer_error is not None and not isinstance(producer_error, BrokenPipeError):
-        raise producer_error
-    if consumer_error is not None:
-        raise consumer_error
+    _raise_failure(failure, consumer_error)
     if thread.is_alive():
         raise TimeoutError("the source reader did not finish")
     return rows
 
 
+def _raise_failure(failure: list[BaseException], consumer_error: BaseException | None) -> None:
+    """The producer's error if it had one (not a broken pipe: that means the consumer stopped first),
+    else the consumer's; nothing when both ran through."""
+    producer_error = failure[0] if failure else None
+    if producer_error is not None and not isinstance(producer_error, BrokenPipeError):
+        raise producer_error
+    if consumer_error is not None:
+        raise consumer_error
+
+
 _END = object()
 _POLL_S = 0.2
+
+
+def _drain(buffer: queue.Queue, cancel: threading.Event, producer: threading.Thread) -> Iterator[list]:
+    """The batches in `buffer` until the end mark, or until the producer's thread ended and the buffer is empty;
+    Cancelled when the load is stopping."""
+    while True:
+        if cancel.is_set():
+            raise Cancelled()
+        try:
+            item = buffer.get(timeout=_POLL_S)
+        except queue.Empty:
+            if not producer.is_alive() and buffer.empty():
+                return
+            continue
+        if item is _END:
+            return
+        yield item
 
 
 def pump_batches(
@@ -153,35 +176,17 @@ def pump_batches(
             with contextlib.suppress(BrokenPipeError):
                 put(_END)
 
-    def batches() -> Iterator[list]:
-        while True:
-            if cancel.is_set():
-                raise Cancelled()
-            try:
-                item = buffer.get(timeout=_POLL_S)
-            except queue.Empty:
-                if not thread.is_alive() and buffer.empty():
-                    return
-                continue
-            if item is _END:
-                return
-            yield item
-
     thread = threading.Thread(target=run_producer, name="fullload-reader", daemon=True)
     thread.start()
     consumer_error: BaseException | None = None
     rows = 0
     try:
-        rows = consume(batches())
+        rows = consume(_drain(buffer, cancel, thread))
     except BaseException as exc:  # noqa: BLE001 - decided below, after the producer stopped
         consumer_error = exc
         stop_producer()
     finally:
         stopped.set()
         thread.join(JOIN_TIMEOUT_S)
-    producer_error = failure[0] if failure else None
-    if producer_error is not None and not isinstance(producer_error, BrokenPipeError):
-        raise producer_error
-    if consumer_error is not None:
-        raise consumer_error
+    _raise_failure(failure, consumer_error)
     return rows

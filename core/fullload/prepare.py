@@ -15,8 +15,10 @@ from collections.abc import Iterable
 
 import psycopg2
 from psycopg2 import sql
+from psycopg2.extensions import cursor as PgCursor
 
 from core.connectors.base import ColumnInfo, ConnectionSpec, TableDetail
+from core.connectors.sqlserver import SqlServerConnector
 from core.errors import StudioError, ValidationFailed
 from core.fullload import mssql, pgsql
 from core.fullload.model import ColumnPlan, Finding, TablePlan, TableSpec
@@ -124,7 +126,7 @@ def _pg_specs(source: ConnectionSpec, target_kind: str, plans: list[TablePlan]) 
     return out
 
 
-def _pg_spec(cur: object, source: ConnectionSpec, plan: TablePlan, target_kind: str) -> TableSpec:
+def _pg_spec(cur: PgCursor, source: ConnectionSpec, plan: TablePlan, target_kind: str) -> TableSpec:
     """One PostgreSQL source table: columns, expressions (requalified for the target schema), key."""
     oid, relkind = pgsql.relation(cur, source.database, plan.source_schema, plan.source_table)
     raw = pgsql.source_columns(cur, oid)
@@ -146,13 +148,13 @@ def _walk(user: PgUserType | None) -> Iterable[PgUserType]:
         user = user.base
 
 
-def _renames(cur: object, plan: TablePlan, users: list[PgUserType | None]) -> dict[str, str]:
+def _renames(cur: PgCursor, plan: TablePlan, users: list[PgUserType | None]) -> dict[str, str]:
     """How the source writes each enum/domain qualified -> its name in the target schema."""
     names = sorted({(u.schema, u.name) for top in users for u in _walk(top) if u.kind in ("enum", "domain")})
     renames: dict[str, str] = {}
     for schema, name in names:
         cur.execute("SELECT quote_ident(%s) || '.' || quote_ident(%s)", (schema, name))
-        renames[cur.fetchone()[0]] = sql.Identifier(plan.target_schema, name).as_string(cur)
+        renames[pgsql.one_row(cur)[0]] = sql.Identifier(plan.target_schema, name).as_string(cur)
     return dict(sorted(renames.items(), key=lambda kv: -len(kv[0])))  # longest first: no prefix wins early
 
 
@@ -168,8 +170,6 @@ def _requalified(user: PgUserType | None, renames: dict[str, str]) -> PgUserType
 
 
 def _mssql_specs(source: ConnectionSpec, target_kind: str, plans: list[TablePlan]) -> list[TableSpec | StudioError]:
-    from core.connectors.sqlserver import SqlServerConnector
-
     connector = SqlServerConnector(source)
     out: list[TableSpec | StudioError] = []
     for plan in plans:
@@ -186,7 +186,7 @@ def _mssql_specs(source: ConnectionSpec, target_kind: str, plans: list[TablePlan
 # ------------------------------------------------------------------ deciding on the target (PostgreSQL)
 
 
-def settle(cur: object, spec: TableSpec, only: set[str] | None = None) -> list[EnumType | DomainType]:
+def settle(cur: PgCursor, spec: TableSpec, only: set[str] | None = None) -> list[EnumType | DomainType]:
     """Decide on the target, inside the caller's transaction, what the spec's columns become there.
 
     Extension types the target has keep their type; the schema, enums and domains are created (the
@@ -210,7 +210,7 @@ def _types_of(columns: list[ColumnPlan]) -> list[EnumType | DomainType]:
     return list(seen.values())
 
 
-def _keep_target_types(cur: object, spec: TableSpec) -> None:
+def _keep_target_types(cur: PgCursor, spec: TableSpec) -> None:
     """Re-map extension-typed columns: kept when the target has the type (same schema and name)."""
     wanted = {(u.schema, u.name) for c in spec.columns for u in _walk(c.user) if u.kind == "base"}
     present = pgsql.user_types_present(cur, wanted)
@@ -223,12 +223,12 @@ def _keep_target_types(cur: object, spec: TableSpec) -> None:
     _refresh_types(spec)
 
 
-def ensure_types(cur: object, schema: str, types: list[EnumType | DomainType]) -> list[EnumType | DomainType]:
+def ensure_types(cur: PgCursor, schema: str, types: list[EnumType | DomainType]) -> list[EnumType | DomainType]:
     """Create missing enums and domains in the target schema (dependencies first); the ones created.
 
     An existing enum must have the same labels in order, an existing domain the same base type.
     """
-    created = []
+    created: list[EnumType | DomainType] = []
     for user_type in types:
         if isinstance(user_type, EnumType):
             found = pgsql.existing_enum(cur, schema, user_type.name)
@@ -252,7 +252,7 @@ def _check_enum(schema: str, enum: EnumType, found: tuple[str, tuple[str, ...]])
         )
 
 
-def _ensure_domain(cur: object, schema: str, domain: DomainType) -> bool:
+def _ensure_domain(cur: PgCursor, schema: str, domain: DomainType) -> bool:
     """Create the domain, or accept an existing domain of that name over the same base type; True if created."""
     found = pgsql.existing_domain(cur, schema, domain.name)
     if found is None:
@@ -268,7 +268,7 @@ def _ensure_domain(cur: object, schema: str, domain: DomainType) -> bool:
     return False
 
 
-def _try_expressions(cur: object, spec: TableSpec, columns: list[ColumnPlan], ready: set[str]) -> None:
+def _try_expressions(cur: PgCursor, spec: TableSpec, columns: list[ColumnPlan], ready: set[str]) -> None:
     """Generated expressions and defaults as the target will take them, decided by creating a TEMP table."""
     candidates = [c for c in columns if c.generated is not None or c.default is not None]
     for col in candidates:
@@ -291,7 +291,7 @@ def _try_expressions(cur: object, spec: TableSpec, columns: list[ColumnPlan], re
             col.default = None
 
 
-def _probe(cur: object, spec: TableSpec, trying: list[ColumnPlan], ready: set[str]) -> str | None:
+def _probe(cur: PgCursor, spec: TableSpec, trying: list[ColumnPlan], ready: set[str]) -> str | None:
     """Create a TEMP table with the spec's columns (only `trying` with their expressions) in a savepoint,
     rolled back; the server's error, or None when it took it."""
     schema = spec.plan.target_schema
@@ -356,7 +356,7 @@ def _pg_target_objects(
     return errors
 
 
-def _pg_exists(cur: object, target: ConnectionSpec, spec: TableSpec) -> bool:
+def _pg_exists(cur: PgCursor, target: ConnectionSpec, spec: TableSpec) -> bool:
     with pgsql.pg_errors(target):
         return pgsql.target_oid(cur, spec.plan.target_schema, spec.plan.target_table) is not None
 
@@ -465,7 +465,7 @@ class TableDiff:
         return "; ".join(parts)
 
 
-def diff_table(cur: object, spec: TableSpec, existing: dict[str, pgsql.TargetColumn]) -> TableDiff:
+def diff_table(cur: PgCursor, spec: TableSpec, existing: dict[str, pgsql.TargetColumn]) -> TableDiff:
     """Compare the spec's columns with an existing target table's columns."""
     names = set(spec.column_names)
     added = [c for c in spec.columns if c.name not in existing]
@@ -485,7 +485,7 @@ _IMPLICIT_CAST_SQL = (
 )
 
 
-def _fits(cur: object, spec: TableSpec, col: ColumnPlan, tcol: pgsql.TargetColumn) -> bool:
+def _fits(cur: PgCursor, spec: TableSpec, col: ColumnPlan, tcol: pgsql.TargetColumn) -> bool:
     """True when the target column takes every value of the source's type: the same type, or a type the
     source's casts to implicitly without a length/precision limit (int -> bigint, varchar -> text)."""
     if normalize(col.target.display) == normalize(tcol.type):
@@ -493,4 +493,4 @@ def _fits(cur: object, spec: TableSpec, col: ColumnPlan, tcol: pgsql.TargetColum
     if col.target.enum or col.target.domain or col.target.ident or tcol.typmod != -1:
         return False
     cur.execute(_IMPLICIT_CAST_SQL, (col.target.sql, tcol.type_oid))
-    return bool(cur.fetchone()[0])
+    return bool(pgsql.one_row(cur)[0])

@@ -85,7 +85,7 @@ def _table(spec: TableSpec) -> sql.Identifier:
 
 def _is_empty(cur: PgCursor, spec: TableSpec) -> bool:
     cur.execute(sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM {})").format(_table(spec)))
-    return bool(cur.fetchone()[0])
+    return bool(pgsql.one_row(cur)[0])
 
 
 def _add_column(cur: PgCursor, spec: TableSpec, col: ColumnPlan, empty: bool) -> str:
@@ -101,7 +101,7 @@ def _add_column(cur: PgCursor, spec: TableSpec, col: ColumnPlan, empty: bool) ->
     if col.generated is not None:
         how = "GENERATED with the source's expression" if col.generated_on_target else "a plain column"
         note += f" ({how})"
-    elif volatile:
+    elif volatile and col.default is not None:  # volatile implies a default; this narrows it
         cur.execute(
             sql.SQL("ALTER TABLE {} ALTER COLUMN {} SET DEFAULT " + col.default).format(
                 _table(spec), sql.Identifier(col.name)
@@ -129,7 +129,7 @@ def _volatile_default(cur: PgCursor, schema: str, col: ColumnPlan) -> bool:
             "AND attname = %s",
             (col.name,),
         )
-        return not cur.fetchone()[0]
+        return not pgsql.one_row(cur)[0]
     finally:
         cur.execute("ROLLBACK TO SAVEPOINT cdc_studio_volatile; RELEASE SAVEPOINT cdc_studio_volatile")
 

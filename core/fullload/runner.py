@@ -29,6 +29,7 @@ from core.fullload.model import (
     LoadOptions,
     TablePlan,
     TableProgress,
+    TableSpec,
 )
 
 log = logging.getLogger(__name__)
@@ -81,20 +82,17 @@ def _prepare(jobs: list[Job], source: ConnectionSpec, target: ConnectionSpec, op
     todo = [j for j in jobs if j.progress.status != FAILED]
     specs = prepare.source_specs(source, target.kind, [j.plan for j in todo])
     ready: list[Job] = []
+    ready_specs: list[TableSpec] = []
     for job, spec in zip(todo, specs, strict=True):
         if isinstance(spec, StudioError):
             _finish(job, FAILED, error=_message(spec))
         else:
             job.spec = spec
             ready.append(job)
+            ready_specs.append(spec)
     if not ready:
         return []
-    errors = prepare.target_objects(
-        target,
-        [j.spec for j in ready],
-        options.auto_create,
-        options.target_table_policy,  # type: ignore[misc]
-    )
+    errors = prepare.target_objects(target, ready_specs, options.auto_create, options.target_table_policy)
     for i, message in errors.items():
         _finish(ready[i], FAILED, error=message)
     return [j for i, j in enumerate(ready) if i not in errors]

@@ -121,14 +121,20 @@ async def test_handoff_under_load_pause_resume_lag_and_delete(client, admin, pg,
     await converge(pg, pg_db, target_db, ITEMS.format("app"), ITEMS.format("copy"))
 
     # Pause: changes wait in the slot; resume: they arrive.
+    slot = (await client.get(f"/api/v1/pipelines/{pid}", headers=admin)).json()["slot_name"]
     r = await client.post(f"/api/v1/pipelines/{pid}/pause", headers=admin)
     assert r.status_code == 200 and r.json()["state"] == "PAUSED", r.text
+    # Paused means nobody reads the slot: it is inactive (a pause that kept streaming would hold it active),
+    # and the changes written now stay in it, past its confirmed position.
+    slot_state = (
+        "SELECT active, confirmed_flush_lsn < pg_current_wal_lsn() FROM pg_replication_slots WHERE slot_name = %s"
+    )
     run_sql(pg, pg_db, "UPDATE app.items SET name = 'paused' WHERE id <= 10", "DELETE FROM app.items WHERE id = 20000")
-    await asyncio.sleep(1.0)
+    assert rows(pg, pg_db, slot_state.replace("%s", f"'{slot}'")) == [(False, True)]
     assert rows(pg, target_db, "SELECT count(*) FROM copy.items WHERE name = 'paused'") == [(0,)]
     lag = (await client.get(f"/api/v1/pipelines/{pid}/lag", headers=admin)).json()
     assert lag["state"] == "PAUSED" and lag["lag_bytes"] > 0 and lag["slot_active"] is False
-    slot = (await client.get(f"/api/v1/pipelines/{pid}", headers=admin)).json()["slot_name"]
+    assert rows(pg, pg_db, slot_state.replace("%s", f"'{slot}'")) == [(False, True)]
     before = dict(slots(pg, pg_db))[slot]
     r = await client.post(f"/api/v1/pipelines/{pid}/resume", headers=admin)
     assert r.status_code == 200, r.text

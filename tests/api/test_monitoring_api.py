@@ -8,6 +8,7 @@ import pytest
 
 from core import monitoring
 from core.cdc.events import ChangeEvent
+from core.monitoring import recorder
 from data.db import session_scope
 from data.models import Connection, Pipeline
 
@@ -60,7 +61,7 @@ async def test_dashboard_aggregates_rollups(client, admin, viewer) -> None:
 
 
 async def test_event_log_is_capped_and_filtered(client, admin, monkeypatch) -> None:
-    monkeypatch.setattr(monitoring, "EVENT_LOG_CAP", 25)
+    monkeypatch.setattr(recorder, "EVENT_LOG_CAP", 25)
     a, b = make_pipeline("a"), make_pipeline("b")
     monitoring.record_applied(a, [change("insert", i) for i in range(20)])
     monitoring.record_applied(a, [change("update", i) for i in range(20)])

@@ -74,3 +74,30 @@ def all_text(user: User) -> str:
         parts.append(repr(getattr(element, "value", None)))
         parts.append(repr(getattr(element, "text", None)))
     return "\n".join(parts)
+
+
+def stored_pipeline(name: str, mode: str = "CDC_ONLY", engine: str = "embedded") -> int:
+    """A pipeline (and a connection it points at) written straight into the app database: for pages
+    that only show it, no source or target database behind it."""
+    from data.db import session_scope
+    from data.models import Connection, Pipeline
+
+    with session_scope() as session:
+        c = Connection(name=f"c-{name}", kind="postgresql", host="h", port=5432, database="d", username="u")
+        session.add(c)
+        session.flush()
+        p = Pipeline(
+            name=name,
+            source_connection_id=c.id,
+            target_connection_id=c.id,
+            source_database="d",
+            source_schema="s",
+            target_database="d",
+            target_schema="t",
+            tables=["x"],
+            mode=mode,
+            engine=engine,
+        )
+        session.add(p)
+        session.flush()
+        return p.id

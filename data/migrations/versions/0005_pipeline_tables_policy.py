@@ -10,6 +10,7 @@ table is rebuilt with AUTOINCREMENT so a deleted pipeline's id (and what was key
 target) never comes back.
 """
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -22,7 +23,7 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     sqlite = op.get_bind().dialect.name == 'sqlite'
-    kwargs = {'recreate': 'always', 'table_kwargs': {'sqlite_autoincrement': True}} if sqlite else {}
+    kwargs: dict[str, Any] = {'recreate': 'always', 'table_kwargs': {'sqlite_autoincrement': True}} if sqlite else {}
     with op.batch_alter_table('pipelines', **kwargs) as batch:
         batch.add_column(sa.Column('on_table_error', sa.String(length=20), nullable=False,
                                    server_default='continue'))

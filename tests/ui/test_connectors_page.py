@@ -8,7 +8,7 @@ import json
 import httpx
 from nicegui.testing import User
 
-from tests.kafka.test_kafka_engine import kafka_env  # noqa: F401 - fixture
+from tests.core.kafka.test_engine import kafka_env  # noqa: F401 - fixture
 from tests.pgcluster import PgCluster
 from tests.ui.helpers import WAIT, eventually, login, make_user, set_value, table_rows
 

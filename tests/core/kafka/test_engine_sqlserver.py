@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from core.cdc.sink import ChangeSink
 from core.config import get_settings
 from core.connectors.base import ConnectionSpec
 from core.fullload import TablePlan
@@ -32,8 +33,8 @@ from core.kafka import debezium
 from core.kafka.connect_client import ConnectorStatus, TaskStatus
 from core.kafka.engine import KafkaCdcWorker
 from core.plans import CdcPlan
-from tests.core.test_mssql_engine import FakeMssql, install, recorded  # noqa: F401 - fixture
-from tests.kafka.test_kafka_engine import kafka_env, target_db  # noqa: F401 - fixtures
+from tests.core.cdc.test_engine_mssql import FakeMssql, install, recorded  # noqa: F401 - fixture
+from tests.core.kafka.test_engine import kafka_env, target_db  # noqa: F401 - fixtures
 from tests.pgcluster import PgCluster
 from tests.workerthread import Run
 from tests.workerthread import running as worker_running
@@ -221,9 +222,9 @@ def make_plan(pg: PgCluster, db: str, pipeline_id: int, mode: str) -> CdcPlan:
 
 
 @contextmanager
-def running(plan: CdcPlan) -> Iterator[Run]:
-    """The Kafka worker in a thread (Connect's side faked by `fake`)."""
-    with worker_running(plan, KafkaCdcWorker, timeout_s=60) as run:
+def running(plan: CdcPlan, sink: ChangeSink | None = None) -> Iterator[Run]:
+    """The Kafka worker in a thread (Connect's side faked by `fake`), reporting to `sink`."""
+    with worker_running(plan, KafkaCdcWorker, timeout_s=60, sink=sink) as run:
         yield run
 
 
@@ -299,7 +300,7 @@ def test_cdc_only_applies_debezium_sqlserver_events_and_resumes_after_stored_off
     topic = debezium.topic_name(pid, "dbo", "orders", "Shop")
     assert topic == f"{debezium.topic_prefix(pid)}.Shop.dbo.orders"
     create_topic(stack_env.bootstrap, topic)
-    with running(plan) as run:
+    with running(plan, recorded) as run:
         # The connector config the worker would PUT: Debezium's SQL Server connector, no data snapshot.
         assert [name for name, _ in fake.puts] == [debezium.connector_name(pid)]
         config = fake.puts[0][1]
@@ -347,7 +348,7 @@ def test_cdc_only_applies_debezium_sqlserver_events_and_resumes_after_stored_off
         ],
     )
     recorded.clear()
-    with running(plan) as run:
+    with running(plan, recorded) as run:
         wait_for(run, lambda: stored_offsets(pg, target_db, pid) == {f"kafka:{topic}:0": 10})
         wait_for(run, lambda: len(target_rows(pg, target_db)) == 3)
         time.sleep(1.0)  # anything read again would be counted by now
@@ -385,7 +386,7 @@ def test_full_load_starts_after_the_connector_runs_and_a_restart_does_not_load_a
         ),
         (2, "loaded two", None, None, None, None, None, None, None, None, None, None, None),
     ]
-    with running(plan) as run:
+    with running(plan, recorded) as run:
         # the load reads only after Debezium streams (its first heartbeat): nothing committed is missed
         assert fake.order == ["connector RUNNING", "heartbeat", "full load read dbo.orders"]
         assert run.worker.full_load_status == "COMPLETED"
@@ -415,7 +416,7 @@ def test_full_load_starts_after_the_connector_runs_and_a_restart_does_not_load_a
     # A restart: no second full load (it would fail on the existing table), nothing applied twice.
     fake.order.clear()
     recorded.clear()
-    with running(plan) as run:
+    with running(plan, recorded) as run:
         time.sleep(2.0)
         assert fake.order == ["connector RUNNING", "heartbeat"]
         assert run.worker.counters.events == 0

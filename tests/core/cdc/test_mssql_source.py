@@ -37,6 +37,7 @@ from core.cdc.mssql_source import (
     rows_to_events,
 )
 from core.cdc.pgoutput import TxnEnd
+from core.connectors import sqlserver
 from core.connectors.base import ConnectionSpec
 from core.errors import ConnectionRefused, ConnectorError, ConnectTimeout, ValidationFailed
 from tests.pgcluster import free_port
@@ -192,11 +193,11 @@ def dispatch(table: dict[str, Any]) -> Responder:
 def install(monkeypatch: pytest.MonkeyPatch, respond: Responder) -> list[FakeConnection]:
     conns: list[FakeConnection] = []
 
-    def connect(spec: ConnectionSpec) -> FakeConnection:
+    def connect(spec: ConnectionSpec, *, autocommit: bool = True, database: str | None = None) -> FakeConnection:
         conns.append(FakeConnection(respond))
         return conns[-1]
 
-    monkeypatch.setattr(ms, "_connect", connect)
+    monkeypatch.setattr(sqlserver, "odbc_connect", connect)
     return conns
 
 
@@ -519,11 +520,11 @@ class Harness:
         self.server = server
         self.connections: list[FakeConnection] = []
 
-        def connect(stream: MssqlCdcStream) -> FakeConnection:
+        def connect(spec: ConnectionSpec, *, autocommit: bool = True, database: str | None = None) -> FakeConnection:
             self.connections.append(FakeConnection(server.respond))
             return self.connections[-1]
 
-        monkeypatch.setattr(MssqlCdcStream, "_connect", connect)
+        monkeypatch.setattr(sqlserver, "odbc_connect", connect)
 
     def change_calls(self) -> list[tuple[str, tuple[Any, ...]]]:
         return [c for c in self.connections[-1].calls if "fn_cdc_get_all_changes_" in c[0]]

@@ -11,7 +11,7 @@ import pytest
 from core.connectors.base import ConnectionSpec
 from core.errors import ObjectNotFound, StudioError, ValidationFailed
 from core.fullload import Finding, LoadOptions, TablePlan, paths, plan_target_ddl, reconcile_table, table_findings
-from tests.core.test_fullload import execute, fetch, formats, load, spec, target_db  # noqa: F401
+from tests.core.fullload.test_fullload import execute, fetch, formats, load, spec, target_db  # noqa: F401
 from tests.pgcluster import PgCluster
 
 TYPES_DDL = r"""
@@ -491,7 +491,7 @@ def test_requalify_renames_type_references_outside_literals() -> None:
 def test_sqlserver_targets_get_plain_columns_for_generated_ones(pg: PgCluster, pg_db: str) -> None:
     from core.fullload import mssql
     from core.fullload.prepare import source_specs
-    from tests.core.test_fullload import mssql_spec
+    from tests.core.fullload.test_fullload import mssql_spec
 
     execute(pg, pg_db, GENERATED_DDL + "ALTER TABLE lines ADD COLUMN note text DEFAULT 'n';")
     found = table_findings(spec(pg, pg_db), mssql_spec(), [LINES], LoadOptions(), cdc=True)["public.lines"]

@@ -11,11 +11,10 @@ import time
 
 import pytest
 
-from core import monitoring
-from core.cdc import engine, pg_source
+from core.cdc import batcher, pg_source
 from core.cdc.applier import PgApplier
 from core.cdc.engine import drop_source_objects
-from core.cdc.events import ChangeEvent, expand
+from core.cdc.events import ChangeEvent
 from core.cdc.pg_source import LogicalStream, create_slot, ensure_publication, publication_name, slot_name
 from core.cdc.pgoutput import (
     UNCOMMITTED,
@@ -30,10 +29,10 @@ from core.cdc.pgoutput import (
 )
 from core.fullload import TablePlan
 from core.plans import CdcPlan
-from tests.core.test_fullload import execute, spec, target_db  # noqa: F401
-from tests.core.test_pgoutput import COLS, TS, relation, tupledata
+from tests.core.cdc.test_pgoutput import COLS, TS, relation, tupledata
+from tests.core.fullload.test_fullload import execute, spec, target_db  # noqa: F401
 from tests.pgcluster import PgCluster
-from tests.workerthread import running, wait_for
+from tests.workerthread import Recorded, running, wait_for
 
 # -- hand-built protocol 2 messages ---------------------------------------------------------------
 
@@ -198,12 +197,9 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
 
 
 @pytest.fixture
-def recorded(monkeypatch: pytest.MonkeyPatch) -> list:
-    got: list = []
-    monkeypatch.setattr(
-        monitoring, "record_applied", lambda _pid, batch, _at=None, _counts=None: got.extend(expand(batch))
-    )
-    return got
+def recorded() -> Recorded:
+    """The sink the worker reports applied changes to (no app database in these tests)."""
+    return Recorded()
 
 
 def test_engine_applies_streamed_transactions_exactly(
@@ -215,7 +211,7 @@ def test_engine_applies_streamed_transactions_exactly(
     calls,
     monkeypatch,
 ) -> None:
-    monkeypatch.setattr(engine, "PART_EVENTS", 500)  # parts of the streamed transactions are applied ahead
+    monkeypatch.setattr(batcher, "PART_EVENTS", 500)  # parts of the streamed transactions are applied ahead
     for db in (pg_db, target_db):
         execute(pg, db, "CREATE TABLE public.acc (id int PRIMARY KEY, n int NOT NULL, pad text)")
     execute(pg, pg_db, "INSERT INTO acc SELECT g, 0, 'before' FROM generate_series(1, 100) g")
@@ -232,7 +228,7 @@ def test_engine_applies_streamed_transactions_exactly(
     big = pg.connect(pg_db, autocommit=False)
     small = pg.connect(pg_db)
     try:
-        with running(plan) as run:
+        with running(plan, sink=recorded) as run:
             with big.cursor() as cur:
                 # A large transaction: new rows, updates of old ones, a rolled back savepoint...
                 cur.execute("INSERT INTO acc SELECT g, 1, repeat('a', 80) FROM generate_series(1001, 4000) g")
@@ -278,7 +274,7 @@ def test_stop_in_the_middle_of_a_streamed_transaction_loses_nothing(
     calls,  # noqa: F811
     monkeypatch,
 ) -> None:
-    monkeypatch.setattr(engine, "PART_EVENTS", 500)
+    monkeypatch.setattr(batcher, "PART_EVENTS", 500)
     for db in (pg_db, target_db):
         execute(pg, db, "CREATE TABLE public.acc (id int PRIMARY KEY, n int NOT NULL, pad text)")
     plan = CdcPlan(
@@ -292,7 +288,7 @@ def test_stop_in_the_middle_of_a_streamed_transaction_loses_nothing(
     )
     big = pg.connect(pg_db, autocommit=False)
     try:
-        with running(plan) as run:
+        with running(plan, sink=recorded) as run:
             with big.cursor() as cur:
                 cur.execute("INSERT INTO acc SELECT g, 1, repeat('a', 80) FROM generate_series(1, 4000) g")
             # Parts were applied in an open target transaction: stopping rolls them back.
@@ -302,7 +298,7 @@ def test_stop_in_the_middle_of_a_streamed_transaction_loses_nothing(
         with big.cursor() as cur:
             cur.execute("INSERT INTO acc SELECT g, 2, 'tail' FROM generate_series(4001, 4100) g")
         big.commit()
-        with running(plan) as run:  # the server streams the transaction again from its start
+        with running(plan, sink=recorded) as run:  # the server streams the transaction again from its start
             source = _ordered(pg, pg_db, "acc")
             wait_for(run, lambda: _ordered(pg, target_db, "acc") == source, timeout_s=60)
     finally:

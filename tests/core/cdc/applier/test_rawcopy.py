@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from datetime import UTC, datetime
 
 import pytest
 
@@ -12,8 +13,9 @@ from core.cdc.applier.copytext import rows_payload
 from core.cdc.applier.rawcopy import copy_text
 from core.cdc.events import expand, expand_tail, row_count
 from core.cdc.pgoutput import Decoder, InsertRun, RawInsert
-from tests.core.test_applier import ITEMS, content, db, items, run, spec, upd  # noqa: F401
-from tests.core.test_pgoutput import TS, begin, insert, relation
+from core.cdc.sink import AppliedBatch
+from tests.core.cdc.applier.test_pg import ITEMS, content, db, items, run, spec, upd  # noqa: F401
+from tests.core.cdc.test_pgoutput import TS, begin, insert, relation
 
 COLS3 = [("id", 23, True), ("name", 25, False), ("qty", 23, False)]
 TRICKY = [
@@ -211,16 +213,16 @@ def test_runs_are_copied_straight_in_or_applied_as_rows(spec, db, items) -> None
 
 
 def test_monitoring_records_runs_as_rows(monkeypatch) -> None:
-    from core import monitoring  # noqa: PLC0415 - only this test needs it
+    from core.monitoring import recorder  # noqa: PLC0415 - only this test needs it
 
     added: list = []
     published: list = []
-    monkeypatch.setattr(monitoring._recorder, "add", lambda pid, at, per_table, tail: added.append((per_table, tail)))
-    monkeypatch.setattr(monitoring.bus, "publish", published.append)
-    monitoring.record_applied(5, insert_runs(rows(1, 1200), 10))
+    monkeypatch.setattr(recorder._recorder, "add", lambda pid, at, per_table, tail: added.append((per_table, tail)))
+    monkeypatch.setattr(recorder.bus, "publish", published.append)
+    recorder.SINK.applied(AppliedBatch(5, insert_runs(rows(1, 1200), 10), datetime.now(UTC)))
     ((per_table, tail),) = added
     assert per_table == {("public", "items", "insert"): 1200}
-    assert len(tail) == monitoring.EVENT_LOG_CAP and tail[-1].after["id"] == "1200"
+    assert len(tail) == recorder.EVENT_LOG_CAP and tail[-1].after["id"] == "1200"
     (event,) = published
     assert event.data["total"] == 1200 and event.data["counts"] == {"insert": 1200}
     assert [e["key"] for e in event.data["latest"]][-1] == {"id": "1200"}

@@ -2,8 +2,8 @@
 
 A CdcWorker runs in a thread as the runner runs it. Only SQL Server is faked, at the pyodbc
 boundary: one scripted server (the CDC fake of test_mssql_cdc, plus the catalog views, the CDC
-checks and the full load's SELECT) answers every session the code opens (`mssql_source._connect`,
-`SqlServerConnector._connect`, `core.fullload.mssql.connect`). Everything else is the real code:
+checks and the full load's SELECT) answers every session the code opens (the one seam,
+`core.connectors.sqlserver.odbc_connect`). Everything else is the real code:
 check -> max LSN -> auto-create DDL or full load -> PgApplier -> MssqlCdcStream -> the worker's loop,
 and the rows and the `cdc_studio.offsets` row are read back from PostgreSQL.
 
@@ -23,19 +23,17 @@ from typing import Any
 
 import pytest
 
-from core import monitoring
-from core.cdc import engine
 from core.cdc import mssql_source as ms
+from core.cdc import prepare
 from core.cdc.engine import CdcFailed, CdcWorker
 from core.connectors import sqlserver as sqlserver_connector
 from core.connectors.base import ConnectionSpec
-from core.connectors.sqlserver import SqlServerConnector
 from core.fullload import TablePlan
 from core.fullload import mssql as fullload_mssql
 from core.plans import CdcPlan
-from tests.core.test_mssql_cdc import T0, FakeConnection, FakeCursor, FakeServer, crow
+from tests.core.cdc.test_mssql_source import T0, FakeConnection, FakeCursor, FakeServer, crow
 from tests.pgcluster import PgCluster
-from tests.workerthread import running, wait_for
+from tests.workerthread import Recorded, running, wait_for
 
 SOURCE = ConnectionSpec(
     kind="sqlserver", host="mssql.invalid", port=1433, database="Shop", username="sa", password="pw"
@@ -225,13 +223,23 @@ class FakeMssql(FakeServer):
             return self._answer(sql, params)
 
     def _answer(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-        s = sqlserver_connector
+        for answer in (self._cdc_answer, self._catalog_answer, self._select_answer):
+            found = answer(sql, params)
+            if found is not None:
+                return found
+        return super().respond(sql, params)
+
+    def _cdc_answer(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]] | None:
         if sql == ms.DB_ENABLED_SQL:
             return [(SOURCE.database, self.db_cdc_enabled)]
         if sql == ms.TABLE_TRACKED_SQL:
             return [(params not in self.untracked,)] if params in self.catalog else []
         if sql == ms.AGENT_SQL:
             return [self.agent]
+        return None
+
+    def _catalog_answer(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]] | None:
+        s = sqlserver_connector
         if sql == s.TABLE_ID_SQL:
             return [(self.catalog[params].object_id,)] if params in self.catalog else []
         if sql == s.SCHEMA_EXISTS_SQL:
@@ -252,13 +260,16 @@ class FakeMssql(FakeServer):
             return [
                 (name, len(t.rows), 8192, True) for (schema, name), t in self.catalog.items() if schema == params[0]
             ]
+        return None
+
+    def _select_answer(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]] | None:
         for key, table in self.catalog.items():
             if sql == fullload_mssql.select_statement(*key, [c[0] for c in table.columns]):
                 rows = list(table.rows)
                 if self.on_select is not None:
                     self.on_select(key)
                 return rows
-        return super().respond(sql, params)
+        return None
 
 
 def shop() -> FakeMssql:
@@ -273,18 +284,14 @@ def shop() -> FakeMssql:
 
 
 @pytest.fixture
-def recorded(monkeypatch: pytest.MonkeyPatch) -> list:
-    """What workers hand to monitoring (no app database here)."""
-    events: list = []
-    monkeypatch.setattr(monitoring, "record_applied", lambda _pid, batch, _at, _counts=None: events.extend(batch))
-    return events
+def recorded() -> Recorded:
+    """The sink workers report what they applied to (no app database here)."""
+    return Recorded()
 
 
 def install(monkeypatch: pytest.MonkeyPatch, server: FakeMssql) -> None:
     """Every SQL Server session the code opens talks to `server`."""
-    monkeypatch.setattr(ms, "_connect", lambda _spec: server.connect())
-    monkeypatch.setattr(SqlServerConnector, "_connect", lambda _self, _database=None: server.connect())
-    monkeypatch.setattr(fullload_mssql, "connect", lambda _spec, autocommit: server.connect())
+    monkeypatch.setattr(sqlserver_connector, "odbc_connect", lambda _spec, **_kw: server.connect())
 
 
 def target_spec(pg: PgCluster, db: str) -> ConnectionSpec:
@@ -443,7 +450,7 @@ def first_run(pg: PgCluster, db: str, server: FakeMssql, pipeline_id: int, recor
     """CDC_ONLY from scratch (orders auto-created, lines existing); T1 then T2 applied, checked after each."""
     execute(pg, db, "CREATE SCHEMA sales", LINES_DDL)
     server.commit(P, ("dbo_orders", 1, INSERT, ROW99))  # before the start: CDC_ONLY does not read it
-    with running(make_plan(pg, db, pipeline_id)) as run:
+    with running(make_plan(pg, db, pipeline_id), sink=recorded) as run:
         # The start position (the max LSN) is stored before any change arrives.
         assert offsets(pg, db) == [(pipeline_id, "mssql", P)]
         # orders was created from the SQL Server catalog, through the type map, with its primary key.
@@ -503,7 +510,7 @@ def test_restart_reads_strictly_after_the_stored_lsn(
         ("dbo_lines", 2, AFTER, (1, 2, 9)),
         ("dbo_orders", 3, INSERT, ROW30),
     )
-    with running(make_plan(pg, pg_db, 7102)) as run:
+    with running(make_plan(pg, pg_db, 7102), sink=recorded) as run:
         wait_for(run, lambda: offsets(pg, pg_db) == [(7102, "mssql", C)])
     assert run.worker.counters.events == 3
     assert summary(recorded[before:]) == [
@@ -564,7 +571,7 @@ def test_check_refuses_a_source_without_cdc_with_the_command_that_enables_it(
     with server.lock:
         server.log.clear()
     with pytest.raises(CdcFailed, match="sp_cdc_enable"):
-        CdcWorker(plan, threading.Event()).run()
+        CdcWorker(plan, threading.Event(), sink=recorded).run()
     assert server.calls(ms.MAX_LSN_SQL) == [] and server.change_bounds() == []
     assert query(pg, pg_db, "SELECT count(*) FROM pg_namespace WHERE nspname IN ('sales', 'cdc_studio')") == [(0,)]
     assert recorded == []
@@ -618,16 +625,16 @@ def test_full_load_and_cdc_reads_the_max_lsn_before_the_load_and_streams_strictl
             server.commit(B, ("dbo_orders", 1, INSERT, ROW30), ("dbo_orders", 2, DELETE, ROW2))
 
     server.on_select = concurrent_writes
-    real_full_load = engine.run_full_load
+    real_full_load = prepare.run_full_load
 
     def full_load(*args: Any, **kwargs: Any) -> Any:
         with server.lock:
             server.log.append(("-- full load starts", ()))
         return real_full_load(*args, **kwargs)
 
-    monkeypatch.setattr(engine, "run_full_load", full_load)
+    monkeypatch.setattr(prepare, "run_full_load", full_load)
     plan = make_plan(pg, pg_db, 7106, mode="FULL_LOAD_AND_CDC")
-    with running(plan) as run:
+    with running(plan, sink=recorded) as run:
         assert run.worker.full_load_status == "COMPLETED"
         wait_for(run, lambda: offsets(pg, pg_db) == [(7106, "mssql", B)])
 
@@ -668,7 +675,7 @@ def test_an_idle_pipeline_keeps_its_stored_lsn_up_with_the_change_tables(
     install(monkeypatch, server)
     execute(pg, pg_db, "CREATE SCHEMA sales", LINES_DDL)
     server.commit(P, ("dbo_other", 1, INSERT, (1,)))
-    with running(make_plan(pg, pg_db, 7107)) as run:
+    with running(make_plan(pg, pg_db, 7107), sink=recorded) as run:
         server.commit(A, ("dbo_other", 1, INSERT, (2,)))  # only other tables change: the stream's idle TxnEnd
         wait_for(run, lambda: any(hi == A for _lo, hi in server.change_bounds()))
         time.sleep(1)  # a few loop turns to store it
@@ -676,7 +683,7 @@ def test_an_idle_pipeline_keeps_its_stored_lsn_up_with_the_change_tables(
     # The cleanup job moves every capture instance's low endpoint past what no longer matters (above P).
     for instance in server.instances:
         instance["start"] = A
-    with running(make_plan(pg, pg_db, 7107)):  # a restart must go on, not fail with ChangesLost
+    with running(make_plan(pg, pg_db, 7107), sink=recorded):  # a restart must go on, not fail with ChangesLost
         pass
     assert recorded == []
 
@@ -709,6 +716,6 @@ def test_changes_captured_during_the_full_load_are_not_lost_when_the_max_lsn_was
 
     server.on_sql = capture_job
     server.on_select = after_the_load_read
-    with running(make_plan(pg, pg_db, 7108, mode="FULL_LOAD_AND_CDC")) as run:
+    with running(make_plan(pg, pg_db, 7108, mode="FULL_LOAD_AND_CDC"), sink=recorded) as run:
         assert run.worker.full_load_status == "COMPLETED"
         wait_for(run, lambda: target_orders(pg, pg_db) == [expected(ROW1), expected(ROW30)], timeout_s=5)

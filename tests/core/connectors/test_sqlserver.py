@@ -528,20 +528,20 @@ class FakeConnection:
 
 
 class Fake:
-    """Installs a fake `_connect`; records databases connected to, SQL sent and connections closed."""
+    """Installs a fake `odbc_connect`; records databases connected to, SQL sent and connections closed."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch, respond: Responder) -> None:
         self.calls: list[tuple[str, tuple[Any, ...]]] = []
         self.databases: list[str | None] = []
         self.connections: list[FakeConnection] = []
 
-        def connect(connector: SqlServerConnector, database: str | None = None) -> FakeConnection:
+        def connect(spec: ConnectionSpec, *, autocommit: bool = True, database: str | None = None) -> FakeConnection:
             self.databases.append(database)
             conn = FakeConnection(respond, self.calls)
             self.connections.append(conn)
             return conn
 
-        monkeypatch.setattr(SqlServerConnector, "_connect", connect)
+        monkeypatch.setattr(ss, "odbc_connect", connect)
 
     def sql_containing(self, fragment: str) -> list[tuple[str, tuple[Any, ...]]]:
         return [c for c in self.calls if fragment in c[0]]

@@ -14,15 +14,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from core import monitoring
-from core.cdc import engine
+from core.cdc import batcher
 from core.cdc.applier import PgApplier
 from core.cdc.engine import CdcWorker, drop_source_objects
-from core.cdc.events import expand
 from core.fullload import TablePlan
 from core.plans import CdcPlan
-from tests.core.test_fullload import ALL_TYPES_DDL, execute, snapshot_of, spec, target_db  # noqa: F401
+from tests.core.fullload.test_fullload import ALL_TYPES_DDL, execute, snapshot_of, spec, target_db  # noqa: F401
 from tests.pgcluster import PgCluster
+from tests.workerthread import Recorded
 
 PIPELINE_ID = 9101
 KEYS = {"Order": ["Group", "select"], "select": ["Order", "Key"]}
@@ -70,10 +69,7 @@ def _running(
     tables: list[TablePlan],
 ) -> Iterator[CdcWorker]:
     """A CdcWorker on `tables` in a thread, as the runner runs it; stopped and its slot dropped afterwards."""
-    recorded: list = []  # what the worker hands to monitoring (no app database in this test)
-    monkeypatch.setattr(
-        monitoring, "record_applied", lambda _pid, batch, _at, _counts=None: recorded.extend(expand(batch))
-    )
+    recorded = Recorded()  # the worker's sink: what it applied (no app database in this test)
     plan = CdcPlan(
         pipeline_id=PIPELINE_ID,
         source=spec(pg, pg_db),
@@ -85,7 +81,7 @@ def _running(
     )
     stop = threading.Event()
     streaming = threading.Event()
-    w = CdcWorker(plan, stop, on_streaming=streaming.set)
+    w = CdcWorker(plan, stop, on_streaming=streaming.set, sink=recorded)
     failures: list[BaseException] = []
 
     def run() -> None:
@@ -151,8 +147,8 @@ def test_large_transaction_in_parts_with_a_new_column(
     """A transaction larger than a batch is applied in parts as it arrives and committed once; a column
     added in its middle undoes the parts (their open target transaction would block the ALTER) and the
     whole transaction is applied again after the target got the column."""
-    monkeypatch.setattr(engine, "BATCH_EVENTS", 1000)
-    monkeypatch.setattr(engine, "PART_EVENTS", 500)
+    monkeypatch.setattr(batcher, "BATCH_EVENTS", 1000)
+    monkeypatch.setattr(batcher, "PART_EVENTS", 500)
     calls: list[str] = []
     for name in ("apply_part", "rollback"):
         method = getattr(PgApplier, name)
