@@ -74,7 +74,8 @@ TRANSITIONS: dict[State, frozenset[State]] = {
     # and retrying a table restarts a running CDC pipeline around the reload.
     State.STARTING: frozenset({State.RUNNING, State.STOPPING, State.STOPPED, State.ERROR}),
     State.RUNNING: frozenset({State.STARTING, State.STOPPING, State.STOPPED, State.ERROR}),
-    State.PAUSED: frozenset({State.STARTING}),
+    # Stop on a paused pipeline: nothing runs, it ends STOPPED (the slot keeps its changes for a start).
+    State.PAUSED: frozenset({State.STARTING, State.STOPPED}),
     # A stop ends STOPPED, or PAUSED when it was a pause; a failing stop ends in ERROR. A stale
     # STOPPING (the process ended mid-stop) may be started again.
     State.STOPPING: frozenset({State.STOPPED, State.PAUSED, State.ERROR, State.STARTING}),

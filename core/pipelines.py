@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from core import pipeline_checks, runner, scheduler
+from core import lifecycle, pipeline_checks, runner, scheduler
 from core.cdc import pg_source
 from core.cdc.engine import drop_source_objects, forget_offsets
 from core.config import get_settings
@@ -19,7 +19,7 @@ from core.fullload import compare_columns
 from core.fullload.model import FAILED as TABLE_FAILED
 from core.kafka.debezium import JDBC_SINKS, connector_name
 from core.kafka.engine import connect_client, delete_connector
-from core.lifecycle import ACTIVE, LoadStatus, Mode, State, allowed_actions
+from core.lifecycle import ACTIVE, CdcStatus, LoadStatus, Mode, State, allowed_actions
 from core.pipeline_schemas import (
     PipelineCreate,
     PipelinePublic,
@@ -375,7 +375,11 @@ def stop_pipeline(actor: Actor, pipeline_id: int) -> PipelineStatus:
     """Cancel a running load or stream; the pipeline ends STOPPED (a CDC slot is kept for the next start)."""
     require(actor.role, Action.manage_pipelines)
     with session_scope() as session:
-        stored_pipeline(session, pipeline_id)
+        p = stored_pipeline(session, pipeline_id)
+    if p.state == State.PAUSED and not runner.is_running(pipeline_id):
+        # Nothing runs while paused: the pipeline ends STOPPED at once (a start resumes from its slot).
+        lifecycle.transition(pipeline_id, State.STOPPED, cdc_status=CdcStatus.STOPPED)
+        return get_status(actor, pipeline_id)
     runner.stop(pipeline_id, wait=False, actor_email=actor.email)
     return get_status(actor, pipeline_id)
 

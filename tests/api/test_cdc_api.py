@@ -217,3 +217,21 @@ async def test_table_without_key_is_refused_for_cdc(client, admin, pg, pg_db, ta
     assert status["state"] == "NOT_STARTED"
     assert slots(pg, pg_db) == []  # refused before anything was created
     assert (await client.post(f"/api/v1/pipelines/{pid}/pause", headers=admin)).status_code == 409
+
+
+async def test_stop_while_paused_ends_stopped_and_a_start_resumes(client, admin, pg, pg_db, target_db) -> None:
+    run_sql(pg, pg_db, *SEED)
+    src, tgt = await make_connections(client, admin, pg, pg_db, target_db)
+    body = pipeline_body(src, tgt, source_schema="app", target_schema="app", tables=["items"], mode="CDC_ONLY")
+    pid = (await client.post("/api/v1/pipelines", headers=admin, json=body)).json()["id"]
+    assert (await client.post(f"/api/v1/pipelines/{pid}/start", headers=admin)).status_code == 200
+    await wait_for_state(client, admin, pid, {"RUNNING"})
+    assert (await client.post(f"/api/v1/pipelines/{pid}/pause", headers=admin)).json()["state"] == "PAUSED"
+    run_sql(pg, pg_db, "INSERT INTO app.items (id, name, n) VALUES (900001, 'while paused', 0)")
+    r = await client.post(f"/api/v1/pipelines/{pid}/stop", headers=admin)
+    assert r.status_code == 200 and r.json()["state"] == "STOPPED" and r.json()["cdc_status"] == "STOPPED", r.text
+    assert len(slots(pg, pg_db)) == 1  # the slot keeps the change for the next start
+    assert (await client.post(f"/api/v1/pipelines/{pid}/start", headers=admin)).status_code == 200
+    query = "SELECT id, name FROM app.items WHERE id > 900000"
+    await converge(pg, pg_db, target_db, query, query)
+    assert (await client.delete(f"/api/v1/pipelines/{pid}", headers=admin)).status_code == 204

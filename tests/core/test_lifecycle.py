@@ -82,6 +82,7 @@ ALLOWED = [
     (S.STOPPING, S.ERROR),
     (S.STOPPING, S.STARTING),  # stale after the process ended mid-stop
     (S.PAUSED, S.STARTING),  # resume
+    (S.PAUSED, S.STOPPED),  # stop while paused
     (S.STOPPED, S.STARTING),
     (S.ERROR, S.STARTING),
     (S.ERROR, S.RUNNING),  # kafka_connect: the connector was restarted
@@ -126,7 +127,9 @@ def test_refused_transitions(current: State, to: State) -> None:
 def test_the_refusal_says_what_is_possible() -> None:
     with pytest.raises(Conflict) as refused:
         lifecycle.check_transition("PAUSED", "RUNNING")
-    assert str(refused.value) == "a pipeline cannot go from PAUSED to RUNNING (from PAUSED it can go to: STARTING)"
+    assert str(refused.value) == (
+        "a pipeline cannot go from PAUSED to RUNNING (from PAUSED it can go to: STARTING, STOPPED)"
+    )
 
 
 def test_no_state_is_a_dead_end_and_nothing_returns_to_not_started() -> None:
