@@ -125,9 +125,14 @@ async def test_kafka_pipeline_lifecycle(kafka_env, client, admin, pg, pg_db, tar
     # Pause: the connector pauses and changes wait; resume: they arrive.
     r = await client.post(f"/api/v1/pipelines/{pid}/pause", headers=admin)
     assert r.status_code == 200 and r.json()["state"] == "PAUSED", r.text
+    # Positive signals, not a wait for nothing to happen: the connector and its task say PAUSED, the app's
+    # consumer ended with the pause, and the change waits in the slot behind its confirmed position.
     await wait_connector(client, admin, name, "PAUSED")
     run_sql(pg, pg_db, "UPDATE app.items SET name = 'paused' WHERE id <= 10")
-    await asyncio.sleep(2.0)
+    slot = (await client.get(f"/api/v1/pipelines/{pid}", headers=admin)).json()["slot_name"]
+    behind = f"SELECT confirmed_flush_lsn < pg_current_wal_lsn() FROM pg_replication_slots WHERE slot_name = '{slot}'"
+    assert rows(pg, pg_db, behind) == [(True,)]
+    assert (await client.get(f"/api/v1/pipelines/{pid}/status", headers=admin)).json()["connector"] is None
     assert rows(pg, target_db, "SELECT count(*) FROM copy.items WHERE name = 'paused'") == [(0,)]
     r = await client.post(f"/api/v1/pipelines/{pid}/resume", headers=admin)
     assert r.status_code == 200, r.text
