@@ -62,6 +62,15 @@ def app_env(tmp_path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
 _started: list[KafkaStack] = []
 
 
+@pytest.fixture
+def target_db(pg: PgCluster, pg_db: str) -> Iterator[str]:
+    """A second fresh database next to pg_db (a pipeline's target); dropped afterwards."""
+    name = pg_db + "_tgt"
+    pg.create_database(name)
+    yield name
+    pg.drop_database(name)
+
+
 @pytest.fixture(scope="session")
 def kafka_stack() -> Iterator[KafkaStack]:
     """A running stack; a stack that cannot start fails the tests (never skips them): CI must run them."""

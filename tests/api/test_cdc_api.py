@@ -7,18 +7,9 @@ import random
 import threading
 
 import psycopg2
-import pytest
 
 from tests.api.test_pipelines_api import make_connections, pipeline_body, wait_for_state
 from tests.pgcluster import PgCluster
-
-
-@pytest.fixture
-def target_db(pg: PgCluster, pg_db: str):
-    name = pg_db + "_tgt"
-    pg.create_database(name)
-    yield name
-    pg.drop_database(name)
 
 
 def run_sql(pg: PgCluster, db: str, *statements: str) -> None:

@@ -8,11 +8,8 @@ from __future__ import annotations
 import asyncio
 from urllib.parse import quote
 
-import pytest
-
 from tests.api.test_cdc_api import converge, rows, run_sql, slots
 from tests.api.test_pipelines_api import make_connections, pipeline_body, wait_for_state
-from tests.pgcluster import PgCluster
 
 SEED = (
     "CREATE SCHEMA app",
@@ -22,14 +19,6 @@ SEED = (
     "INSERT INTO app.good SELECT g, g FROM generate_series(1, 500) g",
     "INSERT INTO app.bad SELECT g, g FROM generate_series(1, 50) g",
 )
-
-
-@pytest.fixture
-def target_db(pg: PgCluster, pg_db: str):
-    name = pg_db + "_tgt"
-    pg.create_database(name)
-    yield name
-    pg.drop_database(name)
 
 
 GOOD = "SELECT id, v FROM {}.good ORDER BY id"

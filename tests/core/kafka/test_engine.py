@@ -51,14 +51,6 @@ def kafka_env(kafka_stack, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KAFKA_TOPIC_REPLICATION_FACTOR", "1")
 
 
-@pytest.fixture
-def target_db(pg: PgCluster, pg_db: str):
-    name = pg_db + "_tgt"
-    pg.create_database(name)
-    yield name
-    pg.drop_database(name)
-
-
 async def wait_connector(client, admin, name: str, state: str, timeout: float = 60) -> dict:  # noqa: F811
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout

@@ -34,7 +34,7 @@ from core.kafka.connect_client import ConnectorStatus, TaskStatus
 from core.kafka.engine import KafkaCdcWorker
 from core.plans import CdcPlan
 from tests.core.cdc.test_engine_mssql import FakeMssql, install, recorded  # noqa: F401 - fixture
-from tests.core.kafka.test_engine import kafka_env, target_db  # noqa: F401 - fixtures
+from tests.core.kafka.test_engine import kafka_env  # noqa: F401 - fixture
 from tests.pgcluster import PgCluster
 from tests.workerthread import Run
 from tests.workerthread import running as worker_running

@@ -26,7 +26,7 @@ from tests.api.test_cdc_api import rows, run_sql, slots
 from tests.api.test_pipelines_api import make_connections, pipeline_body, wait_for_state
 from tests.core.cdc.test_types import CHANGES, DDL, INSERTS, KEYS
 from tests.core.fullload.test_fullload import ALL_TYPES_DDL, columns, snapshot_of
-from tests.core.kafka.test_engine import kafka_env, target_db  # noqa: F401 - fixtures
+from tests.core.kafka.test_engine import kafka_env  # noqa: F401 - fixture
 from tests.pgcluster import PgCluster
 
 EXTRA_COLUMNS = "dt, ts, ts0, ts3, tstz, tstz3, tm0, tm3, ttz, iv, h, bits, vb, pt, mo, o, tsv, nr"
