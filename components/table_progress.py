@@ -15,6 +15,7 @@ STATUS_COLORS = {
     "COMPLETED": "positive",
     "FAILED": "negative",
     "CANCELLED": "warning",
+    "STREAMING": "positive",  # CDC_ONLY: no full load, its changes are applied
 }
 
 

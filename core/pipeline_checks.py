@@ -7,7 +7,11 @@ start is accepted is decided from both by `startable`.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+
+from psycopg2.extensions import cursor as PgCursor
 
 from core.cdc import mssql_source, pg_source
 from core.connectors.base import ConnectionSpec
@@ -62,8 +66,9 @@ def check(setup: Setup, rows: list[PreviewRow]) -> Checked:
     cdc = setup.mode != "FULL_LOAD_ONLY"
     _row_basics(setup, rows, cdc)
     if cdc and setup.source.kind == "postgresql":
-        out.errors += pg_source.check_wal_level(setup.source, setup.slot)
-        _replica_identity(setup, rows)
+        with pg_source.shared_session(setup.source):  # one source session for every table's check
+            out.errors += pg_source.check_wal_level(setup.source, setup.slot)
+            _replica_identity(setup, rows)
     if cdc and setup.source.kind == "sqlserver":
         tables = [(setup.source_schema, _name(r.source)) for r in rows]
         try:
@@ -130,7 +135,8 @@ def add_findings(setup: Setup, rows: list[PreviewRow]) -> list[str]:
 def _source_rights(setup: Setup, rows: list[PreviewRow], cdc: bool, out: Checked) -> None:
     names = [_name(r.source) for r in rows]
     try:
-        rights = _query(setup.source, _SOURCE_RIGHTS_SQL, (setup.source_schema, names))
+        with _session(setup.source) as cur:
+            rights = _rows_by_name(cur, _SOURCE_RIGHTS_SQL, (setup.source_schema, names))
     except StudioError as exc:
         out.errors.append(f"cannot check rights on the source: {exc}")
         return
@@ -152,8 +158,10 @@ def _source_rights(setup: Setup, rows: list[PreviewRow], cdc: bool, out: Checked
 
 def _target_rights(setup: Setup, rows: list[PreviewRow], cdc: bool, out: Checked) -> None:
     try:
-        rights = _query(setup.target, _TARGET_RIGHTS_SQL, (setup.target_schema, [_name(r.target) for r in rows]))
-        db = _fetchone(setup.target, _DATABASE_RIGHTS_SQL, (setup.target_schema,))
+        with _session(setup.target) as cur:
+            rights = _rows_by_name(cur, _TARGET_RIGHTS_SQL, (setup.target_schema, [_name(r.target) for r in rows]))
+            cur.execute(_DATABASE_RIGHTS_SQL, (setup.target_schema,))
+            db = pgsql.one_row(cur)
     except StudioError as exc:
         out.errors.append(f"cannot check rights on the target: {exc}")
         return
@@ -189,22 +197,17 @@ def _target_rights(setup: Setup, rows: list[PreviewRow], cdc: bool, out: Checked
             )
 
 
-def _query(spec: ConnectionSpec, statement: str, params: tuple) -> dict[str, tuple]:
+@contextmanager
+def _session(spec: ConnectionSpec) -> Iterator[PgCursor]:
+    """A cursor on one short session for a few catalog queries; driver errors in the project's words."""
     conn = pgsql.connect(spec)
     try:
         with pgsql.pg_errors(spec), conn.cursor() as cur:
-            cur.execute(statement, params)
-            return {row[0]: tuple(row[1:]) for row in cur.fetchall()}
+            yield cur
     finally:
         conn.close()
 
 
-def _fetchone(spec: ConnectionSpec, statement: str, params: tuple) -> tuple:
-    """The row of a query that always returns one."""
-    conn = pgsql.connect(spec)
-    try:
-        with pgsql.pg_errors(spec), conn.cursor() as cur:
-            cur.execute(statement, params)
-            return pgsql.one_row(cur)
-    finally:
-        conn.close()
+def _rows_by_name(cur: PgCursor, statement: str, params: tuple) -> dict[str, tuple]:
+    cur.execute(statement, params)
+    return {row[0]: tuple(row[1:]) for row in cur.fetchall()}

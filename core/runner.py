@@ -436,6 +436,9 @@ def _streaming(active: ActiveRun) -> None:
     if worker is not None and worker.full_load_status:
         values["full_load_status"] = worker.full_load_status
     _set_state(active, State.RUNNING, **values)
+    for status in list(active.tables.values()):
+        if status.status == "PENDING":  # CDC_ONLY: no load for it, its changes now apply
+            table_result(active, status.source, "STREAMING", None, None)
 
 
 def _connector_state(active: ActiveRun, status) -> None:  # noqa: ANN001 - core.kafka.connect_client.ConnectorStatus

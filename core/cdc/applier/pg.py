@@ -22,7 +22,8 @@ import copy
 import io
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -155,6 +156,19 @@ class PgApplier:
                 pass
             conn.close()
 
+    @contextmanager
+    def _guarded(self) -> Iterator[None]:
+        """Work on the session: any failure drops it (its transaction rolls back, TEMP tables vanish);
+        psycopg2 errors leave in the project's words."""
+        try:
+            yield
+        except psycopg2.Error as exc:
+            self._discard()
+            raise translate_error(exc, self.spec) from None
+        except BaseException:
+            self._discard()
+            raise
+
     def close(self) -> None:
         """Close the target session (nothing is pending between batches)."""
         self._discard()
@@ -173,7 +187,7 @@ class PgApplier:
             raise RuntimeError("PgApplier.refresh while applied parts wait for their commit: rollback() first")
         wanted = [source_table] if source_table is not None else list(self._map)
         conn = self._connection()
-        try:
+        with self._guarded():
             with conn.cursor() as cur:
                 for src in wanted:
                     if src not in self._map:
@@ -186,12 +200,6 @@ class PgApplier:
                     if old is not None:
                         self._sql.pop(old.oid, None)
             conn.commit()
-        except psycopg2.Error as exc:
-            self._discard()
-            raise translate_error(exc, self.spec) from None
-        except BaseException:
-            self._discard()
-            raise
 
     def target_table(self, source_table: SourceTable) -> TargetTable:
         """What the applier knows about the target of a source table."""
@@ -215,12 +223,9 @@ class PgApplier:
     def stored_position(self) -> int | None:
         """The last position applied to the target for this pipeline and source (None: nothing yet)."""
         conn = self._connection()
-        try:
+        with self._guarded():
             value = read_offset(conn, self.pipeline_id, self.source)
             conn.commit()
-        except psycopg2.Error as exc:
-            self._discard()
-            raise translate_error(exc, self.spec) from None
         return value
 
     def apply(self, events: Sequence[ChangeEvent], position: int) -> ApplyStats:
@@ -248,14 +253,8 @@ class PgApplier:
             self._write(cur, live, stats, clear_stage=True)
             self._open.written.extend(live)  # type: ignore[union-attr]
 
-        try:
+        with self._guarded():
             self._retrying(conn, part)
-        except psycopg2.Error as exc:
-            self._discard()
-            raise translate_error(exc, self.spec) from None
-        except BaseException:
-            self._discard()
-            raise
 
     def rollback(self) -> None:
         """Discard the parts applied since the last commit (the session is dropped, as after a failure)."""
@@ -291,7 +290,7 @@ class PgApplier:
                 write_offset(cur, self.pipeline_id, position, name)
             return stats
 
-        try:
+        with self._guarded():
             stats = self._retrying(conn, write)
             if stats is None:  # everything was applied before (a batch read again after a crash)
                 self._rollback(conn)
@@ -299,12 +298,6 @@ class PgApplier:
                 return ApplyStats(position=last, skipped=total, seconds=time.perf_counter() - started)
             conn.commit()
             self._open = None
-        except psycopg2.Error as exc:
-            self._discard()
-            raise translate_error(exc, self.spec) from None
-        except BaseException:
-            self._discard()
-            raise
         stats.seconds = time.perf_counter() - started
         return stats
 
@@ -316,7 +309,7 @@ class PgApplier:
         self._discard()
         conn = self._connection()
         failed: dict[SourceTable, str] = {}
-        try:
+        with self._guarded():
             with conn.cursor() as cur:
                 stored = read_offset_for_update(cur, self.pipeline_id, self.source)
                 live = events if stored is None else [e for e in events if e.position > stored]
@@ -333,12 +326,6 @@ class PgApplier:
                 write_offset(cur, self.pipeline_id, position, self.source)
             conn.commit()
             self._open = None
-        except psycopg2.Error as exc:
-            self._discard()
-            raise translate_error(exc, self.spec) from None
-        except BaseException:
-            self._discard()
-            raise
         stats.seconds = time.perf_counter() - started
         return stats, failed
 
@@ -480,13 +467,10 @@ class PgApplier:
     def stored_positions(self, prefix: str) -> dict[str, int]:
         """Every stored stream position of this pipeline whose stream name starts with `prefix`."""
         conn = self._connection()
-        try:
+        with self._guarded():
             with conn.cursor() as cur:
                 stored = read_offsets(cur, self.pipeline_id, prefix)
             conn.commit()
-        except psycopg2.Error as exc:
-            self._discard()
-            raise translate_error(exc, self.spec) from None
         return stored
 
     def _stage(self, cur: Any, changes: TableChanges, stats: ApplyStats) -> list[str]:
