@@ -29,6 +29,13 @@ like the app does. Both target tables are verified against the source (count + m
     .venv/bin/python benchmarks/cdc.py [--rows 200000] [--rounds 3] [--latency-seconds 10] [--rate 1000]
                                        [--workloads ACBL] [--profile] [--without-monitoring]
 
+--monitoring-overhead also measures ours a second time per workload with monitoring OFF (the recorder a
+no-op, no app jobs) while the "ours" run has it ON as the app does, plus the app's monitoring jobs (metrics
+sampler, rollups, health checks with their heartbeats and alert evaluation, notification retries) running
+on a thread at the app's intervals (--jobs-speedup N: N times as often, to magnify their cost); it prints
+the on/off ratio per workload (goal >= 0.95). The bench pipelines are marked RUNNING in the app database so
+the health checks do their real work against the cluster.
+
 --profile cProfiles our worker thread (and so slows it); --without-monitoring is a diagnostic that
 turns core.monitoring.recorder.record_applied into a no-op in this process, to show what recording each
 batch in the app database costs (the figures are then NOT the app as shipped).
@@ -58,6 +65,7 @@ from core.cdc.engine import CdcWorker  # noqa: E402
 from core.connectors.base import ConnectionSpec  # noqa: E402
 from core.fullload import TablePlan  # noqa: E402
 from core.plans import CdcPlan  # noqa: E402
+from core.security import encrypt_secret  # noqa: E402
 from tests.pgcluster import PgCluster  # noqa: E402
 
 SRC, DST = "cdc_src", "cdc_dst"
@@ -134,6 +142,7 @@ class Bench:
         self.q(self.src, SOURCE_SESSION)
         self.dst = pg.connect(DST)
         self.pipeline_ids: dict[str, int] = {}
+        self.jobs: MonitoringJobs | None = None  # --monitoring-overhead
 
     def spec(self, db: str) -> ConnectionSpec:
         pg = self.pg
@@ -181,7 +190,13 @@ def setup(b: Bench) -> None:
         conns = {}
         for name, database in (("bench source", SRC), ("bench target", DST)):
             c = Connection(
-                name=name, kind="postgresql", host=b.pg.host, port=b.pg.port, database=database, username=b.pg.user
+                name=name,
+                kind="postgresql",
+                host=b.pg.host,
+                port=b.pg.port,
+                database=database,
+                username=b.pg.user,
+                password_encrypted=encrypt_secret(b.pg.password),
             )
             session.add(c)
             session.flush()
@@ -458,6 +473,65 @@ class OurWorker:
             self.b.q(self.b.dst, "DELETE FROM cdc_studio.offsets WHERE pipeline_id = %s", (self.pipeline_id,))
 
 
+class MonitoringJobs:
+    """The app's monitoring jobs on one thread at the app's intervals divided by `speedup`, and the switch of
+    the recorder (the engines' sink) between on (as shipped) and off (a no-op)."""
+
+    APP_EVERY_S = {"sample": 10.0, "rollup": 60.0, "run_checks": 30.0, "retry_due": 15.0}  # core.app_state
+
+    def __init__(self, speedup: float) -> None:
+        from core.monitoring import channels, health, metrics, recorder
+
+        self.every_s = {name: s / speedup for name, s in self.APP_EVERY_S.items()}
+        self.recorder = recorder
+        self.record_applied = recorder.record_applied
+        self.jobs = {
+            "sample": metrics.sample,
+            "rollup": metrics.rollup,
+            "run_checks": health.run_checks,
+            "retry_due": channels.retry_due,
+        }
+        self.stop = threading.Event()
+        self.thread: threading.Thread | None = None
+        self.runs: dict[str, int] = dict.fromkeys(self.jobs, 0)
+
+    def on(self) -> None:
+        self.recorder.record_applied = self.record_applied
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._loop, name="monitoring-jobs", daemon=True)
+        self.thread.start()
+
+    def off(self) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join(30)
+        self.recorder.record_applied = lambda *_a, **_k: None
+
+    def _loop(self) -> None:
+        due = dict.fromkeys(self.jobs, time.monotonic())
+        while not self.stop.wait(0.05):
+            now = time.monotonic()
+            for name, job in self.jobs.items():
+                if now >= due[name]:
+                    job()
+                    self.runs[name] += 1
+                    due[name] = now + self.every_s[name]
+
+
+def mark_running(b: Bench, running: bool) -> None:
+    """The bench pipelines RUNNING (health checks then check them for real) or STOPPED in the app database."""
+    from data import db
+    from data.models import Pipeline
+
+    with db.session_scope() as session:
+        for pid in b.pipeline_ids.values():
+            p = session.get(Pipeline, pid)
+            if p is not None:
+                p.state, p.cdc_status = ("RUNNING", "RUNNING") if running else ("STOPPED", "STOPPED")
+                p.slot_name = pg_source.slot_name(pid)
+                session.add(p)
+
+
 # ------------------------------------------------------------------------------------ workloads
 
 
@@ -581,6 +655,17 @@ def lat_line(label: str, lat: Latency) -> str:
     )
 
 
+def monitoring_off(b: Bench, measure: Callable, letter: str, n: int) -> float:
+    """Seconds of one of ours with the recorder a no-op and no monitoring job running."""
+    assert b.jobs is not None
+    b.jobs.off()
+    try:
+        seconds = measure(b, OurWorker(b, OUR_T, letter), OUR_T, n)
+    finally:
+        b.jobs.on()
+    return seconds[0] if isinstance(seconds, tuple) else seconds
+
+
 def run_round(b: Bench, i: int, args: argparse.Namespace) -> dict[str, float | Latency]:
     ours_first = i % 2 == 0
     n = args.rows
@@ -599,13 +684,23 @@ def run_round(b: Bench, i: int, args: argparse.Namespace) -> dict[str, float | L
     for letter, (label, measure) in RATE_WORKLOADS.items():
         if letter not in args.workloads:
             continue
+        # --monitoring-overhead: the same workload once more with monitoring off, before or after (alternating)
+        off_before = monitoring_off(b, measure, letter, n) if b.jobs is not None and not ours_first else None
         nat, ours = both(measure, NAT_T, OUR_T, letter, n)
+        off_after = monitoring_off(b, measure, letter, n) if b.jobs is not None and ours_first else None
         note = ""
         if isinstance(nat, tuple):  # a catch-up: (seconds, generation seconds)
             (nat, nat_gen), (ours, our_gen) = nat, ours
             note = f"   (generated at {n / nat_gen:,.0f} / {n / our_gen:,.0f} rows/s, not counted)"
         out[f"{letter}_native"], out[f"{letter}_ours"] = nat, ours
         print(rate_line(label.format(n=n), n, nat, ours) + note, flush=True)
+        if b.jobs is not None:
+            out[f"{letter}_off"] = off = off_after if off_after is not None else off_before
+            print(
+                f"  {'':<{LABEL_WIDTH}} ours, monitoring off {n / off:>9,.0f} rows/s ({off:6.2f} s)   "
+                f"on/off {off / ours:.2f}",
+                flush=True,
+            )
     if "L" in args.workloads and args.latency_seconds > 0:
         out["L_native"], out["L_ours"] = both(latency, NAT_L, OUR_L, "L", args.latency_seconds, args.rate)
         print(lat_line("L native subscription", out["L_native"]), flush=True)
@@ -640,6 +735,18 @@ def summary(rounds: list[dict], args: argparse.Namespace, server: str) -> None:
             f"{label.format(n=n):<{LABEL_WIDTH}} {n / nat:>14,.0f} {n / ours:>12,.0f} {ratio:>6.2f}  >= 1.0 "
             f"{'met' if ratio >= 1.0 else 'NOT met'}   (ratio per round: {per_round})"
         )
+    if any(f"{key}_off" in rounds[0] for key in RATE_WORKLOADS):
+        print(f"monitoring and health checks on / off (ours; jobs at {args.jobs_speedup:g}x the app's frequency):")
+        for key, (label, _) in RATE_WORKLOADS.items():
+            if f"{key}_off" not in rounds[0]:
+                continue
+            ratios = [r[f"{key}_off"] / r[f"{key}_ours"] for r in rounds]
+            ratio = statistics.median(ratios)
+            print(
+                f"  {label.format(n=n):<{LABEL_WIDTH}} on/off {ratio:.2f}  goal >= 0.95 "
+                f"{'met' if ratio >= 0.95 else 'NOT met'}   (per round: {', '.join(f'{x:.2f}' for x in ratios)}; "
+                f"spread {min(ratios):.2f}..{max(ratios):.2f})"
+            )
     if "L_ours" in rounds[0]:
         print(f"commit-to-applied latency, {args.rate:,} single-row commits/s for {args.latency_seconds:g} s:")
         for who in ("native", "ours"):
@@ -719,6 +826,17 @@ def main() -> None:
         help="DIAGNOSTIC, not the app: make core.monitoring.recorder.record_applied a no-op in this process "
         "to show what recording batches in the app database costs",
     )
+    parser.add_argument(
+        "--monitoring-overhead",
+        action="store_true",
+        help="also measure ours with monitoring off (and on with the app's monitoring jobs running): on/off ratio",
+    )
+    parser.add_argument(
+        "--jobs-speedup",
+        type=float,
+        default=1.0,
+        help="with --monitoring-overhead: run the monitoring jobs this many times more often than the app (1)",
+    )
     args = parser.parse_args()
     args.workloads = args.workloads.upper()
     if set(args.workloads) - set(RATE_WORKLOADS) - {"L"}:
@@ -740,7 +858,15 @@ def main() -> None:
         b = Bench(pg, app_dir, args.profile)
         server = b.one(b.src, "SELECT 'PostgreSQL ' || current_setting('server_version')")
         setup(b)
+        if args.monitoring_overhead:
+            mark_running(b, True)
+            b.jobs = MonitoringJobs(args.jobs_speedup)
+            b.jobs.on()
         rounds = [run_round(b, i, args) for i in range(1, args.rounds + 1)]
+        if b.jobs is not None:
+            b.jobs.off()
+            mark_running(b, False)
+            print(f"monitoring jobs ran: {b.jobs.runs}")
         summary(rounds, args, server)
         if args.profile:
             print("\n(timings above were taken under cProfile: ours is slower than without it)")

@@ -9,10 +9,10 @@ from nicegui import run, ui
 from pydantic import ValidationError
 
 from components.confirm import confirm
-from components.format import format_options, parse_options
-from components.messages import field_errors, plain
+from components.format import format_options, ms, parse_options
+from components.messages import error_title, field_errors, plain
 from core import connections
-from core.connections import ConnectionCreate, ConnectionPublic, ConnectionUpdate
+from core.connections import ConnectionCreate, ConnectionDraft, ConnectionPublic, ConnectionUpdate
 from core.connectors import DEFAULT_PORTS
 from core.errors import Conflict, StudioError, ValidationFailed
 from core.users import Actor
@@ -127,7 +127,12 @@ class ConnectionForm:
         }
         self.error = ui.label().classes("text-negative whitespace-pre-line").mark("form-error")
         self.error.visible = False
-        with ui.row().classes("w-full justify-end gap-2"):
+        self.test_result = ui.label().classes("whitespace-pre-line").mark("form-test-result")
+        self.test_result.visible = False
+        with ui.row().classes("w-full items-center gap-2"):
+            self.test_button = ui.button("Test", icon="bolt", on_click=self.test).props("outline").mark("form-test")
+            self.test_button.tooltip("Connect with these values now; nothing is saved")
+            ui.space()
             ui.button("Cancel", on_click=self.close).props("flat").mark("form-cancel")
             self.save_button = ui.button("Save", on_click=self.save).mark("form-save")
 
@@ -197,6 +202,48 @@ class ConnectionForm:
         except ValidationError as exc:
             self._show_errors(field_errors(exc))
         return None
+
+    def _draft(self) -> ConnectionDraft | None:
+        """The entered values as a test draft; editing with an empty password tests the stored one."""
+        try:
+            values = self._values()
+            if self.existing is not None and not values["password"]:
+                cleared = self.clear_password is not None and self.clear_password.value
+                values["password"] = "" if cleared else None
+                values["connection_id"] = self.existing.id
+            return ConnectionDraft.model_validate(values)
+        except ValidationFailed as exc:
+            self._show_errors([exc])
+        except ValidationError as exc:
+            self._show_errors(field_errors(exc))
+        return None
+
+    def _show_test(self, text: str, ok: bool) -> None:
+        self.test_result.text = text
+        self.test_result.classes(replace="text-positive" if ok else "text-negative")
+        self.test_result.visible = True
+
+    async def test(self) -> None:
+        """Connect with the entered values and show the result under the fields; nothing is stored."""
+        self._clear_errors()
+        self.test_result.visible = False
+        draft = self._draft()
+        if draft is None:
+            return
+        self.test_button.props("loading")
+        try:
+            result = await run.io_bound(connections.test_draft, self.actor, draft)
+        except StudioError as exc:
+            self._show_test(f"Test failed: {plain(exc)}", ok=False)
+            return
+        finally:
+            self.test_button.props(remove="loading")
+        if result is None:  # the app is shutting down
+            return
+        if result.ok:
+            self._show_test(f"Connected: {result.server_version} · {ms(result.latency_ms)} round trip", ok=True)
+        else:
+            self._show_test(f"{error_title(result.error_kind)}: {result.error}", ok=False)
 
     async def save(self) -> None:
         """Validate, save through the service layer, close and report; on any error keep the dialog open."""

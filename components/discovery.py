@@ -17,7 +17,7 @@ from components.messages import plain
 from components.table_detail import TableDetailView
 from core import connections
 from core.connections import ConnectionPublic
-from core.connectors.base import Dependencies, TableInfo
+from core.connectors.base import Dependencies, SchemaInfo, TableInfo
 from core.errors import StudioError
 from core.users import Actor
 
@@ -75,10 +75,21 @@ def table_row(t: TableInfo) -> dict[str, Any]:
     }
 
 
-def _default_schema(names: list[str], preferred: str | None, kind: str) -> str | None:
-    for candidate in (preferred, "dbo" if kind == "sqlserver" else "public"):
-        if candidate and candidate in names:
-            return candidate
+def default_schema(schemas: list[SchemaInfo], preferred: str | None, kind: str) -> str | None:
+    """The schema discovery opens: the connection's default schema, else the one where the data is.
+
+    "Where the data is" is the largest schema by size, then rows, then tables; when the server tells
+    none of these (all zero), the kind's usual schema (public / dbo), else the first.
+    """
+    names = [s.name for s in schemas]
+    if preferred and preferred in names:
+        return preferred
+    largest = max(schemas, key=lambda s: (s.size_bytes, s.row_count, s.table_count), default=None)
+    if largest is not None and (largest.size_bytes, largest.row_count, largest.table_count) != (0, 0, 0):
+        return largest.name
+    usual = "dbo" if kind == "sqlserver" else "public"
+    if usual in names:
+        return usual
     return names[0] if names else None
 
 
@@ -252,10 +263,8 @@ class DiscoveryPanel:
         if not ok or schemas is None:
             self.body.visible = False
             return
-        options = {s.name: f"{s.name} ({s.table_count} tables)" for s in schemas}
-        self._set_silently(
-            self.schema, options, _default_schema(list(options), self.connection.schema_, self.connection.kind)
-        )
+        options = {s.name: _schema_label(s) for s in schemas}
+        self._set_silently(self.schema, options, default_schema(schemas, self.connection.schema_, self.connection.kind))
         await self.load_tables()
 
     async def load_tables(self, exact: bool = False) -> None:
@@ -292,8 +301,11 @@ class DiscoveryPanel:
         self.table.rows = [table_row(t) for t in tables]
         names = [t.name for t in tables]
         self.dep_tables.set_options(names, value=[v for v in (self.dep_tables.value or []) if v in names])
-        if self.detail.key not in {f"{t.schema}.{t.name}" for t in tables}:
+        open_table = self._find(self.detail.key) if self.detail.key else None
+        if open_table is None:
             self.detail.clear()
+        else:  # the open table's count may have changed (Exact counts, Refresh): its detail says so too
+            self.detail.update_count(self.detail.key or "", open_table)
         if not self.schema.value:
             self.summary.text = ""
         elif tables:
@@ -324,7 +336,7 @@ class DiscoveryPanel:
         if not ok or detail is None:
             self.detail.clear()
             return
-        self.detail.show(detail, table)
+        self.detail.show(detail, self._find(key) or table)  # counts may have been refreshed meanwhile
 
     async def count_exactly(self, key: str) -> None:
         """Count one table's rows exactly and update its row."""
@@ -384,6 +396,12 @@ class DiscoveryPanel:
                 ui.label("No foreign keys between these tables: they can all load at once.").classes(
                     "text-grey-7 text-sm"
                 ).mark("dep-edges")
+
+
+def _schema_label(s: SchemaInfo) -> str:
+    """`sales (3 tables · 1.2 MB)`: the size says where the data is before a schema is opened."""
+    tables = f"{s.table_count} table" + ("" if s.table_count == 1 else "s")
+    return f"{s.name} ({tables} · {human_bytes(s.size_bytes)})" if s.size_bytes else f"{s.name} ({tables})"
 
 
 def _key_of(args: object) -> str:

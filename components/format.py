@@ -8,6 +8,33 @@ from core.errors import ValidationFailed
 
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
 
+# One colour per pipeline state (Quasar colour names), the same on every page that shows a state.
+STATE_COLORS: dict[str, str] = {
+    "RUNNING": "green-7",
+    "PAUSED": "amber-8",
+    "STOPPED": "grey-7",
+    "NOT_STARTED": "grey-5",
+    "ERROR": "red-7",
+    "STARTING": "blue-6",
+    "STOPPING": "blue-6",
+}
+
+
+def state_color(state: str | None) -> str:
+    """The Quasar colour of a pipeline state's badge (grey when unknown)."""
+    return STATE_COLORS.get(state or "", "grey")
+
+
+def state_badge_slot(palette: dict[str, str] | None = None) -> str:
+    """A q-table body-cell slot that renders a state as a coloured badge (pipeline states unless `palette`)."""
+    colors = ", ".join(f"{k}: '{v}'" for k, v in (palette or STATE_COLORS).items())
+    return (
+        '<q-td :props="props">'
+        f'<q-badge :color="({{{colors}}})[props.value] || \'grey\'" :label="props.value" '
+        ':data-state="props.value" />'
+        "</q-td>"
+    )
+
 
 def human_bytes(size: int | float | None) -> str:
     """A byte count as people read it: 0 B, 812 B, 8.0 KiB, 1.5 GiB; '—' when unknown."""
@@ -79,3 +106,40 @@ def parse_options(text: str | None) -> dict[str, str]:
 def format_options(options: dict[str, str] | None) -> str:
     """Options as `key=value` lines, the inverse of parse_options."""
     return "\n".join(f"{k}={v}" for k, v in (options or {}).items())
+
+
+_DATE_PARTS = "year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit'"
+
+
+def iso_utc(at: datetime | str | None) -> str | None:
+    """A stored time as ISO 8601 with its UTC offset, so a browser reads it as UTC, not as local time."""
+    if at is None:
+        return None
+    if isinstance(at, str):
+        at = datetime.fromisoformat(at)
+    return _aware(at).astimezone(UTC).isoformat()
+
+
+def time_js(expr: str, utc: bool = False, millis: bool = False) -> str:
+    """A JavaScript expression that shows the ISO time `expr` with date and zone in the browser.
+
+    Local time in the browser's own time zone (its abbreviation shown) unless `utc`; the
+    person's choice is the per-user setting 'always show UTC'.
+    """
+    if utc:
+        end = 23 if millis else 19
+        return f"(({expr}) ? new Date({expr}).toISOString().replace('T', ' ').slice(0, {end}) + ' UTC' : '—')"
+    extra = ", fractionalSecondDigits: 3" if millis else ""
+    options = f"{{{_DATE_PARTS}, timeZoneName: 'short'{extra}}}"
+    return f"(({expr}) ? new Date({expr}).toLocaleString('sv-SE', {options}) : '—')"
+
+
+def utc_title_js(expr: str) -> str:
+    """A JavaScript expression for the hover text of a time: the same instant in UTC."""
+    return f"(({expr}) ? new Date({expr}).toISOString().replace('T', ' ').slice(0, 23) + ' UTC' : '')"
+
+
+def time_cell_slot(utc: bool = False, millis: bool = False) -> str:
+    """A q-table body-cell slot showing an ISO time cell in the browser's zone, UTC on hover."""
+    text, title = time_js("props.value", utc, millis), utc_title_js("props.value")
+    return f'<q-td :props="props"><span class="whitespace-nowrap" :title="{title}">{{{{ {text} }}}}</span></q-td>'

@@ -5,11 +5,23 @@ from __future__ import annotations
 from nicegui import run, ui
 from pydantic import ValidationError
 
+from components.discovery import default_schema
 from components.format import human_bytes, human_count
 from components.messages import field_errors, plain
 from core import connections, pipelines
-from core.errors import StudioError
-from core.pipeline_schemas import MODES, POLICIES, PipelineCreate
+from core.config import get_settings
+from core.errors import StudioError, ValidationFailed
+from core.pipeline_schemas import (
+    ENGINE_LABELS,
+    MODE_LABELS,
+    MODES,
+    ON_TABLE_ERROR_LABELS,
+    POLICY_LABELS,
+    SCHEMA_DRIFT_LABELS,
+    PipelineCreate,
+    PipelinePublic,
+)
+from core.table_select import select_tables
 from core.users import Actor
 
 PREVIEW_COLUMNS = [
@@ -34,8 +46,37 @@ STATUS_WORDS = {
 }
 
 
+NAME_REQUIRED = "Give the pipeline a name"
+NO_CLUSTER = (
+    "Debezium on Kafka Connect is not available: no Kafka Connect cluster is configured. Set KAFKA_CONNECT_URL "
+    "and KAFKA_BOOTSTRAP_SERVERS for the app and restart it, or use the embedded engine."
+)
+
+
 def _split(text: str | None) -> list[str]:
     return [t.strip() for t in (text or "").replace("\n", ",").split(",") if t.strip()]
+
+
+def _named(value: str | None) -> bool:
+    return bool((value or "").strip())
+
+
+def cluster_configured() -> bool:
+    """Whether the app knows a Kafka Connect cluster (both settings), which the Debezium engine needs."""
+    settings = get_settings()
+    return bool(settings.kafka_connect_url and settings.kafka_bootstrap_servers)
+
+
+def matches_text(available: list[str], patterns: list[str], exclude: list[str]) -> str:
+    """Which discovered tables the picks and patterns select, in words (or why none)."""
+    if not patterns:
+        return "No tables chosen yet: pick some above or type names and patterns."
+    try:
+        pairs = select_tables(available, patterns, exclude)
+    except ValidationFailed as exc:
+        return f"✖ {exc.message}"
+    names = [source for source, _ in pairs]
+    return f"Selected {len(names)} table(s): {', '.join(names)}"
 
 
 class PipelineWizard:
@@ -55,9 +96,11 @@ class PipelineWizard:
             return
         with ui.stepper().props("vertical").classes("w-full") as self.stepper:
             with ui.step("Name"):
-                self.name = ui.input("Pipeline name").classes("w-96").mark("p-name")
+                self.name = ui.input("Pipeline name", validation={NAME_REQUIRED: _named}).classes("w-96")
+                self.name.mark("p-name")
                 self.description = ui.textarea("Description").classes("w-96").mark("p-description")
-                self._nav(first=True)
+                with ui.stepper_navigation():
+                    ui.button("Next", on_click=self._name_next).mark("p-next")
             with ui.step("Source"):
                 self.src = ui.select(sources, label="Source connection", on_change=self._source_changed)
                 self.src.classes("w-96").mark("p-source")
@@ -81,10 +124,20 @@ class PipelineWizard:
                 self._nav()
             with ui.step("Tables"):
                 ui.label("Pick tables, and/or type names and patterns (orders, cust_*).").classes("text-grey-7")
-                self.tables = ui.table(columns=TABLE_COLUMNS, rows=[], row_key="name", selection="multiple")
+                self.tables = ui.table(
+                    columns=TABLE_COLUMNS,
+                    rows=[],
+                    row_key="name",
+                    selection="multiple",
+                    on_select=self._show_matches,
+                )
                 self.tables.classes("w-full").mark("p-tables")
-                self.patterns = ui.input("Names or patterns, comma-separated").classes("w-96").mark("p-patterns")
-                self.exclude = ui.input("Exclude patterns").classes("w-96").mark("p-exclude")
+                # debounce: the model (and the match list) follows the typing after a pause, not every key
+                self.patterns = ui.input("Names or patterns, comma-separated", on_change=self._show_matches)
+                self.patterns.props("debounce=400").classes("w-96").mark("p-patterns")
+                self.exclude = ui.input("Exclude patterns", on_change=self._show_matches).props("debounce=400")
+                self.exclude.classes("w-96").mark("p-exclude")
+                self.matches = ui.label().classes("text-sm text-grey-8 whitespace-normal").mark("p-matches")
                 self._nav()
             with ui.step("Preview"):
                 ui.button("Preview mapping", icon="preview", on_click=self._preview).mark("p-preview")
@@ -92,12 +145,14 @@ class PipelineWizard:
                 self.preview.mark("p-preview-table")
                 self._nav()
             with ui.step("Mode"):
-                self.mode = ui.select(list(MODES), value="FULL_LOAD_ONLY", label="Mode").classes("w-96")
-                self.mode.mark("p-mode")
+                self.mode = ui.select(
+                    {m: MODE_LABELS[m] for m in MODES}, value="FULL_LOAD_ONLY", label="What the pipeline does"
+                )
+                self.mode.classes("w-96").mark("p-mode")
                 self.auto_create = ui.switch("Create missing target tables", value=True).mark("p-auto-create")
                 self.policy = (
                     ui.select(
-                        {p: p.replace("_", " ") for p in POLICIES},
+                        dict(POLICY_LABELS),
                         value="fail",
                         label="When a target table is not empty",
                     )
@@ -106,7 +161,7 @@ class PipelineWizard:
                 )
                 self.on_table_error = (
                     ui.select(
-                        {"continue": "Set that table aside, go on with the others", "stop": "Stop the pipeline"},
+                        dict(ON_TABLE_ERROR_LABELS),
                         value="continue",
                         label="When one table fails",
                     )
@@ -115,11 +170,7 @@ class PipelineWizard:
                 )
                 self.schema_drift = (
                     ui.select(
-                        {
-                            "propagate_columns": "Follow it on the target (add, retype columns)",
-                            "ignore": "Leave the target as it is",
-                            "stop_table": "Set the table aside",
-                        },
+                        dict(SCHEMA_DRIFT_LABELS),
                         value="propagate_columns",
                         label="When a source table's columns change",
                     )
@@ -132,16 +183,7 @@ class PipelineWizard:
                     .mark("p-schedule")
                 )
                 self.schedule.bind_enabled_from(self.mode, "value", backward=lambda m: m == "FULL_LOAD_ONLY")
-                self.engine = (
-                    ui.select(
-                        {"embedded": "Embedded (inside the app)", "kafka_connect": "Debezium on Kafka Connect"},
-                        value="embedded",
-                        label="CDC engine",
-                    )
-                    .classes("w-96")
-                    .mark("p-engine")
-                )
-                self.engine.bind_enabled_from(self.mode, "value", backward=lambda m: m != "FULL_LOAD_ONLY")
+                self._build_engine()
                 self.sink = (
                     ui.select(
                         {"studio": "The app applies the changes", "connect": "A JDBC sink connector on Connect"},
@@ -156,6 +198,35 @@ class PipelineWizard:
                 with ui.stepper_navigation():
                     ui.button("Back", on_click=self.stepper.previous).props("flat")
                     ui.button("Create pipeline", icon="check", on_click=self._create).mark("p-create")
+
+    def _build_engine(self) -> None:
+        """The engine choice; without a Kafka Connect cluster the Debezium option is disabled, with the reason."""
+        cluster = cluster_configured()
+        labels = dict(ENGINE_LABELS)
+        if not cluster:
+            labels["kafka_connect"] += " (not available: no cluster configured)"
+        self.engine = ui.select(labels, value="embedded", label="CDC engine", on_change=self._engine_changed)
+        self.engine.classes("w-96").mark("p-engine")
+        if not cluster:
+            self.engine.props(":option-disable=\"opt => opt.value === 'kafka_connect'\"")
+        self.engine.bind_enabled_from(self.mode, "value", backward=lambda m: m != "FULL_LOAD_ONLY")
+        self.engine_note = ui.label(NO_CLUSTER).classes("text-sm text-warning-10 w-96").mark("p-engine-note")
+        self.engine_note.visible = not cluster
+
+    def _engine_changed(self) -> None:
+        # The option is disabled in the browser; a value forced anyway (an old tab) is refused here too.
+        if self.engine.value == "kafka_connect" and not cluster_configured():
+            ui.notify(NO_CLUSTER, type="warning", multi_line=True)
+            self.engine.value = "embedded"
+
+    def _name_next(self) -> None:
+        if self.name.validate():
+            self.stepper.next()
+
+    def _show_matches(self) -> None:
+        available = [row["name"] for row in self.tables.rows]
+        chosen = [row["name"] for row in self.tables.selected] + _split(self.patterns.value)
+        self.matches.text = matches_text(available, list(dict.fromkeys(chosen)), _split(self.exclude.value))
 
     def _nav(self, first: bool = False) -> None:
         with ui.stepper_navigation():
@@ -179,9 +250,18 @@ class PipelineWizard:
         self.src_db.value = self._default_db(self.src.value)
 
     async def _source_db_changed(self) -> None:
-        if self.src_db.value:
-            await self._options(self.src_schema, connections.list_schemas, self.src.value, self.src_db.value)
-            self.src_schema.value = "public" if "public" in self.src_schema.options else None
+        """The source schemas; the one opened is where the data is (as discovery opens it), not always public."""
+        if not self.src_db.value:
+            return
+        try:
+            schemas = await run.io_bound(connections.list_schemas, self.actor, self.src.value, self.src_db.value)
+        except StudioError as exc:
+            ui.notify(plain(exc), type="negative", multi_line=True)
+            schemas = []
+        self.src_schema.set_options([s.name for s in schemas or []])
+        conn = next((c for c in self.conns if c.id == self.src.value), None)
+        preferred, kind = (conn.schema_, conn.kind) if conn is not None else (None, "postgresql")
+        self.src_schema.value = default_schema(schemas or [], preferred, kind)
 
     async def _target_changed(self) -> None:
         await self._options(self.tgt_db, connections.list_databases, self.tgt.value)
@@ -216,6 +296,7 @@ class PipelineWizard:
         ]
         self.tables.selected = []
         self.tables.update()
+        self._show_matches()
 
     def request(self) -> PipelineCreate:
         """The pipeline as chosen so far (pydantic ValidationError when something is missing)."""
@@ -270,6 +351,9 @@ class PipelineWizard:
         self.preview.update()
 
     async def _create(self) -> None:
+        if not self.name.validate():
+            self.error.text = NAME_REQUIRED
+            return
         try:
             data = self.request()
             created = await run.io_bound(pipelines.create_pipeline, self.actor, data)
@@ -282,3 +366,39 @@ class PipelineWizard:
             return
         ui.notify(f"Pipeline '{created.name}' created", type="positive")
         ui.navigate.to(f"/pipelines/{created.id}")
+
+
+async def edit_dialog(p: PipelinePublic, *, full: bool) -> dict | None:
+    """Ask for a pipeline's new name, description, schedule and, with `full` (it does not run), its tables,
+    table-error and schema-drift policies; the fields that changed (None when cancelled or unchanged)."""
+    with ui.dialog() as dialog, ui.card().classes("w-[36rem]"):
+        ui.label(f"Edit pipeline '{p.name}'").classes("text-lg font-semibold")
+        name = ui.input("Name", value=p.name, validation={NAME_REQUIRED: _named}).classes("w-full").mark("e-name")
+        description = ui.textarea("Description", value=p.description).classes("w-full").mark("e-description")
+        schedule = ui.input("Cron schedule (UTC; full-load-only)", value=p.schedule or "").classes("w-full")
+        schedule.mark("e-schedule").set_enabled(p.mode == "FULL_LOAD_ONLY")
+        tables = ui.input("Tables (names or patterns, comma-separated)", value=", ".join(p.tables))
+        tables.classes("w-full").mark("e-tables")
+        on_error = ui.select(dict(ON_TABLE_ERROR_LABELS), value=p.on_table_error, label="When one table fails")
+        on_error.classes("w-full").mark("e-on-table-error")
+        drift = ui.select(dict(SCHEMA_DRIFT_LABELS), value=p.schema_drift, label="When a source table's columns change")
+        drift.classes("w-full").mark("e-schema-drift")
+        for field in (tables, on_error, drift):
+            field.set_enabled(full)
+        if not full:
+            ui.label("Stop the pipeline to change its tables and policies.").classes("text-sm text-grey-7")
+        with ui.row().classes("w-full justify-end gap-2"):
+            ui.button("Cancel", on_click=lambda: dialog.submit(None)).props("flat").mark("e-cancel")
+            ui.button("Save", on_click=lambda: name.validate() and dialog.submit(True)).mark("e-save")
+    try:
+        if not await dialog:
+            return None
+    finally:
+        dialog.delete()
+    values: dict = {"name": name.value.strip(), "description": description.value or ""}
+    if p.mode == "FULL_LOAD_ONLY":
+        values["schedule"] = schedule.value.strip() or None
+    if full:
+        values.update(tables=_split(tables.value), on_table_error=on_error.value, schema_drift=drift.value)
+    current = p.model_dump()
+    return {k: v for k, v in values.items() if v != current.get(k)} or None

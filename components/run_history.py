@@ -1,6 +1,8 @@
-"""A pipeline's run history: one row per full load or CDC run, newest first."""
+"""A pipeline's run history: one row per full load or CDC run, newest first, with its duration."""
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 from nicegui import ui
 
@@ -14,6 +16,7 @@ COLUMNS = [
     {"name": "status", "label": "Status", "field": "status", "align": "left"},
     {"name": "started_at", "label": "Started", "field": "started_at", "align": "left"},
     {"name": "completed_at", "label": "Ended", "field": "completed_at", "align": "left"},
+    {"name": "duration", "label": "Duration", "field": "duration", "align": "right"},
     {"name": "rows", "label": "Rows", "field": "rows", "align": "right"},
     {"name": "error", "label": "Error", "field": "error", "align": "left", "classes": "whitespace-normal"},
 ]
@@ -28,9 +31,27 @@ def run_row(r: RunPublic) -> dict:
         "status": r.status,
         "started_at": timestamp(r.started_at),
         "completed_at": timestamp(r.completed_at),
+        "duration": duration(r),
         "rows": human_count(r.rows_processed),
         "error": r.error_message or "",
     }
+
+
+def duration(r: RunPublic, now: datetime | None = None) -> str:
+    """How long a run took ('4.2 s', '3 min 05 s', '2 h 07 min'); a running one: so far."""
+    end = r.completed_at or now or datetime.now(UTC)
+    seconds = max(0.0, (_aware(end) - _aware(r.started_at)).total_seconds())
+    if seconds < 60:
+        text = f"{seconds:.1f} s"
+    elif seconds < 3600:
+        text = f"{int(seconds // 60)} min {int(seconds % 60):02d} s"
+    else:
+        text = f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
+    return text if r.completed_at else f"{text} so far"
+
+
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo else at.replace(tzinfo=UTC)  # SQLite gives back naive UTC
 
 
 class RunHistory(ui.table):

@@ -42,6 +42,12 @@ INDEX_COLUMNS = [
 ]
 
 
+def count_text(table: TableInfo) -> str:
+    """`40 rows (exact) · 16 kB`, or `(estimate)` for a catalog estimate."""
+    counted = "exact" if table.row_count_exact else "estimate"
+    return f"{human_count(table.row_count)} rows ({counted}) · {human_bytes(table.size_bytes)}"
+
+
 def _ref(schema: str, table: str, columns: list[str]) -> str:
     return f"{schema}.{table}({', '.join(columns)})"
 
@@ -61,6 +67,8 @@ class TableDetailView:
     def __init__(self, on_count: Callable[[str], Awaitable[None]]) -> None:
         self.key: str | None = None
         self.on_count = on_count
+        self.count_label: ui.label | None = None
+        self.count_button: ui.button | None = None
         self.card = ui.card().classes("w-full").props("flat bordered").mark("table-detail")
         self.clear()
 
@@ -68,6 +76,7 @@ class TableDetailView:
         """Show the hint instead of a table."""
         self.key = None
         self.card.clear()
+        self.count_label = self.count_button = None
         with self.card:
             ui.label("Click a table to see its columns, keys and indexes.").classes("text-grey-7")
 
@@ -75,6 +84,7 @@ class TableDetailView:
         """Show a spinner for the table being loaded."""
         self.key = f"{table.schema}.{table.name}"
         self.card.clear()
+        self.count_label = self.count_button = None
         with self.card, ui.row().classes("items-center gap-2"):
             ui.spinner()
             ui.label(f"Loading {self.key} …")
@@ -88,19 +98,14 @@ class TableDetailView:
                 .mark("exact-count")
             )
             button.visible = not table.row_count_exact
-        counted = "exact" if table.row_count_exact else "estimate"
-        self.count_label = (
-            ui.label(f"{human_count(table.row_count)} rows ({counted}) · {human_bytes(table.size_bytes)}")
-            .classes("text-grey-7")
-            .mark("detail-count")
-        )
+        self.count_label = ui.label(count_text(table)).classes("text-grey-7").mark("detail-count")
         self.count_button = button
 
     def update_count(self, key: str, table: TableInfo) -> None:
-        """Show a fresh exact count if this table is open."""
-        if key == self.key and hasattr(self, "count_label"):
-            self.count_label.text = f"{human_count(table.row_count)} rows (exact) · {human_bytes(table.size_bytes)}"
-            self.count_button.visible = False
+        """Show the table's current count (exact or estimate) if this table is open."""
+        if key == self.key and self.count_label is not None and self.count_button is not None:
+            self.count_label.text = count_text(table)
+            self.count_button.visible = not table.row_count_exact
 
     def show(self, detail: TableDetail, table: TableInfo) -> None:
         """Render the structure of one table."""

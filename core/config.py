@@ -22,6 +22,14 @@ class Settings(BaseSettings):
     admin_email: str | None = Field(None, validation_alias="CDC_STUDIO_ADMIN_EMAIL")
     admin_password: SecretStr | None = Field(None, validation_alias="CDC_STUDIO_ADMIN_PASSWORD")
     token_ttl_minutes: int = Field(12 * 60, validation_alias="CDC_STUDIO_TOKEN_TTL_MINUTES")
+    # Sign-in lockout: this many failures within the window lock the account (or the address) for lockout_s.
+    login_max_failures: int = Field(5, ge=1, validation_alias="CDC_STUDIO_LOGIN_MAX_FAILURES")
+    login_max_failures_per_address: int = Field(20, ge=1, validation_alias="CDC_STUDIO_LOGIN_MAX_FAILURES_PER_ADDRESS")
+    login_window_s: int = Field(900, ge=1, validation_alias="CDC_STUDIO_LOGIN_WINDOW_S")
+    lockout_s: int = Field(900, ge=1, validation_alias="CDC_STUDIO_LOCKOUT_S")
+    # UI sessions end after this long without a page load, and any session (UI or login token) this long after login
+    session_idle_minutes: int = Field(60, ge=1, validation_alias="CDC_STUDIO_SESSION_IDLE_MINUTES")
+    session_max_hours: int = Field(12, ge=1, validation_alias="CDC_STUDIO_SESSION_MAX_HOURS")
     connect_timeout_s: int = Field(5, validation_alias="CDC_STUDIO_CONNECT_TIMEOUT")
     instance: str | None = Field(None, validation_alias="CDC_STUDIO_INSTANCE", pattern=r"^[a-z0-9]{1,12}$")
     kafka_connect_url: str | None = Field(None, validation_alias="KAFKA_CONNECT_URL")
@@ -40,13 +48,33 @@ class Settings(BaseSettings):
     kafka_connect_password: SecretStr | None = Field(None, validation_alias="KAFKA_CONNECT_PASSWORD")
     kafka_connect_ca_location: str | None = Field(None, validation_alias="KAFKA_CONNECT_CA_LOCATION")
 
+    # Monitoring (core.monitoring): sampling, retention of the metrics history, health checks, Prometheus.
+    metrics_sample_s: float = Field(10.0, validation_alias="CDC_STUDIO_METRICS_SAMPLE_S", gt=0)
+    metrics_raw_hours: float = Field(48, validation_alias="CDC_STUDIO_METRICS_RAW_HOURS", gt=0)
+    metrics_minute_days: float = Field(14, validation_alias="CDC_STUDIO_METRICS_MINUTE_DAYS", gt=0)
+    metrics_hour_days: float = Field(400, validation_alias="CDC_STUDIO_METRICS_HOUR_DAYS", gt=0)
+    metrics_public: bool = Field(False, validation_alias="CDC_STUDIO_METRICS_PUBLIC")
+    metrics_table_labels: bool = Field(False, validation_alias="CDC_STUDIO_METRICS_TABLE_LABELS")
+    health_interval_s: float = Field(30.0, validation_alias="CDC_STUDIO_HEALTH_INTERVAL_S", gt=0)
+    # a data check reads a difference again after at least this long (or twice the lag) before it counts
+    validation_recheck_s: float = Field(300.0, validation_alias="CDC_STUDIO_VALIDATION_RECHECK_S", ge=0)
+    alert_reminder_hours: float = Field(4.0, validation_alias="CDC_STUDIO_ALERT_REMINDER_HOURS", gt=0)
+    # Automatic recovery (core.recovery): exponential backoff with full jitter, reset after a healthy spell.
+    retry_base_s: float = Field(5.0, validation_alias="CDC_STUDIO_RETRY_BASE_S", gt=0)
+    retry_cap_s: float = Field(300.0, validation_alias="CDC_STUDIO_RETRY_CAP_S", gt=0)
+    retry_reset_s: float = Field(600.0, validation_alias="CDC_STUDIO_RETRY_RESET_S", gt=0)
+    # Largest request body the REST API reads (413 above it).
+    max_body_bytes: int = Field(1024 * 1024, validation_alias="CDC_STUDIO_MAX_BODY_BYTES", gt=0)
+
     def resolved_database_url(self) -> str:
         """The app database: DATABASE_URL when given, else a SQLite file in the data folder."""
         if self.database_url:
             url = self.database_url
-            # Accept the URLs people paste from Heroku-style environments.
-            if url.startswith("postgres://"):
-                url = "postgresql+psycopg2://" + url[len("postgres://") :]
+            # Accept the URLs people paste from Heroku-style environments; a bare postgresql:// means the
+            # installed driver (psycopg2), not SQLAlchemy's default (psycopg 3, not a dependency).
+            for bare in ("postgres://", "postgresql://"):
+                if url.startswith(bare):
+                    url = "postgresql+psycopg2://" + url[len(bare) :]
             return url
         return f"sqlite:///{(self.data_dir / 'cdc_studio.db').resolve()}"
 

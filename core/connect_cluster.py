@@ -13,14 +13,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from core import config
+from core import audit, config
 from core.errors import NotFound, StudioError, ValidationFailed
-from core.kafka.connect_client import KafkaConnectClient, mask_config
+from core.kafka.connect_client import KafkaConnectClient, KafkaConnectError, mask_config
 from core.kafka.debezium import parse_connector_name
 from core.security import Action, require
 from core.users import Actor
-from data import audit
-from data.db import session_scope
 
 ConnectorAction = Literal["pause", "resume", "stop", "restart", "restart_failed", "delete"]
 
@@ -107,7 +105,7 @@ def _view(name: str, info: Any, client: KafkaConnectClient, details: bool) -> Co
 
 def overview(actor: Actor, details: bool = True) -> ClusterView:
     """Server version, every connector with state/tasks/topics/offsets, and the installed plugins."""
-    require(actor.role, Action.read)
+    require(actor, Action.read)
     with _client() as client:
         info = client.server_info()
         connectors = client.connectors()
@@ -123,7 +121,7 @@ def overview(actor: Actor, details: bool = True) -> ClusterView:
 
 
 def connector(actor: Actor, name: str) -> ConnectorView:
-    require(actor.role, Action.read)
+    require(actor, Action.read)
     with _client() as client:
         connectors = client.connectors()
         if name not in connectors:
@@ -133,7 +131,7 @@ def connector(actor: Actor, name: str) -> ConnectorView:
 
 def act(actor: Actor, name: str, action: ConnectorAction) -> ConnectorView | None:
     """Pause, resume, stop, restart (everything or only failed) or delete a connector."""
-    require(actor.role, Action.manage_pipelines)
+    require(actor, Action.manage_pipelines)
     with _client() as client:
         if action == "pause":
             client.pause(name)
@@ -149,14 +147,13 @@ def act(actor: Actor, name: str, action: ConnectorAction) -> ConnectorView | Non
             client.delete(name)
         else:  # pragma: no cover - Literal guards the API
             raise ValidationFailed("action", f"unknown action {action!r}")
-    with session_scope() as session:
-        audit.record(session=session, user_email=actor.email, action=f"connector.{action}", target=name)
+    audit.log(actor, f"connector.{action}", object_type="connector", object_id=name, target=name)
     return None if action == "delete" else connector(actor, name)
 
 
 def validate(actor: Actor, config: dict[str, Any]) -> ValidationView:
     """Connect's own validation of a connector config, errors per field."""
-    require(actor.role, Action.read)
+    require(actor, Action.read)
     plugin = str(config.get("connector.class") or "").strip()
     if not plugin:
         raise ValidationFailed("connector.class", "the config must name its connector.class")
@@ -167,7 +164,7 @@ def validate(actor: Actor, config: dict[str, Any]) -> ValidationView:
 
 def save(actor: Actor, name: str, config: dict[str, Any]) -> ConnectorView:
     """Create or update a connector, after Connect validated its config (422 naming the first bad field)."""
-    require(actor.role, Action.manage_pipelines)
+    require(actor, Action.manage_pipelines)
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}", name or ""):
         raise ValidationFailed("name", "use letters, digits, '.', '_' or '-' (starting with a letter or digit)")
     report = validate(actor, config)
@@ -175,7 +172,15 @@ def save(actor: Actor, name: str, config: dict[str, Any]) -> ConnectorView:
         field = next(iter(report.errors))
         raise ValidationFailed(f"config.{field}", "; ".join(report.errors[field]))
     with _client() as client:
+        try:
+            before = client.config(name)
+        except KafkaConnectError as exc:
+            if exc.status_code != 404:
+                raise
+            before = None  # a new connector
         client.put_config(name, config)
-    with session_scope() as session:
-        audit.record(session=session, user_email=actor.email, action="connector.save", target=name)
+    audit.log(
+        actor, "connector.save", object_type="connector", object_id=name, target=name, before=before or {},
+        after=config, detail="created" if before is None else "updated",
+    )  # fmt: skip
     return connector(actor, name)

@@ -13,6 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from core import audit
 from core.config import get_settings
 from core.connectors import DEFAULT_PORTS, get_connector
 from core.connectors.base import (
@@ -20,6 +21,7 @@ from core.connectors.base import (
     Connector,
     DatabaseInfo,
     Dependencies,
+    ReadinessItem,
     SchemaInfo,
     TableDetail,
     TableInfo,
@@ -27,7 +29,6 @@ from core.connectors.base import (
 from core.errors import Conflict, ConnectorError, NotFound
 from core.security import Action, decrypt_secret, encrypt_secret, require
 from core.users import Actor
-from data import audit
 from data import connections as conn_db
 from data import pipelines as pipelines_db
 from data.db import session_scope
@@ -85,6 +86,34 @@ class ConnectionUpdate(_Fields):
     password: str | None = Field(default=None, max_length=1000, repr=False)
     schema_: str | None = Field(default=None, alias="schema", max_length=128)
     options: dict[str, str] | None = None
+
+
+class ConnectionDraft(_Fields):
+    """Entered values to test before saving; name and usage do not matter to a test and are ignored.
+
+    A missing (null) password with `connection_id` means "the stored password of that connection",
+    as the edit form's empty password field does.
+    """
+
+    kind: Kind
+    host: str = Field(min_length=1, max_length=255)
+    port: int | None = Field(default=None, ge=1, le=65535)
+    database: str = Field(min_length=1, max_length=128)
+    username: str = Field(min_length=1, max_length=128)
+    password: str | None = Field(default=None, max_length=1000, repr=False)
+    schema_: str | None = Field(default=None, alias="schema", max_length=128)
+    options: dict[str, str] = Field(default_factory=dict)
+    connection_id: int | None = None
+
+
+class DraftTestResult(BaseModel):
+    """The outcome of testing entered values: nothing is stored."""
+
+    ok: bool
+    latency_ms: float | None = None
+    server_version: str | None = None
+    error_kind: str | None = None
+    error: str | None = None
 
 
 class ConnectionPublic(BaseModel):
@@ -155,7 +184,7 @@ def _ensure_unique_name(session, name: str, own_id: int | None = None) -> None: 
 
 def list_connections(actor: Actor) -> list[ConnectionPublic]:
     """Every saved connection with its latest test."""
-    require(actor.role, Action.read)
+    require(actor, Action.read)
     with session_scope() as session:
         out = []
         for c in conn_db.list_connections(session=session):
@@ -167,7 +196,7 @@ def list_connections(actor: Actor) -> list[ConnectionPublic]:
 
 def get_connection(actor: Actor, connection_id: int) -> ConnectionPublic:
     """One connection with its latest test."""
-    require(actor.role, Action.read)
+    require(actor, Action.read)
     with session_scope() as session:
         c = _load(session, connection_id)
         last = conn_db.list_tests(session=session, connection_id=connection_id, limit=1)
@@ -176,7 +205,7 @@ def get_connection(actor: Actor, connection_id: int) -> ConnectionPublic:
 
 def create_connection(actor: Actor, data: ConnectionCreate) -> ConnectionPublic:
     """Save a new connection; the password is encrypted before it is stored."""
-    require(actor.role, Action.manage_connections)
+    require(actor, Action.manage_connections)
     with session_scope() as session:
         _ensure_unique_name(session, data.name)
         c = Connection(
@@ -192,16 +221,20 @@ def create_connection(actor: Actor, data: ConnectionCreate) -> ConnectionPublic:
             password_encrypted=encrypt_secret(data.password) if data.password else "",
         )
         c = conn_db.save_connection(session=session, connection=c)
-        audit.record(session=session, user_email=actor.email, action="connection.create", target=c.name)
+        audit.log(
+            actor, "connection.create", object_type="connection", object_id=c.id, target=c.name,
+            after=audit.fields(c), session=session,
+        )  # fmt: skip
         return _public(c)
 
 
 def update_connection(actor: Actor, connection_id: int, data: ConnectionUpdate) -> ConnectionPublic:
     """Apply a partial edit; only the fields given change."""
-    require(actor.role, Action.manage_connections)
+    require(actor, Action.manage_connections)
     given = data.model_dump(exclude_unset=True, by_alias=False)
     with session_scope() as session:
         c = _load(session, connection_id)
+        before = audit.fields(c)
         if given.get("name") and given["name"] != c.name:
             _ensure_unique_name(session, given["name"], own_id=c.id)
         password = given.pop("password", None)
@@ -214,27 +247,28 @@ def update_connection(actor: Actor, connection_id: int, data: ConnectionUpdate) 
             c.password_encrypted = encrypt_secret(password) if password else ""
         c.updated_at = utcnow()
         c = conn_db.save_connection(session=session, connection=c)
-        audit.record(
+        audit.log(
+            actor, "connection.update", object_type="connection", object_id=c.id, target=c.name,
+            before=before, after=audit.fields(c), detail=",".join(sorted(k for k in data.model_fields_set)),
             session=session,
-            user_email=actor.email,
-            action="connection.update",
-            target=c.name,
-            detail=",".join(sorted(k for k in data.model_fields_set)),
-        )
+        )  # fmt: skip
         return _public(c)
 
 
 def delete_connection(actor: Actor, connection_id: int) -> None:
     """Delete a connection and its test history."""
-    require(actor.role, Action.manage_connections)
+    require(actor, Action.manage_connections)
     with session_scope() as session:
         c = _load(session, connection_id)
-        name = c.name
+        name, before = c.name, audit.fields(c)
         users = [p.name for p in pipelines_db.pipelines_using_connection(session=session, connection_id=connection_id)]
         if users:
             raise Conflict(f"connection '{name}' is used by pipeline(s) {', '.join(users)}; delete those first")
         conn_db.delete_connection(session=session, connection=c)
-        audit.record(session=session, user_email=actor.email, action="connection.delete", target=name)
+        audit.log(
+            actor, "connection.delete", object_type="connection", object_id=connection_id, target=name,
+            before=before, session=session,
+        )  # fmt: skip
 
 
 def spec_of(c: Connection) -> ConnectionSpec:
@@ -254,13 +288,17 @@ def spec_of(c: Connection) -> ConnectionSpec:
 
 def connector_for(actor: Actor, connection_id: int) -> Connector:
     """A connector for a saved connection (read permission is enough)."""
-    require(actor.role, Action.read)
+    require(actor, Action.read)
     with session_scope() as session:
         return get_connector(spec_of(_load(session, connection_id)))
 
 
 def test_connection(actor: Actor, connection_id: int) -> ConnectionTestPublic:
-    """Connect now, keep the result in the test history and return it (a failure is a result)."""
+    """Connect now, keep the result in the test history and return it (a failure is a result).
+
+    It writes the test history, so it needs the right to manage connections: read-only means no writes.
+    """
+    require(actor, Action.manage_connections)
     connector = connector_for(actor, connection_id)
     try:
         result = connector.test()
@@ -273,17 +311,63 @@ def test_connection(actor: Actor, connection_id: int) -> ConnectionTestPublic:
     except ConnectorError as exc:
         test = ConnectionTest(connection_id=connection_id, ok=False, error_kind=exc.kind, error=str(exc))
     with session_scope() as session:
-        _load(session, connection_id)  # deleted while we were testing: do not record an orphan
+        c = _load(session, connection_id)  # deleted while we were testing: do not record an orphan
         test = conn_db.add_test(session=session, test=test)
+        audit.log(
+            actor, "connection.test", object_type="connection", object_id=connection_id, target=c.name,
+            outcome="ok" if test.ok else "failed", detail=test.error_kind or "", session=session,
+        )  # fmt: skip
         return ConnectionTestPublic.model_validate(test, from_attributes=True)
 
 
 test_connection.__dict__["__test__"] = False  # not a pytest test, despite the name (typed: no new attribute)
 
 
+def _draft_spec(session, draft: ConnectionDraft) -> ConnectionSpec:  # noqa: ANN001
+    password = draft.password
+    if password is None and draft.connection_id is not None:
+        stored = _load(session, draft.connection_id).password_encrypted
+        password = decrypt_secret(stored) if stored else ""
+    return ConnectionSpec(
+        kind=draft.kind,
+        host=draft.host,
+        port=draft.port or DEFAULT_PORTS[draft.kind],
+        database=draft.database,
+        username=draft.username,
+        password=password or "",
+        schema=draft.schema_ or None,
+        options=dict(draft.options),
+        connect_timeout_s=get_settings().connect_timeout_s,
+    )
+
+
+def test_draft(actor: Actor, draft: ConnectionDraft) -> DraftTestResult:
+    """Connect with entered values before they are saved; nothing is stored (a failure is a result).
+
+    Only for those who may save connections: it is the form's Test button.
+    """
+    require(actor, Action.manage_connections)
+    with session_scope() as session:
+        spec = _draft_spec(session, draft)
+    try:
+        result = get_connector(spec).test()
+    except ConnectorError as exc:
+        return DraftTestResult(ok=False, error_kind=exc.kind, error=str(exc))
+    return DraftTestResult(ok=True, latency_ms=round(result.latency_ms, 2), server_version=result.server_version)
+
+
+test_draft.__dict__["__test__"] = False
+
+
+def cdc_readiness(actor: Actor, connection_id: int, database: str | None = None) -> list[ReadinessItem]:
+    """Whether the connection's server is ready for CDC, point by point with the fix (PostgreSQL)."""
+    connector = connector_for(actor, connection_id)
+    return connector.cdc_readiness(database or connector.spec.database)
+
+
 def test_history(actor: Actor, connection_id: int, limit: int = 50) -> list[ConnectionTestPublic]:
     """The newest tests of a connection, newest first."""
-    require(actor.role, Action.read)
+    require(actor, Action.read)
     with session_scope() as session:
         _load(session, connection_id)
         rows = conn_db.list_tests(session=session, connection_id=connection_id, limit=limit)

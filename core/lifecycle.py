@@ -9,7 +9,9 @@ to those strings.
 
 from __future__ import annotations
 
+import random
 import threading
+from collections.abc import Callable, Iterable
 from enum import StrEnum
 from typing import Any
 
@@ -91,6 +93,7 @@ ACTIONS: tuple[str, ...] = (
     "pause",
     "resume",
     "restart_failed",
+    "recover",
     "retry_table",
     "edit",
     "delete",
@@ -143,6 +146,32 @@ def transition(pipeline_id: int, to: str, **fields: Any) -> dict[str, Any]:
     return values
 
 
+def update_if(pipeline_id: int, states: Iterable[str], **fields: Any) -> bool:
+    """Set `fields` (not the state) on the pipeline only while it is in one of `states`; publish them as a
+    `pipeline.state` payload. False (nothing written) when it is in another state or gone: recovery's
+    bookkeeping never overwrites what a start or stop wrote meanwhile."""
+    wanted = {State(s).value for s in states}
+    with _lock:
+        with session_scope() as session:
+            p = pipe_db.get_pipeline(session=session, pipeline_id=pipeline_id)
+            if p is None or p.state not in wanted:
+                return False
+            for key, value in fields.items():
+                setattr(p, key, value)
+            p.updated_at = utcnow()
+            pipe_db.save(session=session, obj=p)
+            state = p.state
+    bus.publish(Event("pipeline.state", {"state": state, **fields}, pipeline_id))
+    return True
+
+
+def retry_delay(attempt: int, base_s: float, cap_s: float, rand: Callable[[], float] = random.random) -> float:
+    """Seconds before automatic restart number `attempt` + 1: exponential backoff with full jitter,
+    uniform in [0, min(cap, base * 2**attempt)) — the jitter spreads pipelines that failed together."""
+    ceiling = cap_s if attempt >= 63 else min(cap_s, base_s * 2**attempt)
+    return rand() * ceiling
+
+
 def _coerce(values: dict[str, Any]) -> dict[str, Any]:
     """Status fields as plain strings of their enum (ValueError for a value outside it)."""
     out = dict(values)
@@ -152,12 +181,16 @@ def _coerce(values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def allowed_actions(state: str, mode: str, engine: str, *, running: bool = False) -> frozenset[str]:
+def allowed_actions(
+    state: str, mode: str, engine: str, *, running: bool = False, retrying: bool = False
+) -> frozenset[str]:
     """The actions (names from ACTIONS) a pipeline in `state` with this `mode` and `engine` accepts.
 
     - start: not busy (STARTING, RUNNING, STOPPING) and not PAUSED (a paused pipeline resumes)
     - stop: busy or PAUSED; also whenever `running` (a worker runs for it, e.g. a kafka_connect
-      consumer that goes on while its connector's task FAILED and the pipeline is in ERROR)
+      consumer that goes on while its connector's task FAILED and the pipeline is in ERROR) or
+      `retrying` (in ERROR with an automatic restart planned: a stop cancels it)
+    - recover: ERROR (restart now instead of waiting for the planned retry)
     - pause: a RUNNING CDC pipeline (not FULL_LOAD_ONLY)
     - resume: PAUSED
     - restart_failed: kafka_connect pipelines (restarts the connector's failed tasks)
@@ -170,8 +203,10 @@ def allowed_actions(state: str, mode: str, engine: str, *, running: bool = False
     actions = {"delete", "validate"}
     if current not in BUSY and current != State.PAUSED:
         actions.add("start")
-    if current in BUSY or current == State.PAUSED or running:
+    if current in BUSY or current == State.PAUSED or running or (retrying and current == State.ERROR):
         actions.add("stop")
+    if current == State.ERROR:
+        actions.add("recover")
     if current == State.RUNNING and mode != Mode.FULL_LOAD_ONLY:
         actions.add("pause")
     if current == State.PAUSED:

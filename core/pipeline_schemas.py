@@ -19,6 +19,37 @@ SchemaDrift = Literal["propagate_columns", "ignore", "stop_table"]  # what a sou
 MODES: tuple[str, ...] = ("FULL_LOAD_ONLY", "CDC_ONLY", "FULL_LOAD_AND_CDC")
 POLICIES: tuple[str, ...] = ("fail", "truncate", "append", "drop_recreate")
 
+# What people read instead of the enum names (forms, the pipeline page).
+MODE_LABELS: dict[str, str] = {
+    "FULL_LOAD_ONLY": "Full load only (copy the tables once, or on a schedule)",
+    "CDC_ONLY": "Changes only (CDC from now on, no initial copy)",
+    "FULL_LOAD_AND_CDC": "Full load, then changes (copy, then keep in sync)",
+}
+MODE_SHORT: dict[str, str] = {
+    "FULL_LOAD_ONLY": "Full load only",
+    "CDC_ONLY": "Changes only (CDC)",
+    "FULL_LOAD_AND_CDC": "Full load + CDC",
+}
+POLICY_LABELS: dict[str, str] = {
+    "fail": "Stop if the target table has rows",
+    "truncate": "Empty the target table first",
+    "append": "Add the rows to what is there",
+    "drop_recreate": "Drop and create the target table again",
+}
+ENGINE_LABELS: dict[str, str] = {
+    "embedded": "Embedded (the app reads the changes itself)",
+    "kafka_connect": "Debezium on Kafka Connect",
+}
+ON_TABLE_ERROR_LABELS: dict[str, str] = {
+    "continue": "Set the failing table aside, the others go on",
+    "stop": "Stop the whole pipeline",
+}
+SCHEMA_DRIFT_LABELS: dict[str, str] = {
+    "propagate_columns": "Add or change the columns on the target",
+    "ignore": "Ignore new columns",
+    "stop_table": "Stop that table",
+}
+
 
 class TableMapping(BaseModel):
     source: str = Field(min_length=1, max_length=128)
@@ -135,6 +166,18 @@ class TableStatus(BaseModel):
     finished_at: datetime | None = None
 
 
+class RetryInfo(BaseModel):
+    """Automatic recovery of a pipeline: restarts since it was last healthy, when the next one is due (None:
+    none planned — a terminal error, or running again), the last error and its kind (transient|terminal)."""
+
+    attempt: int = 0
+    next_at: datetime | None = None
+    last_error: str | None = None
+    error_kind: str | None = None
+    failing_since: datetime | None = None
+    connector_restarts: dict | None = None  # kafka_connect: {count, last_at, limit, gave_up} in the last hour
+
+
 class PipelineStatus(BaseModel):
     id: int
     state: State
@@ -144,8 +187,41 @@ class PipelineStatus(BaseModel):
     tables: list[TableStatus]
     engine: str = "embedded"
     connector: dict | None = None  # kafka_connect: {name, state, tasks: [{id, state, worker_id, trace}]}
-    health: str = "ok"  # ok | degraded (a table FAILED while the others run) | failed (state ERROR)
+    # ok | degraded (a table FAILED while the others run) | recovering (ERROR, transient: a restart is planned)
+    # | failed (ERROR that needs a person)
+    health: str = "ok"
     failed_tables: list[str] = Field(default_factory=list)
+    retry: RetryInfo | None = None  # None when there is nothing to retry and no error
+
+
+class TableProgress(BaseModel):
+    """One table's load: rows copied of the expected, as a percentage (None while the count is unknown)."""
+
+    source: str
+    target: str
+    status: str
+    rows_copied: int = 0
+    rows_expected: int = 0
+    percent: float | None = None
+    rows_per_second: float = 0.0
+    error: str | None = None
+
+
+class PipelineProgress(BaseModel):
+    """What a pipeline does now: `phase` loading | streaming | retrying | idle, its tables' load, the live
+    CDC figures (None unless a stream runs) and its recovery."""
+
+    id: int
+    state: State
+    phase: Literal["loading", "streaming", "retrying", "idle"]
+    full_load_status: LoadStatus
+    cdc_status: CdcStatus
+    tables: list[TableProgress]
+    rows_copied: int = 0
+    rows_expected: int = 0
+    percent: float | None = None
+    cdc: dict | None = None
+    retry: RetryInfo | None = None
 
 
 class PreviewRow(BaseModel):

@@ -8,33 +8,45 @@ from __future__ import annotations
 
 import logging
 
-from core import lifecycle, pipeline_checks, runner, scheduler
+from core import audit, lifecycle, pipeline_checks, runner, scheduler
 from core.cdc import pg_source
 from core.cdc.engine import drop_source_objects, forget_offsets
 from core.config import get_settings
 from core.connectors import get_connector
 from core.connectors.base import ConnectionSpec
-from core.errors import Conflict, ConnectorError, NotFound, NotStartable, StudioError, ValidationFailed
+from core.errors import (
+    TRANSIENT,
+    Conflict,
+    ConnectorError,
+    NotFound,
+    NotStartable,
+    StudioError,
+    ValidationFailed,
+    error_kind,
+)
 from core.fullload import compare_columns
 from core.fullload.model import FAILED as TABLE_FAILED
 from core.kafka.debezium import JDBC_SINKS, connector_name
 from core.kafka.engine import connect_client, delete_connector
 from core.lifecycle import ACTIVE, CdcStatus, LoadStatus, Mode, State, allowed_actions
+from core.monitoring import counters
 from core.pipeline_schemas import (
     PipelineCreate,
+    PipelineProgress,
     PipelinePublic,
     PipelineStatus,
     PipelineUpdate,
     PreviewRow,
+    RetryInfo,
     RunPublic,
     TableMapping,
+    TableProgress,
     TableStatus,
     ValidationReport,
 )
 from core.plans import Resolved, connection_for, resolve, spec_in, stored_pipeline, stored_request
 from core.security import Action, instance_tag, require
 from core.users import Actor
-from data import audit
 from data import connections as conn_db
 from data import pipelines as pipe_db
 from data.db import session_scope
@@ -52,7 +64,7 @@ def _public(session, p: Pipeline) -> PipelinePublic:  # noqa: ANN001
     src = conn_db.get_connection(session=session, connection_id=p.source_connection_id)
     tgt = conn_db.get_connection(session=session, connection_id=p.target_connection_id)
     assert p.id is not None  # a stored pipeline
-    last = pipe_db.last_run(session=session, pipeline_id=p.id)
+    last = next(iter(_newest_first(pipe_db.list_runs(session=session, pipeline_id=p.id, limit=2))), None)
     data = p.model_dump()
     data["table_mappings"] = [TableMapping(**m) for m in p.table_mappings or []]
     return PipelinePublic(
@@ -66,32 +78,43 @@ def _public(session, p: Pipeline) -> PipelinePublic:  # noqa: ANN001
 
 def list_pipelines(actor: Actor) -> list[PipelinePublic]:
     """Every pipeline with its state, last run and next scheduled run."""
-    require(actor.role, Action.read)
+    require(actor, Action.read)
     with session_scope() as session:
         return [_public(session, p) for p in pipe_db.list_pipelines(session=session)]
 
 
 def get_pipeline(actor: Actor, pipeline_id: int) -> PipelinePublic:
     """One pipeline."""
-    require(actor.role, Action.read)
+    require(actor, Action.read)
     with session_scope() as session:
         return _public(session, stored_pipeline(session, pipeline_id))
 
 
 def list_runs(actor: Actor, pipeline_id: int, limit: int = 50) -> list[RunPublic]:
-    """Run history, newest first."""
-    require(actor.role, Action.read)
+    """Run history, newest first; the running run with its rows so far."""
+    require(actor, Action.read)
     with session_scope() as session:
         stored_pipeline(session, pipeline_id)
-        return [
+        runs = [
             RunPublic.model_validate(r, from_attributes=True)
-            for r in pipe_db.list_runs(session=session, pipeline_id=pipeline_id, limit=limit)
+            for r in _newest_first(pipe_db.list_runs(session=session, pipeline_id=pipeline_id, limit=limit))
         ]
+    live = runner.live_rows(pipeline_id)
+    running = next((r for r in runs if r.status == LoadStatus.RUNNING), None)
+    if live is not None and running is not None:  # the stored count is written at the end: show the live one
+        running.rows_processed = live
+    return runs
+
+
+def _newest_first(runs: list) -> list:
+    """Runs by start, newest first; the full load a CDC run did first (its own row, written when the stream
+    began, with the CDC run's start) goes below its CDC run."""
+    return sorted(runs, key=lambda r: (r.started_at, r.run_type == "CDC", r.id or 0), reverse=True)
 
 
 def get_status(actor: Actor, pipeline_id: int) -> PipelineStatus:
-    """State, load statuses and per-table progress (live while a load runs)."""
-    require(actor.role, Action.read)
+    """State, load statuses, per-table progress (live while a load runs), health and automatic recovery."""
+    require(actor, Action.read)
     with session_scope() as session:
         p = stored_pipeline(session, pipeline_id)
         stored = pipe_db.list_tables(session=session, pipeline_id=pipeline_id)
@@ -100,7 +123,8 @@ def get_status(actor: Actor, pipeline_id: int) -> PipelineStatus:
         if live:
             tables = [live.get(t.source, t) for t in tables] or list(live.values())
         failed = [t.source for t in tables if t.status == TABLE_FAILED]
-        health = "failed" if p.state == State.ERROR else "degraded" if failed else "ok"
+        connector = runner.connector_status(pipeline_id)
+        retry = _retry_info(session, p, connector)
         return PipelineStatus(
             id=p.id,
             state=p.state,
@@ -109,10 +133,81 @@ def get_status(actor: Actor, pipeline_id: int) -> PipelineStatus:
             error_message=p.error_message,
             tables=tables,
             engine=p.engine,
-            connector=runner.connector_status(pipeline_id),
-            health=health,
+            connector=connector,
+            health=_health(p, failed, retry),
             failed_tables=failed,
+            retry=retry,
         )
+
+
+def _retry_info(session, p: Pipeline, connector: dict | None) -> RetryInfo | None:  # noqa: ANN001
+    """The pipeline's recovery, None when it has no error and nothing was retried since it was last healthy.
+    `last_error`: the pipeline's error, or once running again the error of its last failed run."""
+    restarts = (connector or {}).get("restarts")
+    restarted = bool(restarts and restarts["count"])
+    if p.state != State.ERROR and not p.retry_attempt and p.failing_since is None and not restarted:
+        return None
+    last_error = p.error_message
+    if last_error is None:
+        assert p.id is not None  # a stored pipeline
+        runs = pipe_db.list_runs(session=session, pipeline_id=p.id, limit=20)
+        last_error = next((r.error_message for r in runs if r.status == LoadStatus.FAILED and r.error_message), None)
+    return RetryInfo(
+        attempt=p.retry_attempt,
+        next_at=p.retry_next_at,
+        last_error=last_error,
+        error_kind=p.error_kind,
+        failing_since=p.failing_since,
+        connector_restarts=restarts,
+    )
+
+
+def _health(p: Pipeline, failed: list[str], retry: RetryInfo | None) -> str:
+    """ok | degraded (tables set aside) | recovering (ERROR, a transient one: it restarts by itself) | failed."""
+    if p.state == State.ERROR:
+        gave_up = bool(retry and retry.connector_restarts and retry.connector_restarts["gave_up"])
+        return "recovering" if p.error_kind == TRANSIENT and not gave_up else "failed"
+    return "degraded" if failed else "ok"
+
+
+def get_progress(actor: Actor, pipeline_id: int) -> PipelineProgress:
+    """What the pipeline is doing now: loading (rows and % per table), streaming (live CDC figures),
+    retrying (in ERROR with an automatic restart to come) or idle."""
+    status = get_status(actor, pipeline_id)
+    tables = [
+        TableProgress(**t.model_dump(include=set(TableProgress.model_fields)), percent=_percent(t))
+        for t in status.tables
+    ]
+    copied, expected = sum(t.rows_copied for t in tables), sum(t.rows_expected for t in tables)
+    return PipelineProgress(
+        id=status.id,
+        state=status.state,
+        phase=_phase(status),
+        full_load_status=status.full_load_status,
+        cdc_status=status.cdc_status,
+        tables=tables,
+        rows_copied=copied,
+        rows_expected=expected,
+        percent=round(min(100.0, 100.0 * copied / expected), 1) if expected else None,
+        cdc=runner.cdc_figures(pipeline_id),
+        retry=status.retry,
+    )
+
+
+def _percent(t: TableStatus) -> float | None:
+    if t.rows_expected > 0:
+        return round(min(100.0, 100.0 * t.rows_copied / t.rows_expected), 1)
+    return 100.0 if t.status in ("COMPLETED", "STREAMING") else None
+
+
+def _phase(status: PipelineStatus) -> str:
+    if status.state == State.ERROR:
+        return "retrying" if status.health == "recovering" else "idle"
+    if status.state not in (State.STARTING, State.RUNNING):
+        return "idle"
+    if status.full_load_status == LoadStatus.RUNNING or any(t.status == "RUNNING" for t in status.tables):
+        return "loading"
+    return "streaming" if status.cdc_status == CdcStatus.RUNNING else "loading"
 
 
 # ---------------------------------------------------------------- validation
@@ -176,7 +271,7 @@ def _check_jdbc_sink() -> None:
 
 def create_pipeline(actor: Actor, data: PipelineCreate) -> PipelinePublic:
     """Validate against the live source and save; nothing is saved when anything is wrong."""
-    require(actor.role, Action.manage_pipelines)
+    require(actor, Action.manage_pipelines)
     _check_fields(data)
     with session_scope() as session:
         if pipe_db.get_pipeline_by_name(session=session, name=data.name):
@@ -198,7 +293,10 @@ def create_pipeline(actor: Actor, data: PipelineCreate) -> PipelinePublic:
         p = pipe_db.save(session=session, obj=Pipeline(**values))
         p.slot_name = pg_source.new_slot_name(p.id, instance_tag())
         p = pipe_db.save(session=session, obj=p)
-        audit.record(session=session, user_email=actor.email, action="pipeline.create", target=p.name)
+        audit.log(
+            actor, "pipeline.create", object_type="pipeline", object_id=p.id, target=p.name,
+            after=audit.fields(p), session=session,
+        )  # fmt: skip
     # After the commit: the job store writes the same SQLite file through its own engine.
     scheduler.set_schedule(p.id, p.schedule)
     return get_pipeline(actor, p.id)
@@ -206,7 +304,7 @@ def create_pipeline(actor: Actor, data: PipelineCreate) -> PipelinePublic:
 
 def update_pipeline(actor: Actor, pipeline_id: int, data: PipelineUpdate) -> PipelinePublic:
     """Edit a pipeline that is not running; the result is validated like a new one."""
-    require(actor.role, Action.manage_pipelines)
+    require(actor, Action.manage_pipelines)
     given = data.model_dump(exclude_unset=True)
     with session_scope() as session:
         p = stored_pipeline(session, pipeline_id)
@@ -228,25 +326,23 @@ def update_pipeline(actor: Actor, pipeline_id: int, data: PipelineUpdate) -> Pip
     resolve(candidate, src, tgt)
     with session_scope() as session:
         p = stored_pipeline(session, pipeline_id)
+        before = audit.fields(p)
         for key, value in candidate.model_dump().items():
             setattr(p, key, value)
         p.schedule = candidate.schedule or None
         p.updated_at = utcnow()
         p = pipe_db.save(session=session, obj=p)
-        audit.record(
-            session=session,
-            user_email=actor.email,
-            action="pipeline.update",
-            target=p.name,
-            detail=",".join(sorted(given)),
-        )
+        audit.log(
+            actor, "pipeline.update", object_type="pipeline", object_id=p.id, target=p.name, before=before,
+            after=audit.fields(p), detail=",".join(sorted(given)), session=session,
+        )  # fmt: skip
     scheduler.set_schedule(p.id, p.schedule)
     return get_pipeline(actor, p.id)
 
 
 def delete_pipeline(actor: Actor, pipeline_id: int) -> None:
     """Stop a running load, remove the schedule and delete the pipeline with its history."""
-    require(actor.role, Action.manage_pipelines)
+    require(actor, Action.manage_pipelines)
     with session_scope() as session:
         stored_pipeline(session, pipeline_id)
     runner.stop(pipeline_id, wait=True)
@@ -255,9 +351,12 @@ def delete_pipeline(actor: Actor, pipeline_id: int) -> None:
     _forget_offsets(pipeline_id)
     with session_scope() as session:
         p = stored_pipeline(session, pipeline_id)
-        name = p.name
+        name, before = p.name, audit.fields(p)
         pipe_db.delete_pipeline(session=session, pipeline=p)
-        audit.record(session=session, user_email=actor.email, action="pipeline.delete", target=name)
+        audit.log(
+            actor, "pipeline.delete", object_type="pipeline", object_id=pipeline_id, target=name, before=before,
+            session=session,
+        )  # fmt: skip
 
 
 def _drop_cdc_objects(pipeline_id: int) -> None:
@@ -302,13 +401,15 @@ def _forget_offsets(pipeline_id: int) -> None:
         log.warning("pipeline %s: its offsets row on the target was not removed: %s", pipeline_id, exc)
 
 
-def start_pipeline(actor: Actor, pipeline_id: int) -> PipelineStatus:
+def start_pipeline(actor: Actor, pipeline_id: int, trigger: str = "manual") -> PipelineStatus:
     """Start the pipeline now: its full load, or its CDC (after the full load for FULL_LOAD_AND_CDC).
 
-    Validation runs first: a pipeline that does not validate does not start (422 with its errors). With
-    on_table_error `continue`, tables with errors are refused alone (they end FAILED with the reason).
+    Validation runs first: a pipeline that does not validate does not start (422 with its errors; when a
+    database could not be reached the refusal is raised from that error, so recovery sees it transient).
+    With on_table_error `continue`, tables with errors are refused alone (they end FAILED with the reason).
+    `trigger` names who started it in the run history (manual, recovery, recover).
     """
-    require(actor.role, Action.manage_pipelines)
+    require(actor, Action.manage_pipelines)
     with session_scope() as session:
         p = stored_pipeline(session, pipeline_id)
         mode, source_kind = (
@@ -323,15 +424,46 @@ def start_pipeline(actor: Actor, pipeline_id: int) -> PipelineStatus:
     if "start" not in allowed_actions(state, mode, engine):
         hint = "resume it" if state == State.PAUSED else "stop it or wait for the run to end"
         raise Conflict(f"pipeline '{name}' is {state}; {hint}")
-    report = validate(actor, pipeline_id)
+    report, cause = _validation(actor, pipeline_id)
     if not report.startable:
-        raise NotStartable(report.errors)
+        raise NotStartable(report.errors) from cause
     refused = {r.source: "; ".join(r.errors) for r in report.tables if r.errors}
     if mode == Mode.FULL_LOAD_ONLY:
-        runner.start_full_load(pipeline_id, trigger="manual", actor_email=actor.email, refused=refused)
+        runner.start_full_load(pipeline_id, trigger=trigger, actor_email=actor.email, refused=refused)
     else:
-        runner.start_cdc(pipeline_id, trigger="manual", actor_email=actor.email, refused=refused)
-    return get_status(actor, pipeline_id)
+        runner.start_cdc(pipeline_id, trigger=trigger, actor_email=actor.email, refused=refused)
+    action = "pipeline.recover" if trigger in ("recover", "recovery") else "pipeline.start"
+    detail = f"{trigger}; refused: {', '.join(sorted(refused))}" if refused else trigger
+    return _acted(actor, action, pipeline_id, name, state, detail)
+
+
+def recover_pipeline(actor: Actor, pipeline_id: int, trigger: str = "recover") -> PipelineStatus:
+    """Restart a pipeline in ERROR now, as its planned automatic restart would (409 in any other state).
+
+    One attempt of recovery: it counts (`retry_attempt`, counters.note_retry) and goes through the same
+    start as a user's, validation included. A start that fails again is a failed attempt: the error is
+    recorded and, when transient, the next restart planned on the backoff; the error is raised. A
+    kafka_connect pipeline whose consumer still runs gets its connector's failed tasks restarted instead.
+    """
+    require(actor, Action.manage_pipelines)
+    with session_scope() as session:
+        p = stored_pipeline(session, pipeline_id)
+        state, name, attempt, mode, engine = p.state, p.name, p.retry_attempt + 1, p.mode, p.engine
+    if "recover" not in allowed_actions(state, mode, engine):
+        raise Conflict(f"pipeline '{name}' is {state}; only a pipeline in ERROR is recovered")
+    if runner.is_running(pipeline_id):  # kafka_connect: the consumer goes on while a connector task FAILED
+        return restart_pipeline(actor, pipeline_id, only_failed=True)
+    if not lifecycle.update_if(pipeline_id, [State.ERROR], retry_attempt=attempt, retry_next_at=None):
+        raise Conflict(f"pipeline '{name}' is no longer in ERROR")
+    counters.note_retry(pipeline_id)
+    log.info("pipeline %s: recovery attempt %s (%s, by %s)", pipeline_id, attempt, trigger, actor.email)
+    try:
+        return start_pipeline(actor, pipeline_id, trigger=trigger)
+    except Exception as exc:
+        if not isinstance(exc, Conflict):  # a Conflict: someone else started or stopped it meanwhile
+            fields = runner.failure_fields(pipeline_id, error_kind(exc))
+            lifecycle.update_if(pipeline_id, [State.ERROR], error_message=runner.describe_failure(exc), **fields)
+        raise
 
 
 def retry_table(actor: Actor, pipeline_id: int, source: str) -> PipelineStatus:
@@ -340,7 +472,7 @@ def retry_table(actor: Actor, pipeline_id: int, source: str) -> PipelineStatus:
     A running CDC pipeline is restarted around the reload (its stream resumes where it was); a stopped
     one reloads the table when it starts; a FULL_LOAD_ONLY pipeline runs a load of just that table.
     """
-    require(actor.role, Action.manage_pipelines)
+    require(actor, Action.manage_pipelines)
     with session_scope() as session:
         p = stored_pipeline(session, pipeline_id)
         row = next(
@@ -364,46 +496,81 @@ def retry_table(actor: Actor, pipeline_id: int, source: str) -> PipelineStatus:
         raise NotStartable(report.errors + table.errors)
     if mode == Mode.FULL_LOAD_ONLY:
         runner.start_full_load(pipeline_id, trigger="retry", actor_email=actor.email, only=[source])
-        return get_status(actor, pipeline_id)
+        return _acted(actor, "pipeline.retry_table", pipeline_id, p.name, state, source)
     if state in ACTIVE:
         runner.stop(pipeline_id, wait=True, actor_email=actor.email, restart=True)
     runner.start_cdc(pipeline_id, trigger="retry", actor_email=actor.email, reload=[source])
-    return get_status(actor, pipeline_id)
+    return _acted(actor, "pipeline.retry_table", pipeline_id, p.name, state, source)
+
+
+def reload_table(actor: Actor, pipeline_id: int, source: str) -> PipelineStatus:
+    """Copy one table of a streaming pipeline again (e.g. after a data check found it different).
+
+    The running embedded CDC pipeline is restarted around a load of just that table under a fresh snapshot;
+    that table's changes apply from the snapshot's point on (none lost, none twice), the other tables' stream
+    resumes from where it was (it waits while the table loads).
+    """
+    require(actor, Action.manage_pipelines)
+    with session_scope() as session:
+        p = stored_pipeline(session, pipeline_id)
+        names = {t.source for t in pipe_db.list_tables(session=session, pipeline_id=pipeline_id)}
+        if source not in names:
+            raise NotFound(f"pipeline '{p.name}' has no table {source}")
+        name, mode, state, engine = p.name, p.mode, p.state, p.engine
+    if mode == Mode.FULL_LOAD_ONLY:
+        raise ValidationFailed("mode", "a FULL_LOAD_ONLY pipeline reloads its tables when its load runs again (Start)")
+    if engine != "embedded":
+        raise ValidationFailed("engine", "reloading one table is available on the embedded engine")
+    if state != State.RUNNING:
+        raise Conflict(f"pipeline '{name}' is {state}; a table is reloaded while the pipeline streams")
+    report = validate(actor, pipeline_id, retrying=True)
+    table = next((r for r in report.tables if r.source == source), None)
+    if table is None:
+        raise ValidationFailed("source", f"{source} is no longer part of the pipeline")
+    if table.errors or report.errors:
+        raise NotStartable(report.errors + table.errors)
+    runner.stop(pipeline_id, wait=True, actor_email=actor.email, restart=True)
+    runner.start_cdc(pipeline_id, trigger="reload", actor_email=actor.email, reload=[source])
+    return _acted(actor, "pipeline.reload_table", pipeline_id, name, state, source)
 
 
 def stop_pipeline(actor: Actor, pipeline_id: int) -> PipelineStatus:
     """Cancel a running load or stream; the pipeline ends STOPPED (a CDC slot is kept for the next start)."""
-    require(actor.role, Action.manage_pipelines)
+    require(actor, Action.manage_pipelines)
     with session_scope() as session:
         p = stored_pipeline(session, pipeline_id)
-    if p.state == State.PAUSED and not runner.is_running(pipeline_id):
-        # Nothing runs while paused: the pipeline ends STOPPED at once (a start resumes from its slot).
-        lifecycle.transition(pipeline_id, State.STOPPED, cdc_status=CdcStatus.STOPPED)
-        return get_status(actor, pipeline_id)
+    # A person took over: no automatic restart is planned any more, and the next failure starts a new streak.
+    recovery_reset = {"retry_next_at": None, "retry_attempt": 0, "failing_since": None}
+    if p.state in (State.PAUSED, State.ERROR) and not runner.is_running(pipeline_id):
+        # Nothing runs while paused or in ERROR: the pipeline ends STOPPED at once (a start resumes from its slot).
+        cdc = {"cdc_status": CdcStatus.STOPPED} if p.mode != Mode.FULL_LOAD_ONLY else {}
+        lifecycle.transition(pipeline_id, State.STOPPED, **cdc, **recovery_reset)
+        return _acted(actor, "pipeline.stop", pipeline_id, p.name, p.state)
+    lifecycle.update_if(pipeline_id, list(State), **recovery_reset)
     runner.stop(pipeline_id, wait=False, actor_email=actor.email)
-    return get_status(actor, pipeline_id)
+    return _acted(actor, "pipeline.stop", pipeline_id, p.name, p.state)
 
 
 def pause_pipeline(actor: Actor, pipeline_id: int) -> PipelineStatus:
     """Pause a running CDC pipeline: reading stops, the slot keeps the changes for resume."""
-    require(actor.role, Action.manage_pipelines)
+    require(actor, Action.manage_pipelines)
     with session_scope() as session:
         p = stored_pipeline(session, pipeline_id)
         if "pause" not in allowed_actions(p.state, p.mode, p.engine):
             raise Conflict(f"only a RUNNING CDC pipeline can be paused ('{p.name}' is {p.state}, {p.mode})")
     runner.stop(pipeline_id, wait=True, actor_email=actor.email, pause=True)
-    return get_status(actor, pipeline_id)
+    return _acted(actor, "pipeline.pause", pipeline_id, p.name, p.state)
 
 
 def resume_pipeline(actor: Actor, pipeline_id: int) -> PipelineStatus:
     """Resume a paused CDC pipeline from where it stopped."""
-    require(actor.role, Action.manage_pipelines)
+    require(actor, Action.manage_pipelines)
     with session_scope() as session:
         p = stored_pipeline(session, pipeline_id)
         if "resume" not in allowed_actions(p.state, p.mode, p.engine):
             raise Conflict(f"pipeline '{p.name}' is {p.state}, not PAUSED")
     runner.start_cdc(pipeline_id, trigger="resume", actor_email=actor.email)
-    return get_status(actor, pipeline_id)
+    return _acted(actor, "pipeline.resume", pipeline_id, p.name, p.state)
 
 
 def lag(actor: Actor, pipeline_id: int) -> dict:
@@ -429,6 +596,7 @@ def lag(actor: Actor, pipeline_id: int) -> dict:
             lag_bytes=slot["lag_bytes"] if slot else None,
             retained_wal_bytes=slot["retained_wal_bytes"] if slot else None,
             slot_active=slot["active"] if slot else None,
+            slot_warning=slot_warning(p.state, p.slot_name or pg_source.slot_name(pipeline_id), slot),
         )
     out = {"pipeline_id": pipeline_id, "state": p.state, "cdc_status": p.cdc_status, "engine": p.engine, **figures}
     if p.engine == "kafka_connect":
@@ -441,9 +609,30 @@ def lag(actor: Actor, pipeline_id: int) -> dict:
     return out
 
 
+def slot_warning(state: str, slot_name: str, slot: dict | None) -> str | None:
+    """What a slot nobody reads costs the source, and how to drop it (None: no slot, or it is being read)."""
+    if slot is None or slot.get("active") or state in (State.RUNNING, State.STARTING):
+        return None
+    retained = slot.get("retained_wal_bytes") or 0
+    return (
+        f"The pipeline is {state} and its replication slot {slot_name} is not read: the source keeps "
+        f"{_size(retained)} of WAL for it, and more with every change. Resume or start it to catch up; Delete "
+        f"drops the slot, or on the source: SELECT pg_drop_replication_slot('{slot_name}')"
+    )
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"
+
+
 def restart_pipeline(actor: Actor, pipeline_id: int, only_failed: bool = True) -> PipelineStatus:
     """Restart a kafka_connect pipeline's connector and tasks (by default only what FAILED)."""
-    require(actor.role, Action.manage_pipelines)
+    require(actor, Action.manage_pipelines)
     with session_scope() as session:
         p = stored_pipeline(session, pipeline_id)
         if "restart_failed" not in allowed_actions(p.state, p.mode, p.engine):
@@ -451,16 +640,21 @@ def restart_pipeline(actor: Actor, pipeline_id: int, only_failed: bool = True) -
                 f"pipeline '{p.name}' runs on the embedded engine; restart is for kafka_connect pipelines "
                 "(stop and start it instead)"
             )
-        audit.record(
-            session=session,
-            user_email=actor.email,
-            action="pipeline.restart",
-            target=p.name,
-            detail="only_failed" if only_failed else "all",
-        )
+        name, state = p.name, p.state
     with connect_client() as client:
         client.restart(connector_name(pipeline_id), include_tasks=True, only_failed=only_failed)
-    return get_status(actor, pipeline_id)
+    return _acted(actor, "pipeline.restart", pipeline_id, name, state, "only_failed" if only_failed else "all")
+
+
+def _acted(actor: Actor, action: str, pipeline_id: int, name: str, state: str, detail: str = "") -> PipelineStatus:
+    """Audit a lifecycle action that was carried out (the state before it and the one it led to), and
+    return the pipeline's status."""
+    status = get_status(actor, pipeline_id)
+    audit.log(
+        actor, action, object_type="pipeline", object_id=pipeline_id, target=name, before={"state": str(state)},
+        after={"state": str(status.state)}, detail=detail,
+    )  # fmt: skip
+    return status
 
 
 # ---------------------------------------------------------------- preview, diff, validate
@@ -518,7 +712,7 @@ def _setup(p: PipelineCreate | Pipeline, resolved: Resolved, policy: str | None 
 
 
 def _with_connections(actor: Actor, pipeline_id: int) -> tuple[Pipeline, Connection, Connection]:
-    require(actor.role, Action.read)
+    require(actor, Action.read)
     with session_scope() as session:
         p = stored_pipeline(session, pipeline_id)
         src = connection_for(session, "source_connection_id", p.source_connection_id, "source")
@@ -537,7 +731,7 @@ def preview(actor: Actor, pipeline_id: int) -> list[PreviewRow]:
 
 def preview_request(actor: Actor, data: PipelineCreate) -> list[PreviewRow]:
     """The preview of a pipeline not saved yet (the wizard's mapping step)."""
-    require(actor.role, Action.read)
+    require(actor, Action.read)
     with session_scope() as session:
         src = connection_for(session, "source_connection_id", data.source_connection_id, "source")
         tgt = connection_for(session, "target_connection_id", data.target_connection_id, "target")
@@ -556,6 +750,11 @@ def validate(actor: Actor, pipeline_id: int, retrying: bool = False) -> Validati
     The target table policy is judged only where a load will run: not for CDC_ONLY, nor for a CDC
     pipeline that resumes from its slot; a retried table is loaded again with `truncate`.
     """
+    return _validation(actor, pipeline_id, retrying)[0]
+
+
+def _validation(actor: Actor, pipeline_id: int, retrying: bool = False) -> tuple[ValidationReport, StudioError | None]:
+    """validate(), with the error that stopped it from checking the tables at all (None when it checked them)."""
     p, src, tgt = _with_connections(actor, pipeline_id)
     request = stored_request(p)
     try:
@@ -563,7 +762,7 @@ def validate(actor: Actor, pipeline_id: int, retrying: bool = False) -> Validati
         policy = "truncate" if retrying else p.target_table_policy if _will_load(p, resolved.source) else "append"
         rows, problems = _preview_rows(request, src, tgt, resolved, policy)
     except (ValidationFailed, ConnectorError) as exc:
-        return ValidationReport(ok=False, errors=[str(exc)], warnings=[], startable=False)
+        return ValidationReport(ok=False, errors=[str(exc)], warnings=[], startable=False), exc
     checked = pipeline_checks.check(_setup(p, resolved, policy), rows)
     checked.errors += problems
     for r in rows:
@@ -571,13 +770,14 @@ def validate(actor: Actor, pipeline_id: int, retrying: bool = False) -> Validati
             r.warnings.insert(0, f"{r.target} exists with different columns: {describe_differences(r.differences)}")
     errors = checked.errors + [e for r in rows for e in r.errors]
     warnings = checked.warnings + [w for r in rows for w in r.warnings]
-    return ValidationReport(
+    report = ValidationReport(
         ok=not errors,
         errors=errors,
         warnings=warnings,
         tables=rows,
         startable=pipeline_checks.startable(checked.errors, rows, p.on_table_error),
     )
+    return report, None
 
 
 def _will_load(p: Pipeline, source: ConnectionSpec) -> bool:

@@ -14,11 +14,13 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from core import lifecycle
 from core.cdc.engine import CdcWorker, lag_dict
-from core.errors import Conflict, NotFound
+from core.config import get_settings
+from core.errors import TERMINAL, TRANSIENT, Conflict, NotFound, error_kind
 from core.events import Event, bus
 from core.fullload import run_full_load
 from core.fullload.model import FAILED as TABLE_FAILED
@@ -26,6 +28,7 @@ from core.fullload.model import PENDING as TABLE_PENDING
 from core.fullload.model import RUNNING as TABLE_RUNNING
 from core.kafka.engine import KafkaCdcWorker
 from core.lifecycle import CdcStatus, LoadStatus, Mode, State
+from core.monitoring import counters
 from core.pipeline_schemas import TableStatus
 from core.plans import CdcPlan, cdc_plan, load_plan, pair
 from data import pipelines as pipe_db
@@ -78,6 +81,19 @@ class ActiveRun:
 
 _active: dict[int, ActiveRun] = {}
 _lock = threading.Lock()
+_app_stopping = threading.Event()  # set by stop_all: recovery starts nothing while the app stops
+CONNECTOR_RESTARTS_PER_HOUR = 10
+_connector_restarts: dict[int, list[datetime]] = {}  # pipeline -> its automatic task restarts in the last hour
+
+
+def app_stopping() -> bool:
+    """Whether the app is stopping (stop_all ran and no start since): nothing is to be started now."""
+    return _app_stopping.is_set()
+
+
+def services_starting() -> None:
+    """The app's services start (again, in tests that start and stop them within one process): runs may start."""
+    _app_stopping.clear()
 
 
 def is_running(pipeline_id: int) -> bool:
@@ -130,7 +146,7 @@ def _begin(pipeline_id: int, kind: str, trigger: str, **status: str) -> ActiveRu
     with _lock:
         if pipeline_id in _active:
             raise Conflict(f"pipeline {pipeline_id} is already running; stop it or wait for the run to end")
-        lifecycle.transition(pipeline_id, State.STARTING, error_message=None, **status)
+        lifecycle.transition(pipeline_id, State.STARTING, error_message=None, retry_next_at=None, **status)
         with session_scope() as session:
             run = pipe_db.save(
                 session=session, obj=PipelineRun(pipeline_id=pipeline_id, trigger=trigger, run_type=kind)
@@ -173,6 +189,7 @@ def stop(
 
 def stop_all(timeout: float = 30) -> None:
     """Cancel every running load (app shutdown)."""
+    _app_stopping.set()
     with _lock:
         runs = list(_active.values())
     for r in runs:
@@ -181,6 +198,31 @@ def stop_all(timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     for r in runs:
         r.join(max(0.1, deadline - time.monotonic()))
+
+
+def describe_failure(exc: BaseException) -> str:
+    """The message a failed run leaves on the pipeline: the error's words and, for an error a retry does not
+    cure, what a person does about it."""
+    message = str(exc) or type(exc).__name__
+    fix = getattr(exc, "fix", "")
+    return f"{message} — {fix}" if fix and error_kind(exc) == TERMINAL else message
+
+
+def failure_fields(pipeline_id: int, kind: str, now: datetime | None = None) -> dict[str, object]:
+    """The Pipeline fields a run that ended in ERROR with an error of `kind` sets: the kind, the start of the
+    failing streak (kept from an earlier failure of it), and for a transient error the next automatic restart
+    (core.recovery starts it then; none while the app stops — it resumes at the next start). Counts the error."""
+    counters.note_error(pipeline_id)
+    now = now or utcnow()
+    with session_scope() as session:
+        p = pipe_db.get_pipeline(session=session, pipeline_id=pipeline_id)
+        since, attempt = (p.failing_since, p.retry_attempt) if p is not None else (None, 0)
+    next_at = None
+    if kind == TRANSIENT:
+        settings = get_settings()
+        delay = lifecycle.retry_delay(attempt, settings.retry_base_s, settings.retry_cap_s)
+        next_at = now + timedelta(seconds=delay)
+    return {"error_kind": kind, "failing_since": since or now, "retry_next_at": next_at}
 
 
 def run_scheduled_load(pipeline_id: int) -> None:
@@ -220,7 +262,8 @@ def _execute(active: ActiveRun) -> None:
             LoadStatus.FAILED,
             sum(t.rows_copied for t in active.tables.values()),
             0,
-            str(exc) or type(exc).__name__,
+            describe_failure(exc),
+            kind=error_kind(exc),
         )
     finally:
         with _lock:
@@ -316,7 +359,11 @@ def _failure_summary(active: ActiveRun) -> str | None:
     return f"{len(failed)} of {len(active.tables)} tables failed; {first.source}: {first.error}"
 
 
-def _finish(active: ActiveRun, status: str, rows: int, rows_failed: int, error: str | None) -> None:
+def _finish(
+    active: ActiveRun, status: str, rows: int, rows_failed: int, error: str | None, kind: str = TERMINAL
+) -> None:
+    """End a full load; a FAILED one without an exception (tables failed, each with its reason) is terminal:
+    those tables are retried one by one once their cause is fixed."""
     for t in active.tables.values():
         _persist_table(active, t)
     with session_scope() as session:
@@ -326,12 +373,14 @@ def _finish(active: ActiveRun, status: str, rows: int, rows_failed: int, error: 
             run.rows_processed, run.rows_failed, run.error_message = rows, rows_failed, error
             session.add(run)
     state = State.STOPPED if status in (LoadStatus.COMPLETED, LoadStatus.CANCELLED) else State.ERROR
-    _set_state(active, state, full_load_status=status, error_message=error)
+    extra = failure_fields(active.pipeline_id, kind) if state == State.ERROR else {}
+    _set_state(active, state, full_load_status=status, error_message=error, **extra)
     bus.publish(Event("pipeline.run", {"run_id": active.run_id, "status": status}, active.pipeline_id))
 
 
 def recover_interrupted() -> None:
     """At start: runs the previous process left RUNNING end FAILED, their pipelines in ERROR."""
+    services_starting()
     message = "the app stopped during this run; start it again"
     interrupted: set[int] = set()
     with session_scope() as session:
@@ -350,6 +399,7 @@ def recover_interrupted() -> None:
 # ---------------------------------------------------------------------------------------- CDC
 
 _RESUMED = frozenset({State.STARTING, State.RUNNING})  # a CDC pipeline the app stopped in these resumes
+_RUN_END = {State.PAUSED: "PAUSED", State.STOPPED: "STOPPED"}  # how a CDC run that was asked to end ends
 
 
 def start_cdc(
@@ -401,9 +451,10 @@ def _execute_cdc(active: ActiveRun) -> None:
         else:
             _finish_cdc(active, worker, LoadStatus.CANCELLED, None, State.STOPPED, CdcStatus.STOPPED)
     except Exception as exc:  # noqa: BLE001 - any failure must end in ERROR with its reason
-        log.warning("CDC of pipeline %s failed: %s", pid, exc)
-        message = str(exc) or type(exc).__name__
-        _finish_cdc(active, worker, LoadStatus.FAILED, message, State.ERROR, CdcStatus.FAILED)
+        kind = error_kind(exc)
+        log.warning("CDC of pipeline %s failed (%s): %s", pid, kind, exc)
+        extra = failure_fields(pid, kind)
+        _finish_cdc(active, worker, LoadStatus.FAILED, describe_failure(exc), State.ERROR, CdcStatus.FAILED, extra)
     finally:
         with _lock:
             _active.pop(pid, None)
@@ -435,10 +486,48 @@ def _streaming(active: ActiveRun) -> None:
     worker = active.worker
     if worker is not None and worker.full_load_status:
         values["full_load_status"] = worker.full_load_status
+        _record_load_run(active, worker.full_load_status)
     _set_state(active, State.RUNNING, **values)
     for status in list(active.tables.values()):
         if status.status == "PENDING":  # CDC_ONLY: no load for it, its changes now apply
             table_result(active, status.source, "STREAMING", None, None)
+
+
+def _record_load_run(active: ActiveRun, status: str) -> None:
+    """The full load a CDC run did before streaming (FULL_LOAD_AND_CDC, first start) gets its own history row:
+    from the CDC run's start to now, with the rows it copied."""
+    tables = list(active.tables.values())
+    with session_scope() as session:
+        cdc_run = session.get(PipelineRun, active.run_id)
+        if cdc_run is None:
+            return
+        pipe_db.save(
+            session=session,
+            obj=PipelineRun(
+                pipeline_id=active.pipeline_id,
+                run_type="FULL_LOAD",
+                trigger=cdc_run.trigger,
+                status=status,
+                started_at=cdc_run.started_at,
+                completed_at=utcnow(),
+                rows_processed=sum(t.rows_copied for t in tables),
+                rows_failed=sum(t.rows_expected for t in tables if t.status == TABLE_FAILED),
+            ),
+        )
+    bus.publish(Event("pipeline.run", {"run_id": active.run_id, "status": status}, active.pipeline_id))
+
+
+def live_rows(pipeline_id: int) -> int | None:
+    """Rows the running run has handled so far: rows copied by a full load, changes applied by CDC (None when
+    nothing runs)."""
+    with _lock:
+        active = _active.get(pipeline_id)
+    if active is None:
+        return None
+    worker = active.worker
+    if active.kind == "CDC" and worker is not None:
+        return int(worker.counters.events)
+    return sum(t.rows_copied for t in active.tables.values()) if active.kind == "FULL_LOAD" else 0
 
 
 def _connector_state(active: ActiveRun, status) -> None:  # noqa: ANN001 - core.kafka.connect_client.ConnectorStatus
@@ -451,11 +540,21 @@ def _connector_state(active: ActiveRun, status) -> None:  # noqa: ANN001 - core.
         trace = (failed[0].trace if failed else status.trace) or ""
         first = trace.strip().splitlines()[0] if trace.strip() else "no trace given"
         where = f"task {failed[0].id}" if failed else "connector"
+        # Transient: recovery restarts the failed tasks on its backoff, up to CONNECTOR_RESTARTS_PER_HOUR;
+        # past that they stay FAILED for a person (terminal).
+        done = connector_restarts(active.pipeline_id)
+        if done["gave_up"]:
+            kind, then = TERMINAL, f"restarted {done['count']} times in the last hour, giving up: use Restart failed"
+        else:
+            kind, then = TRANSIENT, "it is restarted automatically; or use Restart failed"
+        counters.note_error(active.pipeline_id)
         _set_state(
             active,
             State.ERROR,
             cdc_status=CdcStatus.FAILED,
-            error_message=f"Debezium {where} FAILED: {first} (use Restart failed)",
+            error_kind=kind,
+            retry_next_at=None,
+            error_message=f"Debezium {where} FAILED: {first} ({then})",
         )
     elif active.connector_failed and status.healthy:  # restarted: back to RUNNING
         active.connector_failed = False
@@ -463,8 +562,30 @@ def _connector_state(active: ActiveRun, status) -> None:  # noqa: ANN001 - core.
             _set_state(active, State.RUNNING, cdc_status=CdcStatus.RUNNING, error_message=None)
 
 
+def note_connector_restart(pipeline_id: int, at: datetime) -> None:
+    """Recovery restarted the pipeline's failed connector tasks at `at`."""
+    with _lock:
+        _connector_restarts.setdefault(pipeline_id, []).append(at)
+
+
+def connector_restarts(pipeline_id: int, now: datetime | None = None) -> dict[str, Any]:
+    """The automatic task restarts of the last hour: {count, last_at, limit, gave_up} (gave_up: the limit is
+    reached, failed tasks stay FAILED until a person restarts them)."""
+    now = now or utcnow()
+    with _lock:
+        recent = [t for t in _connector_restarts.get(pipeline_id, []) if now - t < timedelta(hours=1)]
+        _connector_restarts[pipeline_id] = recent
+    return {
+        "count": len(recent),
+        "last_at": recent[-1] if recent else None,
+        "limit": CONNECTOR_RESTARTS_PER_HOUR,
+        "gave_up": len(recent) >= CONNECTOR_RESTARTS_PER_HOUR,
+    }
+
+
 def connector_status(pipeline_id: int) -> dict | None:
-    """The connector state a running kafka_connect worker last saw (None when none runs)."""
+    """The connector state a running kafka_connect worker last saw (None when none runs), with its automatic
+    task restarts (`restarts`, see connector_restarts)."""
     with _lock:
         active = _active.get(pipeline_id)
     worker = active.worker if active else None
@@ -476,6 +597,8 @@ def connector_status(pipeline_id: int) -> dict | None:
         "state": status.state,
         "tasks": [{"id": t.id, "state": t.state, "worker_id": t.worker_id, "trace": t.trace} for t in status.tasks],
         "warning": worker.source_warning(),
+        "restarts": connector_restarts(pipeline_id),
+        "seen_at": worker.connector_status_at,
     }
 
 
@@ -486,6 +609,7 @@ def _finish_cdc(
     error: str | None,
     state: State,
     cdc_status: CdcStatus,
+    extra: dict[str, object] | None = None,
 ) -> None:
     for t in active.tables.values():
         _persist_table(active, t)
@@ -493,10 +617,11 @@ def _finish_cdc(
     with session_scope() as session:
         run = session.get(PipelineRun, active.run_id)
         if run is not None:
-            run.status = LoadStatus.COMPLETED if status == LoadStatus.CANCELLED else status
+            # A stream has no natural end: it ends PAUSED or STOPPED (an app restart: STOPPED, resumed anew).
+            run.status = _RUN_END.get(state, "STOPPED") if status == LoadStatus.CANCELLED else status
             run.completed_at, run.rows_processed, run.error_message = utcnow(), events, error
             session.add(run)
-    fields: dict[str, object] = {"cdc_status": cdc_status}
+    fields: dict[str, object] = {"cdc_status": cdc_status, **(extra or {})}
     if worker is not None and worker.full_load_status:
         fields["full_load_status"] = worker.full_load_status
     _set_state(active, state, error_message=error, **fields)

@@ -9,9 +9,11 @@ max_instances=1 and coalesces missed runs, so scheduled runs never overlap.
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime
 
 from apscheduler.jobstores.base import JobLookupError
+from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.cron import CronTrigger
@@ -22,7 +24,11 @@ log = logging.getLogger(__name__)
 
 JOBS_TABLE = "scheduler_jobs"
 FULL_LOAD_JOB = "core.runner:run_scheduled_load"  # the job body, by name (APScheduler resolves it when it runs)
+SYSTEM = "system"  # the in-memory job store of the app's own periodic jobs (health checks, metrics ...)
+BEAT_JOB = "core.scheduler:beat"
+BEAT_EVERY_S = 10.0
 _scheduler: BackgroundScheduler | None = None
+_last_beat: float | None = None  # time.monotonic() of the heartbeat job's last run
 
 
 def parse_cron(expr: str) -> CronTrigger:
@@ -53,21 +59,57 @@ def start(database_url: str) -> BackgroundScheduler:
     if _scheduler is not None:
         shutdown()
     scheduler = BackgroundScheduler(
-        jobstores={"default": SQLAlchemyJobStore(url=database_url, tablename=JOBS_TABLE)},
+        jobstores={
+            "default": SQLAlchemyJobStore(url=database_url, tablename=JOBS_TABLE),
+            SYSTEM: MemoryJobStore(),
+        },
         job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 300},
         timezone="UTC",
     )
     scheduler.start()
     _scheduler = scheduler
+    every("scheduler-beat", BEAT_JOB, BEAT_EVERY_S)
     return scheduler
+
+
+def every(job: str, func_ref: str, seconds: float, *args: object) -> None:
+    """Run the function named `module:function` every `seconds` (an app job, not persisted: the app
+    registers its own at every start). Runs never overlap; missed runs are coalesced."""
+    if _scheduler is None:
+        return
+    _scheduler.add_job(
+        func_ref,
+        trigger="interval",
+        seconds=seconds,
+        args=list(args),
+        id=job,
+        name=job,
+        jobstore=SYSTEM,
+        replace_existing=True,
+        misfire_grace_time=max(1, int(seconds)),
+    )
+
+
+def beat() -> None:
+    """The heartbeat job: proves the scheduler runs its jobs (see seconds_since_beat)."""
+    global _last_beat
+    _last_beat = time.monotonic()
+
+
+def seconds_since_beat() -> float | None:
+    """Seconds since the heartbeat job last ran (None: the scheduler is not running or has not beaten yet)."""
+    if _scheduler is None or not _scheduler.running:
+        return None
+    return None if _last_beat is None else time.monotonic() - _last_beat
 
 
 def shutdown() -> None:
     """Stop the scheduler (running jobs are left to finish on their own threads)."""
-    global _scheduler
+    global _scheduler, _last_beat
     if _scheduler is not None:
         _scheduler.shutdown(wait=False)
         _scheduler = None
+    _last_beat = None
 
 
 def set_schedule(pipeline_id: int, expr: str | None) -> None:

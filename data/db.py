@@ -9,8 +9,8 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy import event, text
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, create_engine
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -42,12 +42,40 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
-def migrate(url: str) -> None:
-    """Bring the database at `url` to the newest schema, in place."""
+_START_LOCK = 0x0CDC5700  # a PostgreSQL advisory lock id: app processes starting on one database take turns
+
+
+def serialize(conn: Connection | Session) -> None:
+    """Make this transaction wait for any other app process's start-up writes (migrations, first rows) to
+    commit; PostgreSQL only (SQLite serves one process)."""
+    bind = conn.get_bind() if isinstance(conn, Session) else conn
+    if bind.dialect.name == "postgresql":
+        conn.execute(text(f"SELECT pg_advisory_xact_lock({_START_LOCK})"))
+
+
+def migrate(url: str, revision: str = "head", *, down: bool = False) -> None:
+    """Bring the database at `url` to the newest schema (or up or `down` to `revision`), in place.
+
+    SQLite migrates with foreign keys off: a migration that rebuilds a table (batch mode) drops the old one,
+    which with them on deletes every row referencing it (ON DELETE CASCADE: the runs of every pipeline).
+    """
     cfg = alembic_config(url)
-    with get_engine(url).begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+    with get_engine(url).connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            conn.commit()
+        try:
+            with conn.begin():
+                serialize(conn)
+                cfg.attributes["connection"] = conn
+                (command.downgrade if down else command.upgrade)(cfg, revision)
+                if sqlite and conn.exec_driver_sql("PRAGMA foreign_key_check").first() is not None:
+                    raise RuntimeError(f"the migration to {revision} left rows whose referenced row is missing")
+        finally:
+            if sqlite:
+                conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                conn.commit()
 
 
 _current_url: str | None = None

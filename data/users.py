@@ -28,3 +28,17 @@ def add_user(*, session: Session, user: User) -> User:
     session.flush()
     session.refresh(user)
     return user
+
+
+def count_active_admins(*, session: Session, excluding: int | None = None) -> int:
+    """Active admin accounts, optionally leaving one user out (the one about to change)."""
+    query = select(func.count()).select_from(User).where(User.role == "admin", User.is_active == True)  # noqa: E712
+    if excluding is not None:
+        query = query.where(User.id != excluding)
+    return session.exec(query).one()
+
+
+def delete_user(*, session: Session, user: User) -> None:
+    """Remove an account (the audit trail keeps its email as text)."""
+    session.delete(user)
+    session.flush()

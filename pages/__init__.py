@@ -11,6 +11,9 @@ from components.auth_middleware import AuthMiddleware
 def register(app: FastAPI) -> None:
     """Register every page route and the login guard."""
     from pages import (
+        account,
+        alerts,
+        audit,
         connection_detail,
         connections,
         connectors,
@@ -20,6 +23,8 @@ def register(app: FastAPI) -> None:
         pipeline_detail,
         pipeline_new,
         pipelines,
+        settings,
+        tokens,
         users,
     )
 
@@ -33,5 +38,10 @@ def register(app: FastAPI) -> None:
     ui.page("/pipelines/{pipeline_id}", title="Pipeline · CDC Studio")(pipeline_detail.pipeline_detail_page)
     ui.page("/connectors", title="Connectors · CDC Studio")(connectors.connectors_page)
     ui.page("/events", title="Live events · CDC Studio")(events.events_page)
+    ui.page("/alerts", title="Alerts · CDC Studio")(alerts.alerts_page)
     ui.page("/users", title="Users · CDC Studio")(users.users_page)
+    ui.page("/settings", title="Settings · CDC Studio")(settings.settings_page)
+    ui.page("/account", title="Account · CDC Studio")(account.account_page)
+    ui.page("/tokens", title="API tokens · CDC Studio")(tokens.tokens_page)
+    ui.page("/audit", title="Audit · CDC Studio")(audit.audit_page)
     app.add_middleware(AuthMiddleware)

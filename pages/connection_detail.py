@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from nicegui import run, ui
@@ -9,11 +10,13 @@ from nicegui.client import ClientConnectionTimeout
 
 from components.connection_form import KIND_LABELS, USAGE_LABELS, confirm_and_delete, open_connection_form
 from components.discovery import DiscoveryPanel
-from components.format import format_options, ms, timestamp
+from components.format import format_options, iso_utc, ms, time_cell_slot, timestamp
 from components.frame import frame
 from components.messages import error_title, plain
+from components.preferences import show_utc
 from core import connections
 from core.connections import ConnectionPublic, ConnectionTestPublic
+from core.connectors.base import ReadinessItem
 from core.errors import StudioError
 from core.security import Action, can
 from core.users import Actor
@@ -38,7 +41,7 @@ def history_row(t: ConnectionTestPublic) -> dict:
     """One row of the test history."""
     return {
         "id": t.id,
-        "time": timestamp(t.tested_at),
+        "time": iso_utc(t.tested_at),  # shown in the browser's time zone, UTC on hover
         "result": "ok" if t.ok else "failed",
         "latency": ms(t.latency_ms) if t.ok else "—",
         "version": t.server_version or "",
@@ -74,14 +77,16 @@ class ConnectionTestSection:
         self.connection = connection
         self.result = ui.label().mark("test-result")
         self.result.visible = False
+        empty = "Not tested yet: press Test" if can(actor.role, Action.manage_connections) else "Not tested yet"
         ui.label("Test history").classes("text-lg font-medium")
         self.history = (
             ui.table(columns=HISTORY_COLUMNS, rows=[], row_key="id", pagination=10)
             .classes("w-full")
-            .props('flat bordered dense no-data-label="Not tested yet: press Test"')
+            .props(f'flat bordered dense no-data-label="{empty}"')
             .mark("test-history")
         )
         self.history.add_slot("body-cell-result", RESULT_SLOT)
+        self.history.add_slot("body-cell-time", time_cell_slot(show_utc()))
 
     async def load_history(self) -> None:
         """Fetch the newest tests."""
@@ -120,6 +125,72 @@ class ConnectionTestSection:
         await self.load_history()
 
 
+READINESS_LOOK = {
+    "ok": ("check_circle", "text-positive"),
+    "warning": ("warning", "text-warning"),
+    "failing": ("cancel", "text-negative"),
+}
+
+
+class ReadinessSection:
+    """The CDC readiness checklist of a PostgreSQL connection: each point, its status and the fix."""
+
+    def __init__(self, actor: Actor, connection: ConnectionPublic) -> None:
+        self.actor = actor
+        self.connection = connection
+        with ui.row().classes("w-full items-center justify-between"):
+            ui.label("CDC readiness").classes("text-lg font-medium")
+            self.button = (
+                ui.button("Check again", icon="refresh", on_click=self.load).props("flat").mark("readiness-refresh")
+            )
+        self.summary = ui.label().classes("text-grey-7").mark("readiness-summary")
+        # Two columns on wide screens: the whole checklist, warnings included, fits in one look.
+        self.items = ui.element("div").classes("w-full grid grid-cols-1 lg:grid-cols-2 gap-x-8 gap-y-3")
+        self.items.mark("readiness")
+
+    async def load(self) -> None:
+        """Run the checks on the server and show each point."""
+        self.button.props("loading")
+        self.summary.text = "Checking the server …"
+        try:
+            items = await run.io_bound(connections.cdc_readiness, self.actor, self.connection.id)
+        except StudioError as exc:
+            self.items.clear()
+            self.summary.text = f"Could not check: {plain(exc)}"
+            return
+        finally:
+            self.button.props(remove="loading")
+        if items is None:
+            return
+        self._render(items)
+
+    def _render(self, items: list[ReadinessItem]) -> None:
+        failing = sum(1 for i in items if i.status == "failing")
+        warnings = sum(1 for i in items if i.status == "warning")
+        self.summary.classes(replace="text-negative" if failing else "text-warning" if warnings else "text-positive")
+        if failing:
+            self.summary.text = f"Not ready for CDC: {failing} point(s) to fix" + (
+                f", {warnings} warning(s)" if warnings else ""
+            )
+        elif warnings:
+            self.summary.text = f"Ready for CDC, with {warnings} warning(s)"
+        else:
+            self.summary.text = "Ready for CDC"
+        self.items.clear()
+        with self.items:
+            for item in items:
+                icon, color = READINESS_LOOK.get(item.status, ("help", "text-grey-7"))
+                with ui.row().classes("w-full items-start no-wrap gap-3").mark(f"readiness-{item.key}"):
+                    ui.icon(icon, size="sm").classes(color)
+                    with ui.column().classes("gap-0 min-w-0"):
+                        with ui.row().classes("items-baseline gap-2"):
+                            ui.label(item.label).classes("font-medium")
+                            ui.label(item.status).classes(f"text-xs uppercase {color}")
+                        ui.label(item.found).classes("text-grey-8 break-words")
+                        if item.fix:
+                            ui.label(f"Fix: {item.fix}").classes("text-sm font-mono break-words")
+
+
 async def connection_detail_page(connection_id: int) -> None:
     """Settings, test and discovery of one saved connection."""
     async with frame("Connection") as actor:
@@ -144,7 +215,8 @@ async def connection_detail_page(connection_id: int) -> None:
                 with ui.column().classes("gap-2"):
                     _summary(c)
                 with ui.row().classes("gap-2"):
-                    test_button = ui.button("Test", icon="bolt").mark("test-connection")
+                    # A test writes the test history: read-only roles are not offered it.
+                    test_button = ui.button("Test", icon="bolt").mark("test-connection") if manage else None
                     if manage:
                         ui.button(
                             "Edit",
@@ -157,7 +229,12 @@ async def connection_detail_page(connection_id: int) -> None:
                             "delete-connection"
                         )
             tests = ConnectionTestSection(actor, c)
-            test_button.on_click(lambda: tests.run_test(test_button))
+            if test_button is not None:
+                test_button.on_click(lambda: tests.run_test(test_button))
+        readiness = None
+        if c.kind == "postgresql":  # the checklist is PostgreSQL's (wal_level, slots, WAL senders ...)
+            with ui.card().classes("w-full").props("flat bordered").mark("readiness-card"):
+                readiness = ReadinessSection(actor, c)
         with ui.card().classes("w-full").props("flat bordered"):
             ui.label("Discovery").classes("text-lg font-medium")
             discovery = DiscoveryPanel(actor, c)
@@ -166,4 +243,5 @@ async def connection_detail_page(connection_id: int) -> None:
             await ui.context.client.connected(timeout=60)
         except ClientConnectionTimeout:
             return  # the browser never connected; nobody to show discovery to
-        await discovery.start()
+        # Both only read; side by side, an unreachable server costs one connect timeout, not two.
+        await asyncio.gather(discovery.start(), *([readiness.load()] if readiness is not None else []))

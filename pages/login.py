@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+
+from fastapi import Request
 from fastapi.responses import RedirectResponse
 from nicegui import app, run, ui
 
@@ -13,7 +16,7 @@ def _safe_target(redirect_to: str) -> str:
     return redirect_to if redirect_to.startswith("/") and not redirect_to.startswith("//") else "/"
 
 
-async def login_page(redirect_to: str = "/") -> RedirectResponse | None:
+async def login_page(request: Request, redirect_to: str = "/") -> RedirectResponse | None:
     """Email/password login; sends to the first-admin form while no account exists."""
     # HTTP redirects, not ui.navigate: the browser gets its session cookie before the next page.
     if await run.io_bound(needs_first_admin):
@@ -21,14 +24,19 @@ async def login_page(redirect_to: str = "/") -> RedirectResponse | None:
     if app.storage.user.get("user_id"):
         return RedirectResponse(_safe_target(redirect_to))
 
+    client_addr = request.client.host if request.client else ""
+
     async def try_login() -> None:
         try:
-            actor = await run.io_bound(authenticate, email.value or "", password.value or "")
+            actor = await run.io_bound(authenticate, email.value or "", password.value or "", client_addr)
         except StudioError as exc:
             error.text = str(exc)
             error.visible = True
             return
-        app.storage.user.update({"user_id": actor.id, "email": actor.email, "role": actor.role})
+        now = time.time()
+        app.storage.user.update(
+            {"user_id": actor.id, "email": actor.email, "role": actor.role, "login_at": now, "seen_at": now}
+        )
         ui.navigate.to(_safe_target(redirect_to))
 
     with ui.card().classes("absolute-center w-96"):
@@ -61,7 +69,10 @@ async def setup_page() -> RedirectResponse | None:
             error.text = str(exc)
             error.visible = True
             return
-        app.storage.user.update({"user_id": user.id, "email": user.email, "role": user.role})
+        now = time.time()
+        app.storage.user.update(
+            {"user_id": user.id, "email": user.email, "role": user.role, "login_at": now, "seen_at": now}
+        )
         ui.navigate.to("/")
 
     with ui.card().classes("absolute-center w-96"):

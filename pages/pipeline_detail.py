@@ -1,24 +1,32 @@
-"""One pipeline: state, actions, live per-table progress, CDC figures, schema diff and run history."""
+"""One pipeline: state, actions, live per-table progress, CDC figures, data quality, schema diff and run history."""
 
 from __future__ import annotations
 
+import time
+
 from nicegui import run, ui
+from pydantic import ValidationError
 
 from components.cdc_stats import CdcStats
 from components.confirm import confirm
 from components.connector_status import ConnectorStatus
+from components.data_quality import DataQuality
 from components.frame import frame
 from components.live import on_events
-from components.messages import plain
+from components.messages import field_errors, plain
 from components.pipeline_actions import PipelineActions, offered
 from components.pipeline_header import PipelineHeader
+from components.pipeline_monitoring import PipelineMonitoring
+from components.pipeline_wizard import edit_dialog
 from components.run_history import RunHistory
 from components.schema_diff import SchemaDiff
 from components.table_progress import TableHealth, TableProgressList
 from core import pipelines
 from core.errors import StudioError
 from core.events import Event
-from core.pipeline_schemas import PipelinePublic, TableStatus
+from core.lifecycle import allowed_actions
+from core.monitoring import metrics
+from core.pipeline_schemas import PipelinePublic, PipelineUpdate, TableStatus
 from core.security import Action, can
 from core.users import Actor
 
@@ -28,8 +36,22 @@ CALLS = {  # action -> (core function taking actor and pipeline id, label for a 
     "pause": (pipelines.pause_pipeline, "Pause"),
     "resume": (pipelines.resume_pipeline, "Resume"),
     "restart_failed": (pipelines.restart_pipeline, "Restart failed"),
+    "recover": (pipelines.recover_pipeline, "Recover"),
 }
 RUNS_SHOWN = 20
+LIVE_S = 5.0  # the cards, per-table changes and a running run's count are re-read this often
+ASKED = {  # actions asked first: (question, button)
+    "stop": (
+        "Stop pipeline '{name}'? Streaming ends; the replication slot keeps the changes for the next start "
+        "(and keeps WAL on the source until then).",
+        "Stop",
+    ),
+    "pause": (
+        "Pause pipeline '{name}'? Reading stops; the replication slot keeps the changes for Resume "
+        "(and keeps WAL on the source meanwhile).",
+        "Pause",
+    ),
+}
 
 
 async def pipeline_detail_page(pipeline_id: int) -> None:
@@ -44,6 +66,7 @@ async def pipeline_detail_page(pipeline_id: int) -> None:
             return
         editor = can(actor.role, Action.manage_pipelines)
         page = _PipelinePage(actor, p)
+        ui.link("← Pipelines", "/pipelines").classes("text-sm").mark("back-to-pipelines")
         page.header = PipelineHeader(p)
         page.actions = PipelineActions(p.mode, p.engine, editor=editor, on_action=page.act)
         page.actions.show(p.state)
@@ -51,10 +74,14 @@ async def pipeline_detail_page(pipeline_id: int) -> None:
         if p.mode != "FULL_LOAD_ONLY":
             _section("Change data capture")
             page.stats = CdcStats()
+        _section("Monitoring")
+        page.monitoring = PipelineMonitoring(actor, pipeline_id, cdc=p.mode != "FULL_LOAD_ONLY")
         _section("Tables")
         page.health = TableHealth()
         retry = editor and "retry_table" in offered(p.mode, p.engine)
-        page.tables = TableProgressList(on_retry=page.retry if retry else None)
+        page.tables = TableProgressList(on_retry=page.retry if retry else None, cdc_only=p.mode == "CDC_ONLY")
+        _section("Data quality")
+        quality = DataQuality(actor, pipeline_id, editor=editor)
         _section("Schema diff")
         page.diff = SchemaDiff()
         _section("Run history")
@@ -62,7 +89,33 @@ async def pipeline_detail_page(pipeline_id: int) -> None:
         on_events(page.follow, topics=("pipeline.",), pipeline_id=pipeline_id)
         await page.refresh_status()
         await page.show_lag()
+        await page.refresh_changes()
         await page.refresh_diff()
+        await quality.load()
+        ui.timer(LIVE_S, page.live)
+        await page.monitoring.start()
+
+
+def delete_question(p: PipelinePublic) -> str:
+    """What a delete removes, in words: the run history and what the pipeline created on the source."""
+    parts = [f"Delete pipeline '{p.name}' and its run history?"]
+    if p.mode != "FULL_LOAD_ONLY":
+        named = f" {p.slot_name}" if p.slot_name else ""  # the publication bears the slot's name
+        parts.append(
+            f"On the source, its replication slot{named} and its publication{named} are dropped: changes "
+            "made from now on are no longer kept for it."
+        )
+        if p.engine == "kafka_connect":
+            parts.append("Its Debezium connector is deleted from Kafka Connect.")
+    parts.append("The target tables and their rows stay.")
+    return "\n".join(parts)
+
+
+async def _quiet(fn, *args):  # noqa: ANN001, ANN202 - a timer's read: a failure waits for the next tick
+    try:
+        return await run.io_bound(fn, *args)
+    except StudioError:
+        return None
 
 
 def _section(title: str) -> None:
@@ -77,6 +130,7 @@ class _PipelinePage:
     connector: ConnectorStatus | None
     stats: CdcStats | None = None
     health: TableHealth
+    monitoring: PipelineMonitoring
     tables: TableProgressList
     diff: SchemaDiff
     runs: RunHistory
@@ -84,6 +138,9 @@ class _PipelinePage:
     def __init__(self, actor: Actor, p: PipelinePublic) -> None:
         self.actor, self.p = actor, p
         self.running = False  # a worker runs for it (kafka_connect: its consumer, also while a task FAILED)
+        self.retrying = False  # in ERROR with an automatic restart planned
+        self.state = p.state
+        self.lag_at = 0.0  # monotonic time of the last `pipeline.lag` event
 
     async def refresh_status(self) -> None:
         """State, connector, tables, health and run history as stored."""
@@ -96,8 +153,11 @@ class _PipelinePage:
         if status is None or history is None:  # the app is shutting down
             return
         self.running = status.connector is not None
+        self.state = status.state
+        self.retrying = status.retry is not None and status.retry.next_at is not None
         self.header.show_state(status.state, status.full_load_status, status.error_message)
-        self.actions.show(status.state, running=self.running)
+        self.header.show_retry(status.retry, status.state)
+        self.actions.show(status.state, running=self.running, retrying=self.retrying)
         if self.connector is not None:
             self.connector.show(status.connector)
         self.tables.show(status.tables)
@@ -113,6 +173,23 @@ class _PipelinePage:
             return
         if rows is not None:
             self.diff.show(rows)
+
+    async def live(self) -> None:
+        """What the timer keeps current: the cards when no worker publishes them (paused, stopped: 0 events/s
+        and a growing lag), each table's changes, and a running run's count."""
+        if self.stats is not None and time.monotonic() - self.lag_at > LIVE_S:
+            await self.show_lag()
+        await self.refresh_changes()
+        if self.state in ("STARTING", "RUNNING", "STOPPING"):
+            history = await _quiet(pipelines.list_runs, self.actor, self.p.id, RUNS_SHOWN)
+            if history is not None:
+                self.runs.show(history)
+
+    async def refresh_changes(self) -> None:
+        """Each table's CDC figures (changes by operation, last change) from the rollups."""
+        stats = await _quiet(metrics.table_stats, self.actor, self.p.id)
+        if stats is not None:
+            self.tables.show_changes(stats)
 
     async def show_lag(self) -> None:
         """The CDC figures as last measured (live ones follow `pipeline.lag` events)."""
@@ -132,7 +209,13 @@ class _PipelinePage:
             await self.validate()
         elif action == "delete":
             await self.delete()
+        elif action == "edit":
+            await self.edit()
         else:
+            if action in ASKED:
+                question, ok = ASKED[action]
+                if not await confirm(question.format(name=self.p.name), ok, danger=action == "stop"):
+                    return
             call, label = CALLS[action]
             try:
                 await run.io_bound(call, self.actor, self.p.id)
@@ -162,9 +245,30 @@ class _PipelinePage:
         message = "Ready to start" if report.ok and not lines else "\n".join(lines)
         ui.notify(message, type="positive" if report.ok else "negative", multi_line=True, timeout=8000)
 
+    async def edit(self) -> None:
+        """Change name, description, schedule and, when not running, tables and policies."""
+        full = "edit" in allowed_actions(self.state, self.p.mode, self.p.engine) and not self.running
+        changes = await edit_dialog(self.p, full=full)
+        if not changes:
+            return
+        try:
+            updated = await run.io_bound(pipelines.update_pipeline, self.actor, self.p.id, PipelineUpdate(**changes))
+        except ValidationError as exc:  # e.g. no tables left: say which field, save nothing
+            ui.notify("Edit: " + "; ".join(str(e) for e in field_errors(exc)), type="negative", multi_line=True)
+            return
+        except StudioError as exc:
+            ui.notify(f"Edit: {plain(exc)}", type="negative", multi_line=True)
+            return
+        if updated is None:
+            return
+        self.p = updated
+        self.header.show_pipeline(updated)
+        ui.notify(f"Pipeline '{updated.name}' saved", type="positive")
+        await self.refresh_diff()
+
     async def delete(self) -> None:
         """Delete the pipeline once confirmed, then go to the list."""
-        if not await confirm(f"Delete pipeline '{self.p.name}' and its run history?"):
+        if not await confirm(delete_question(self.p)):
             return
         try:
             await run.io_bound(pipelines.delete_pipeline, self.actor, self.p.id)
@@ -181,8 +285,9 @@ class _PipelinePage:
                 latest[e.data["source"]] = TableStatus(**e.data)
             elif e.topic == "pipeline.state" and "state" in e.data:
                 self.header.show_state(e.data["state"], e.data.get("full_load_status"), e.data.get("error_message"))
-                self.actions.show(e.data["state"], running=self.running)
+                self.actions.show(e.data["state"], running=self.running, retrying=self.retrying)
             elif e.topic == "pipeline.lag" and self.stats is not None:
+                self.lag_at = time.monotonic()
                 self.stats.show(e.data)
         for t in latest.values():
             self.tables.set_table(t)
@@ -191,7 +296,7 @@ class _PipelinePage:
         # the degraded line follows the tables set aside; the connector line follows its connector
         if settled and (any(t.status == "FAILED" for t in settled) or self.health.visible):
             ui.timer(0.1, self.refresh_status, once=True)
-        elif "pipeline.run" in topics or "pipeline.connector" in topics:
+        elif topics & {"pipeline.run", "pipeline.connector", "pipeline.state"}:  # retry info follows state
             ui.timer(0.1, self.refresh_status, once=True)
-        if "pipeline.run" in topics:
+        if topics & {"pipeline.run", "pipeline.state"}:  # a run created tables, or the state moved
             ui.timer(0.1, self.refresh_diff, once=True)

@@ -13,6 +13,8 @@ async def pipeline_new_page() -> None:
     """Create a pipeline step by step."""
     async with frame("New pipeline") as actor:
         if not can(actor.role, Action.manage_pipelines):
-            ui.label("You need the editor or admin role to create pipelines.").classes("text-negative")
+            ui.label("You need the editor or admin role to create pipelines.").classes("text-negative").mark(
+                "pipeline-new-denied"
+            )
             return
         await PipelineWizard(actor).build()

@@ -12,6 +12,7 @@ import httpx
 
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD
 from tests.pgcluster import free_port
+from tests.secretscan import register_log
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -19,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 class AppProcess:
     """`python app.py` on a free port with its own data dir; start/kill/terminate it at will."""
 
-    def __init__(self, data_dir: Path, log_path: Path) -> None:
+    def __init__(self, data_dir: Path, log_path: Path, **extra_env: str) -> None:
+        self.extra_env = extra_env  # e.g. CDC_STUDIO_METRICS_SAMPLE_S="1"
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.data_dir = data_dir
@@ -35,9 +37,11 @@ class AppProcess:
             CDC_STUDIO_ADMIN_EMAIL=ADMIN_EMAIL,
             CDC_STUDIO_ADMIN_PASSWORD=ADMIN_PASSWORD,
         )
+        env.update(self.extra_env)
         return env
 
     def start(self, timeout: float = 60) -> None:
+        register_log(self.log_path)  # searched for secrets at the end of the run (tests/secretscan.py)
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child keeps it open
         self.process = subprocess.Popen(
             [sys.executable, "app.py"], cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel
 from sqlalchemy import text
 
@@ -36,9 +36,10 @@ def health() -> dict:
 
 
 @router.post("/auth/token", response_model=Token, tags=["auth"])
-def issue_token(body: TokenRequest) -> Token:
-    """Exchange email and password for a bearer token."""
-    actor = authenticate(body.email, body.password)
+def issue_token(body: TokenRequest, request: Request) -> Token:
+    """Exchange email and password for a bearer token (429 with Retry-After while sign-ins for the account or
+    from this address are locked after repeated failures)."""
+    actor = authenticate(body.email, body.password, request.client.host if request.client else "")
     return Token(access_token=create_access_token(actor.id, actor.role))
 
 

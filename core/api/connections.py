@@ -6,8 +6,15 @@ from fastapi import APIRouter, Depends, Query, Response
 
 from core import connections as svc
 from core.api.deps import current_actor
-from core.connections import ConnectionCreate, ConnectionPublic, ConnectionTestPublic, ConnectionUpdate
-from core.connectors.base import DatabaseInfo, Dependencies, SchemaInfo, TableDetail, TableInfo
+from core.connections import (
+    ConnectionCreate,
+    ConnectionDraft,
+    ConnectionPublic,
+    ConnectionTestPublic,
+    ConnectionUpdate,
+    DraftTestResult,
+)
+from core.connectors.base import DatabaseInfo, Dependencies, ReadinessItem, SchemaInfo, TableDetail, TableInfo
 from core.users import Actor
 
 router = APIRouter(prefix="/connections", tags=["connections"])
@@ -23,6 +30,12 @@ def list_connections(actor: Actor = Depends(current_actor)) -> list[ConnectionPu
 def create_connection(body: ConnectionCreate, actor: Actor = Depends(current_actor)) -> ConnectionPublic:
     """Save a connection; the password is encrypted at rest and write-only."""
     return svc.create_connection(actor, body)
+
+
+@router.post("/test", response_model=DraftTestResult)
+def test_draft(body: ConnectionDraft, actor: Actor = Depends(current_actor)) -> DraftTestResult:
+    """Test entered values before saving; nothing is stored (connection_id without a password: the stored one)."""
+    return svc.test_draft(actor, body)
 
 
 @router.get("/{connection_id}", response_model=ConnectionPublic)
@@ -58,6 +71,14 @@ def test_history(
 ) -> list[ConnectionTestPublic]:
     """Past tests, newest first."""
     return svc.test_history(actor, connection_id, limit)
+
+
+@router.get("/{connection_id}/readiness", response_model=list[ReadinessItem])
+def readiness(
+    connection_id: int, database: str | None = None, actor: Actor = Depends(current_actor)
+) -> list[ReadinessItem]:
+    """The CDC readiness checklist (PostgreSQL): each point ok / warning / failing with its fix."""
+    return svc.cdc_readiness(actor, connection_id, database)
 
 
 @router.get("/{connection_id}/databases", response_model=list[DatabaseInfo])

@@ -7,7 +7,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
+from core import audit
+from core.api.context import request_actor
 from core.errors import (
     AuthenticationRequired,
     Conflict,
@@ -18,6 +21,7 @@ from core.errors import (
     ObjectNotFound,
     PermissionDenied,
     StudioError,
+    TooManyAttempts,
     ValidationFailed,
 )
 
@@ -29,6 +33,7 @@ _STATUS: list[tuple[type[StudioError], int]] = [
     (ObjectNotFound, 404),
     (DatabaseNotFound, 404),
     (Conflict, 409),
+    (TooManyAttempts, 429),
     (ConnectorError, 502),
 ]
 
@@ -54,7 +59,26 @@ async def _handle(_request: Request, exc: Exception) -> JSONResponse:
         if isinstance(exc, ConnectorError):
             body["kind"] = exc.kind
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if isinstance(exc, TooManyAttempts):
+        headers = {"Retry-After": str(exc.retry_after)}
     return JSONResponse(body, status_code=status, headers=headers)
+
+
+async def _handle_refused(request: Request, exc: Exception) -> JSONResponse:
+    """A 403 is audited (outcome "refused"): who asked for what, and why not (once: core may have already)."""
+    if getattr(exc, "audited", False):
+        return await _handle(request, exc)
+    actor = request_actor()
+    await run_in_threadpool(
+        audit.log,
+        actor,
+        "request.refused",
+        target=f"{request.method} {request.url.path}",
+        detail=str(exc),
+        outcome="refused",
+        actor_type=None if actor else "anonymous",
+    )
+    return await _handle(request, exc)
 
 
 async def _handle_invalid_request(_request: Request, exc: Exception) -> JSONResponse:
@@ -67,4 +91,5 @@ async def _handle_invalid_request(_request: Request, exc: Exception) -> JSONResp
 def install_error_handlers(app: FastAPI) -> None:
     """Answer StudioError subclasses with their status code and a readable detail."""
     app.add_exception_handler(StudioError, _handle)
+    app.add_exception_handler(PermissionDenied, _handle_refused)
     app.add_exception_handler(RequestValidationError, _handle_invalid_request)

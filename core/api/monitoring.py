@@ -25,8 +25,13 @@ def events(
     pipeline_id: int | None = None,
     op: Literal["insert", "update", "delete", "truncate"] | None = None,
     table: str | None = None,
+    key: str | None = Query(None, description="only changes whose key contains this text"),
     limit: int = Query(100, ge=1, le=1000),
     actor: Actor = Depends(current_actor),
 ) -> list[EventPublic]:
-    """The newest applied changes from the capped event log."""
-    return monitoring.recent_events(actor, pipeline_id, op, table, limit)
+    """The newest applied changes from the capped event log.
+
+    Key, before and after are withheld (`data_withheld`, with a `note`) from roles that may not see
+    row data: viewers, unless an admin allowed them.
+    """
+    return monitoring.recent_events(actor, pipeline_id, op, table, limit, key_search=key)

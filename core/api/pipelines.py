@@ -8,6 +8,7 @@ from core import pipelines as svc
 from core.api.deps import current_actor
 from core.pipeline_schemas import (
     PipelineCreate,
+    PipelineProgress,
     PipelinePublic,
     PipelineStatus,
     PipelineUpdate,
@@ -98,6 +99,20 @@ def resume(pipeline_id: int, actor: Actor = Depends(current_actor)) -> PipelineS
     return svc.resume_pipeline(actor, pipeline_id)
 
 
+@router.post("/{pipeline_id}/recover", response_model=PipelineStatus)
+def recover(pipeline_id: int, actor: Actor = Depends(current_actor)) -> PipelineStatus:
+    """Restart a pipeline in ERROR now instead of at its planned retry (409 in any other state; 422 with the
+    validation errors when it still cannot start — the attempt counts and the next one is planned)."""
+    return svc.recover_pipeline(actor, pipeline_id)
+
+
+@router.get("/{pipeline_id}/progress", response_model=PipelineProgress)
+def progress(pipeline_id: int, actor: Actor = Depends(current_actor)) -> PipelineProgress:
+    """What the pipeline does now: phase (loading|streaming|retrying|idle), per-table load with %, CDC figures,
+    retry information."""
+    return svc.get_progress(actor, pipeline_id)
+
+
 @router.post("/{pipeline_id}/tables/{source}/retry", response_model=PipelineStatus)
 def retry_table(pipeline_id: int, source: str, actor: Actor = Depends(current_actor)) -> PipelineStatus:
     """Load one FAILED table (`schema.table`) again alone; the others keep streaming (422 if it still fails
@@ -113,7 +128,7 @@ def lag(pipeline_id: int, actor: Actor = Depends(current_actor)) -> dict:
 
 @router.get("/{pipeline_id}/status", response_model=PipelineStatus)
 def status(pipeline_id: int, actor: Actor = Depends(current_actor)) -> PipelineStatus:
-    """State, full-load and CDC status, per-table progress."""
+    """State, full-load and CDC status, per-table progress, health and `retry` (automatic recovery)."""
     return svc.get_status(actor, pipeline_id)
 
 

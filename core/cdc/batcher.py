@@ -61,7 +61,10 @@ class TxnBatcher:
     `skip` (tables set aside) and `since` (reloaded tables: their changes of commits before the
     reload point are in the copy) are shared with the pipeline's TableSet and may change while it
     runs. `on_relation` is called with a changed relation once everything before it is applied
-    and the parts are undone (the target is free for DDL); `tick(now)` after every poll.
+    and the parts are undone (the target is free for DDL); `first_seen` turns a relation's first
+    description in this stream into such a change when it no longer fits the target (the source was
+    altered after the stream began but before the table's first change in it), else None;
+    `tick(now)` after every poll.
     """
 
     def __init__(
@@ -73,6 +76,7 @@ class TxnBatcher:
         skip: set[tuple[str, str]] | None = None,
         since: dict[tuple[str, str], int] | None = None,
         on_relation: Callable[[RelationChanged], None] = lambda _change: None,
+        first_seen: Callable[[RelationChanged], RelationChanged | None] = lambda _change: None,
         tick: Callable[[float], None] = lambda _now: None,
     ) -> None:
         self.source = source
@@ -81,6 +85,7 @@ class TxnBatcher:
         self.skip = skip if skip is not None else set()
         self.since = since if since is not None else {}
         self.on_relation = on_relation
+        self.first_seen = first_seen
         self.tick = tick
         self.txn = Open()  # the (not streamed) transaction being read
         self.streams: dict[int, Open] = {}  # streamed transactions in progress, by xid
@@ -163,12 +168,15 @@ class TxnBatcher:
             self.into = self.txn
         elif cls is StreamAbort:
             return self._stream_abort(item)
-        elif cls is RelationChanged and item.previous is not None:
+        elif cls is RelationChanged:
+            change = item if item.previous is not None else self.first_seen(item)
+            if change is None:  # first described and fits the target as it is
+                return True
             # Everything before the change applied, the parts' open target transaction (it would block
             # the DDL) undone, then the target fitted.
             if not self.hand_over() or not self.undo_parts() or not self.applying.wait_idle(self.confirm, self.wait):
                 return False
-            self.on_relation(item)
+            self.on_relation(change)
         return True
 
     def _txn_end(self, item: TxnEnd) -> bool:

@@ -17,6 +17,7 @@ arrives, in one target transaction that commits with its position at its end.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import logging
 import threading
@@ -25,7 +26,7 @@ from collections.abc import Callable
 
 from core import monitoring
 from core.cdc import offsets, pg_source
-from core.cdc.applier import PgApplier
+from core.cdc.applier import PgApplier, SchemaMismatch
 from core.cdc.apply_loop import ApplyThread, BatchApply, CdcCounters
 from core.cdc.batcher import TxnBatcher
 from core.cdc.evolve import SchemaEvolution
@@ -35,6 +36,7 @@ from core.cdc.prepare import CdcFailed, OnTable, SourcePrep, TableSet
 from core.cdc.sink import ChangeSink
 from core.cdc.source import ChangeSource
 from core.connectors.base import ConnectionSpec
+from core.errors import SlotInvalidated
 from core.events import Event, bus
 from core.fullload import TableProgress, pgsql
 from core.plans import CdcPlan
@@ -152,6 +154,19 @@ class CdcWorker:
             key = (change.schema, change.table)
             self.evolution.evolve(applier, key, change.added, change.removed, change.retyped)
 
+        def first_seen(change: RelationChanged) -> RelationChanged | None:
+            """A relation first described with columns its target lacks: a change to evolve (else None)."""
+            key = (change.schema, change.table)
+            if key not in self.tables.pairs:
+                return None
+            try:
+                target = applier.target_table(key)
+            except SchemaMismatch:
+                return None
+            known = set(target.columns) | target.ignored
+            added = tuple(n for n in change.relation.column_names if n not in known)
+            return dataclasses.replace(change, added=added) if added else None
+
         batcher = TxnBatcher(
             source,
             applying,
@@ -159,6 +174,7 @@ class CdcWorker:
             skip=self.tables.skip,
             since=self.tables.since,
             on_relation=on_relation,
+            first_seen=first_seen,
             tick=self._tick,
         )
         try:
@@ -175,17 +191,25 @@ class CdcWorker:
             self._next_lag = now + LAG_EVERY_S
 
     def measure_lag(self) -> None:
-        """Read the slot's lag (PostgreSQL) and publish the worker's figures."""
-        publish_lag(self.plan, self.slot, self.counters)
+        """Read the slot's lag (PostgreSQL) and publish the worker's figures; a slot the server invalidated
+        (wal_status lost: its WAL was removed) ends the run, terminally — streaming on would skip changes."""
+        status = publish_lag(self.plan, self.slot, self.counters)
+        if status is not None and status.get("wal_status") == "lost":
+            raise SlotInvalidated(
+                f"replication slot {self.slot} was invalidated by the source (wal_status lost: the WAL it "
+                "needed was removed, see max_slot_wal_keep_size)"
+            )
 
 
-def publish_lag(plan: CdcPlan, slot: str, c: CdcCounters) -> None:
-    """Read the slot's lag (PostgreSQL sources) into `c` and publish the figures (`pipeline.lag`)."""
+def publish_lag(plan: CdcPlan, slot: str, c: CdcCounters) -> dict | None:
+    """Read the slot's lag (PostgreSQL sources) into `c` and publish the figures (`pipeline.lag`); the slot's
+    status (None: no slot, or not PostgreSQL)."""
     status = pg_source.slot_status(plan.source, slot) if plan.source.kind == "postgresql" else None
     if status is not None:
         c.lag_bytes, c.retained_wal_bytes = status["lag_bytes"], status["retained_wal_bytes"]
         c.slot_active = status["active"]
     bus.publish(Event("pipeline.lag", lag_dict(c), plan.pipeline_id))
+    return status
 
 
 def _raise_gc_threshold() -> None:

@@ -41,11 +41,11 @@ class SchemaEvolution:
             return
         where = f"{key[0]}.{key[1]}"
         if not self.plan.auto_create and added and self.plan.schema_drift == "propagate_columns":
-            self.tables.fail(
-                key,
-                f"new column(s) {', '.join(added)}; add them to the target or turn "
-                "auto-create on, then retry the table",
+            reason = (
+                f"new column(s) {', '.join(added)}; add them to the target or turn auto-create on, then retry the table"
             )
+            self.tables.fail(key, reason)
+            self._published(where, added, removed, retyped, [f"table set aside: {reason}"])
             return
         target_schema, target_table = pairs[key]
         plan = TablePlan(key[0], key[1], target_schema, target_table)
@@ -53,20 +53,22 @@ class SchemaEvolution:
             notes = reconcile_table(self.plan.source, self.plan.target, plan, drift=self.plan.schema_drift)
         except ValidationFailed as exc:
             self.tables.fail(key, exc.message)
+            self._published(where, added, removed, retyped, [f"table set aside: {exc.message}"])
             return
         applier.refresh(key)
         if notes:
             log.info("pipeline %s: %s: %s", self.plan.pipeline_id, where, "; ".join(notes))
-        bus.publish(
-            Event(
-                "pipeline.schema",
-                {
-                    "table": where,
-                    "added": list(added),
-                    "removed": list(removed),
-                    "retyped": list(retyped),
-                    "changes": notes,
-                },
-                self.plan.pipeline_id,
-            )
-        )
+        self._published(where, added, removed, retyped, notes)
+
+    def _published(
+        self, where: str, added: Sequence[str], removed: Sequence[str], retyped: Sequence[str], changes: list[str]
+    ) -> None:
+        """Tell the bus (the schema_drift alert, live pages) what changed and what was done about it."""
+        data = {
+            "table": where,
+            "added": list(added),
+            "removed": list(removed),
+            "retyped": list(retyped),
+            "changes": changes,
+        }
+        bus.publish(Event("pipeline.schema", data, self.plan.pipeline_id))

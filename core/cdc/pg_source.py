@@ -37,7 +37,7 @@ from core.cdc.pgoutput import Decoder, Item, TxnEnd, format_lsn, parse_lsn
 from core.connectors import postgres
 from core.connectors.base import ConnectionSpec
 from core.connectors.postgres import translate_error
-from core.errors import ConnectorError, ValidationFailed
+from core.errors import ConnectorError, SlotInvalidated, ValidationFailed
 
 APPLICATION_NAME = "cdc-studio-cdc"
 _NAME_PREFIX = "cdc_studio_p"
@@ -257,11 +257,12 @@ def check_wal_level(spec: ConnectionSpec, slot: str | None = None) -> list[str]:
             "  (SELECT oid FROM pg_roles WHERE rolname = 'rds_replication'), 'member'), false), "
             "current_setting('max_replication_slots')::int, "
             "(SELECT count(*) FROM pg_replication_slots WHERE slot_name IS DISTINCT FROM %s), "
-            "current_setting('max_wal_senders')::int, (SELECT count(*) FROM pg_stat_replication) "
+            "current_setting('max_wal_senders')::int, (SELECT count(*) FROM pg_stat_replication), "
+            "(SELECT wal_status FROM pg_replication_slots WHERE slot_name = %s) "
             "FROM pg_roles r WHERE r.rolname = current_user",
-            (slot,),
+            (slot, slot),
         )
-        wal_level, may_replicate, max_slots, used_slots, max_senders, senders = cur.fetchone()  # type: ignore[misc]
+        wal_level, may_replicate, max_slots, used_slots, max_senders, senders, slot_wal = cur.fetchone()  # type: ignore[misc]
     if wal_level != "logical":
         problems.append(
             f"wal_level is '{wal_level}': set wal_level = logical in postgresql.conf (or "
@@ -284,6 +285,8 @@ def check_wal_level(spec: ConnectionSpec, slot: str | None = None) -> list[str]:
             f"all {max_senders} WAL senders (max_wal_senders) are in use: raise it and restart, "
             "or stop another replication client"
         )
+    if slot_wal == "lost":
+        problems.append(f"replication slot {slot} is lost (wal_status lost): {SlotInvalidated.fix}")
     return problems
 
 

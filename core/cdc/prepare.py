@@ -21,7 +21,7 @@ from core.cdc import mssql_source, pg_source
 from core.connectors import get_connector
 from core.connectors.base import ConnectionSpec
 from core.connectors.postgres import PostgresConnector
-from core.errors import ObjectNotFound, StudioError
+from core.errors import ObjectNotFound, StudioError, is_transient
 from core.events import Event, bus
 from core.fullload import FullLoadResult, LoadOptions, TablePlan, TableProgress, pgsql, plan_target_ddl, run_full_load
 from core.fullload.reconcile import reconcile_table
@@ -214,6 +214,8 @@ class SourcePrep:
                     )
                 _execute(self.plan.target, plan_target_ddl(self.plan.source, self.plan.target, plan))
             except StudioError as exc:
+                if is_transient(exc):  # a database went away: the pipeline's trouble (retried), not the table's
+                    raise
                 self.tables.fail((plan.source_schema, plan.source_table), str(exc))
 
     def reload_tables(self) -> None:
@@ -252,6 +254,8 @@ class SourcePrep:
             except ObjectNotFound:
                 continue  # not created yet (a failed first start): the load or CDC_ONLY creates it
             except StudioError as exc:
+                if is_transient(exc):  # a database went away: the pipeline's trouble (retried), not the table's
+                    raise
                 self.tables.fail(source, str(exc))
                 continue
             for note in notes:

@@ -42,6 +42,8 @@ class DatabaseInfo:
 class SchemaInfo:
     name: str
     table_count: int = 0
+    row_count: int = 0  # estimated rows of its tables (0 where the server does not say)
+    size_bytes: int = 0  # storage of its tables and their indexes (0 where the server does not say)
 
 
 @dataclass
@@ -82,6 +84,17 @@ class IndexInfo:
     columns: list[str]
     unique: bool
     primary: bool = False
+
+
+@dataclass
+class ReadinessItem:
+    """One point of a CDC readiness checklist: what was checked, what was found, and the fix."""
+
+    key: str  # wal_level | replication | slots | wal_senders | slot_wal_keep | primary_keys
+    label: str
+    status: str  # ok | warning | failing
+    found: str
+    fix: str = ""
 
 
 @dataclass
@@ -224,6 +237,10 @@ class Connector(ABC):
             fk for fk in self.foreign_keys(database, schema) if fk.schema == schema and fk.referenced_schema == schema
         ]
         return load_order(tables, fks)
+
+    def cdc_readiness(self, database: str) -> list[ReadinessItem]:
+        """Whether the server is ready for CDC, point by point (empty: no checklist for this kind)."""
+        return []
 
     def describe(self) -> dict[str, Any]:
         """The spec without its password, for logs and messages."""

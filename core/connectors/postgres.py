@@ -18,6 +18,7 @@ from psycopg2 import sql
 from psycopg2.extensions import connection as PgConnection
 from psycopg2.extensions import cursor as PgCursor
 
+from core.connectors import pg_readiness
 from core.connectors.base import (
     ColumnInfo,
     ConnectionSpec,
@@ -25,6 +26,7 @@ from core.connectors.base import (
     DatabaseInfo,
     ForeignKeyInfo,
     IndexInfo,
+    ReadinessItem,
     SchemaInfo,
     TableDetail,
     TableInfo,
@@ -32,12 +34,18 @@ from core.connectors.base import (
 )
 from core.errors import (
     AuthFailed,
+    ConnectionLost,
     ConnectionRefused,
     ConnectorError,
     ConnectTimeout,
     DatabaseNotFound,
     ObjectNotFound,
+    PrivilegeMissing,
     QueryFailed,
+    SerializationFailure,
+    ServerUnavailable,
+    SlotInvalidated,
+    SnapshotUnavailable,
     UnknownHost,
 )
 
@@ -49,6 +57,17 @@ _RESERVED_KEYWORDS = {"host", "port", "dbname", "user", "password", "connect_tim
 _USER_SCHEMA_FILTER = """
     n.nspname NOT IN ('pg_catalog', 'information_schema')
     AND n.nspname NOT LIKE 'pg\\_toast%%' AND n.nspname NOT LIKE 'pg\\_temp\\_%%'
+"""
+
+# Rows and size count heap tables (leaf partitions included, in the schema they live in), so the
+# schema where the data is can be opened first; reltuples -1 (never analyzed) counts as 0 rows.
+_SCHEMAS_SQL = f"""
+SELECT n.nspname,
+       count(c.oid) FILTER (WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition),
+       coalesce(sum(greatest(c.reltuples, 0)) FILTER (WHERE c.relkind = 'r'), 0)::bigint,
+       coalesce(sum(pg_total_relation_size(c.oid)) FILTER (WHERE c.relkind = 'r'), 0)::bigint
+FROM pg_namespace n LEFT JOIN pg_class c ON c.relnamespace = n.oid
+WHERE {_USER_SCHEMA_FILTER} GROUP BY n.nspname ORDER BY n.nspname
 """
 
 # One catalog pass: tables of a schema (optionally one table), their storage size summed over
@@ -156,9 +175,39 @@ def translate_error(exc: BaseException, spec: ConnectionSpec, database: str | No
     return type(err)(_scrub(str(err), spec.password))
 
 
+# SQLSTATEs after which the same work, started again, may succeed (classes 08, 53, and these).
+_TRANSIENT_CODES = {
+    "57P01": ConnectionLost,  # admin_shutdown: terminating connection due to administrator command
+    "57P02": ConnectionLost,  # crash_shutdown
+    "57P03": ServerUnavailable,  # cannot_connect_now: starting up, shutting down, in recovery
+    "57P05": ConnectionLost,  # idle_session_timeout
+    "40001": SerializationFailure,
+    "40P01": SerializationFailure,  # deadlock_detected
+    "55P03": SerializationFailure,  # lock_not_available
+    "55006": ServerUnavailable,  # object_in_use: e.g. the slot is still held by the session that just broke
+}
+_SLOT_GONE = ("can no longer get changes from replication slot", "cannot read from logical replication slot")
+
+
 def _by_pgcode(pgcode: str, raw: str, spec: ConnectionSpec, database: str) -> ConnectorError | None:
     if pgcode in ("28P01", "28000"):
         return AuthFailed(f"password authentication failed for user {spec.username}")
+    transient = _TRANSIENT_CODES.get(pgcode)
+    if transient is not None:
+        return transient(f"{_server_message(raw)} ({_where(spec)})")
+    if pgcode.startswith("08"):
+        return ConnectionLost(f"the connection to {_where(spec)} failed: {_server_message(raw)}")
+    if pgcode.startswith("53"):  # too_many_connections, disk_full, out_of_memory: the server may recover
+        return ServerUnavailable(f"{_server_message(raw)} ({_where(spec)})")
+    if pgcode == "42501":
+        return PrivilegeMissing(f"{_server_message(raw)}: grant it to user {spec.username}")
+    text = raw.lower()
+    if any(s in text for s in _SLOT_GONE) or (pgcode == "58P01" and "wal segment" in text):
+        return SlotInvalidated(_server_message(raw))
+    if pgcode == "42704" and "replication slot" in text:
+        return SlotInvalidated(_server_message(raw))
+    if pgcode == "22023" and "snapshot" in text:
+        return SnapshotUnavailable(_server_message(raw))
     if pgcode == "3D000":
         return DatabaseNotFound(f"database '{database}' does not exist on {_where(spec)}")
     if pgcode in ("42P01", "3F000"):
@@ -178,6 +227,10 @@ def _by_message(raw: str, spec: ConnectionSpec, database: str) -> ConnectorError
         )
     if re.search(r'role ".*" does not exist', text):
         return AuthFailed(f"password authentication failed for user {spec.username} (no such role)")
+    if any(s in text for s in _SERVER_UNAVAILABLE):
+        return ServerUnavailable(f"{_server_message(raw)} ({_where(spec)})")
+    if any(s in text for s in _CONNECTION_LOST):
+        return ConnectionLost(f"the connection to {_where(spec)} broke: {_server_message(raw)}")
     if "could not translate host name" in text or "name or service not known" in text:
         return UnknownHost(f"unknown host '{spec.host}'")
     if "connection refused" in text:
@@ -189,6 +242,34 @@ def _by_message(raw: str, spec: ConnectionSpec, database: str) -> ConnectorError
     if re.search(r'database ".*" does not exist', text):
         return DatabaseNotFound(f"database '{database}' does not exist on {_where(spec)}")
     return QueryFailed(_server_message(raw) or "the database driver failed without a message")
+
+
+# libpq's words (no SQLSTATE) for a server that is there but not serving, and for a session that broke.
+_SERVER_UNAVAILABLE = (
+    "the database system is starting up",
+    "the database system is shutting down",
+    "the database system is in recovery mode",
+    "the database system is not yet accepting connections",
+    "too many clients already",
+    "remaining connection slots are reserved",
+)
+_CONNECTION_LOST = (
+    "server closed the connection unexpectedly",
+    "terminating connection due to administrator command",
+    "connection already closed",
+    "no connection to the server",
+    "could not receive data from server",
+    "could not send data to server",
+    "connection reset by peer",
+    "broken pipe",
+    "ssl syscall error",
+    "ssl connection has been closed unexpectedly",
+    "lost synchronization with server",
+    "server conn crashed",
+    "eof detected",
+    # libpq, reading a replication stream the server ended (it sent CopyDone while shutting down)
+    "no copy in progress",
+)
 
 
 def _where(spec: ConnectionSpec) -> str:
@@ -332,6 +413,11 @@ class PostgresConnector(Connector):
         finally:
             conn.close()
 
+    def cdc_readiness(self, database: str) -> list[ReadinessItem]:
+        """The CDC readiness checklist: server settings, the user's REPLICATION attribute, tables without a PK."""
+        with self._cursor(database) as cur:
+            return pg_readiness.readiness(cur, self.spec.username)
+
     def list_databases(self) -> list[DatabaseInfo]:
         """Non-template databases that accept connections; size only where the login may connect."""
         with self._cursor() as cur:
@@ -343,15 +429,13 @@ class PostgresConnector(Connector):
             return [DatabaseInfo(name=name, size_bytes=size) for name, size in cur.fetchall()]
 
     def list_schemas(self, database: str) -> list[SchemaInfo]:
-        """User schemas of `database` with their table counts (partitions not counted)."""
+        """User schemas of `database`: table counts (partitions not counted), estimated rows and size."""
         with self._cursor(database) as cur:
-            cur.execute(
-                "SELECT n.nspname, count(c.oid) FILTER (WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition) "
-                "FROM pg_namespace n LEFT JOIN pg_class c ON c.relnamespace = n.oid "
-                f"WHERE {_USER_SCHEMA_FILTER} GROUP BY n.nspname ORDER BY n.nspname",
-                (),
-            )
-            return [SchemaInfo(name=name, table_count=count) for name, count in cur.fetchall()]
+            cur.execute(_SCHEMAS_SQL, ())
+            return [
+                SchemaInfo(name=name, table_count=count, row_count=rows, size_bytes=size)
+                for name, count, rows, size in cur.fetchall()
+            ]
 
     def list_tables(self, database: str, schema: str, exact: bool = False) -> list[TableInfo]:
         """Tables of a schema: estimates from the catalog, exact counts where asked or where unknown."""

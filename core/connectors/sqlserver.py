@@ -38,7 +38,10 @@ from core.errors import (
     DatabaseNotFound,
     DriverMissing,
     ObjectNotFound,
+    PrivilegeMissing,
     QueryFailed,
+    SerializationFailure,
+    ServerUnavailable,
     UnknownHost,
     ValidationFailed,
 )
@@ -478,8 +481,9 @@ def _classify(state: str, raw: str, spec: ConnectionSpec, database: str, probe: 
         return UnknownHost(f"unknown host '{spec.host}': the name does not resolve")
     if any(s in text for s in _REFUSED):
         return _refused(spec)
-    if "query timeout" in text:
-        return QueryFailed(f"the query timed out: {detail}")
+    recoverable = _recoverable(states, natives, text, detail, where)
+    if recoverable is not None:
+        return recoverable
     if states & {"HYT00", "HYT01"} or any(s in text for s in _TIMEOUT):
         return _timeout(spec)
     if 208 in natives or "42S02" in states or "invalid object name" in text:
@@ -497,6 +501,20 @@ def _classify(state: str, raw: str, spec: ConnectionSpec, database: str, probe: 
             f"{where} accepts TCP connections but the SQL Server login handshake failed: {detail}"
         )
     return QueryFailed(detail)
+
+
+def _recoverable(states: set[str], natives: set[int], text: str, detail: str, where: str) -> ConnectorError | None:
+    """A query timeout; SQL Server's transient errors (deadlock victim, lock timeout, server pausing or
+    shutting down, out of connections); a missing permission (terminal, named)."""
+    if "query timeout" in text:
+        return QueryFailed(f"the query timed out: {detail}")
+    if "40001" in states or natives & {1205, 1222}:
+        return SerializationFailure(f"{detail} ({where})")
+    if natives & {6005, 17142, 17809, 10928, 10929, 40197, 40501, 40613}:
+        return ServerUnavailable(f"{detail} ({where})")
+    if natives & {229, 230, 262, 297, 300}:
+        return PrivilegeMissing(detail)
+    return None
 
 
 def _refused(spec: ConnectionSpec) -> ConnectionRefused:

@@ -59,6 +59,9 @@ class KafkaConnectError(ConnectorError):
         self.status_code = status_code
         if kind is not None:
             self.kind = kind
+        if status_code is not None and (status_code == 409 or status_code >= 500):
+            # A rebalance, a worker restarting or overloaded: the same request later may succeed.
+            self.transient = True
 
 
 class ConnectNotFound(KafkaConnectError, NotFound):

@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -164,6 +165,7 @@ class KafkaCdcWorker:
         self.connector = debezium.connector_name(plan.pipeline_id)
         self.prefix = debezium.topic_prefix(plan.pipeline_id)
         self.connector_status: ConnectorStatus | None = None
+        self.connector_status_at: datetime | None = None  # when Connect last told it (UTC)
         self.settings = get_settings()
         self._converters: dict[tuple[str, str], TableConverter] = {}
         self._topics: dict[str, tuple[str, str]] = {}
@@ -261,7 +263,7 @@ class KafkaCdcWorker:
 
     def _connector_seen(self, status: ConnectorStatus) -> None:
         changed = self.connector_status is None or _summary(self.connector_status) != _summary(status)
-        self.connector_status = status
+        self.connector_status, self.connector_status_at = status, datetime.now(UTC)
         if changed:
             self.on_connector(status)
             bus.publish(Event("pipeline.connector", _status_dict(status), self.plan.pipeline_id))

@@ -21,6 +21,7 @@ from operator import attrgetter
 from core.cdc.events import ChangeEvent, expand, expand_tail
 from core.cdc.sink import AppliedBatch
 from core.events import Event, bus
+from core.monitoring import counters
 from data import db as app_db
 from data import monitoring as mon_db
 
@@ -28,7 +29,7 @@ log = logging.getLogger(__name__)
 
 EVENT_LOG_CAP = int(os.environ.get("CDC_STUDIO_EVENT_LOG_CAP", "1000"))
 LIVE_ROWS_PER_BATCH = 50
-WRITE_EVERY_S = 0.5  # the recorder writes at most this often (a flush writes at once)
+WRITE_EVERY_S = 2.0  # the recorder writes at most this often (a flush writes at once; the live feed is the bus)
 
 
 def minute_of(at: datetime) -> datetime:
@@ -67,6 +68,7 @@ def record_applied(
     by_op: Counter = Counter()
     for (_schema, _table, op), n in per_table.items():
         by_op[op] += n
+    counters.note_applied(pipeline_id, per_table, applied_at, _commit_times(events))
     tail = expand_tail(events, EVENT_LOG_CAP)  # runs of changes (InsertRun) become rows for the log and feed
     _recorder.add(pipeline_id, applied_at, per_table, tail)
     bus.publish(
@@ -80,6 +82,12 @@ def record_applied(
             pipeline_id,
         )
     )
+
+
+def _commit_times(events: list) -> tuple:
+    """Source commit times of the batch's oldest and newest transaction (one when they are the same)."""
+    first, last = events[0].commit_time, events[-1].commit_time
+    return (first,) if first == last else (first, last)
 
 
 def flush(timeout_s: float = 10.0) -> bool:

@@ -156,9 +156,15 @@ async def test_connection_test_and_history(client, admin, pg: PgCluster, pg_db: 
     assert r.status_code == 502 and r.json()["kind"] == "refused"
 
 
-async def test_viewer_may_test_and_browse(client, admin, viewer, pg: PgCluster, pg_db: str) -> None:
+async def test_viewer_browses_but_may_not_test(client, admin, viewer, editor, pg: PgCluster, pg_db: str) -> None:
     cid = (await client.post("/api/v1/connections", headers=admin, json=pg_body(pg, "postgres"))).json()["id"]
-    assert (await client.post(f"/api/v1/connections/{cid}/test", headers=viewer)).json()["ok"] is True
+    # A test writes the test history: read-only means no writes.
+    r = await client.post(f"/api/v1/connections/{cid}/test", headers=viewer)
+    assert r.status_code == 403, r.text
+    assert "may not manage connections" in r.json()["detail"]
+    assert (await client.get(f"/api/v1/connections/{cid}/tests", headers=viewer)).json() == []
+    assert (await client.post(f"/api/v1/connections/{cid}/test", headers=editor)).json()["ok"] is True
+    assert len((await client.get(f"/api/v1/connections/{cid}/tests", headers=viewer)).json()) == 1
     names = [d["name"] for d in (await client.get(f"/api/v1/connections/{cid}/databases", headers=viewer)).json()]
     assert pg_db in names
 
@@ -222,3 +228,65 @@ async def test_discovery_in_the_picked_database(client, admin, pg: PgCluster, pg
     assert deps["cycles"] == []
     r = await client.get(f"{base}/schemas", headers=admin, params={"database": "no_such_db"})
     assert r.status_code == 404
+
+
+async def test_entered_values_are_tested_before_saving(client, admin, editor, viewer, pg: PgCluster, pg_db) -> None:
+    draft = {k: v for k, v in pg_body(pg, pg_db).items() if k != "name"}
+    r = await client.post("/api/v1/connections/test", headers=editor, json=draft)
+    assert r.status_code == 200, r.text
+    ok = r.json()
+    assert ok["ok"] is True and ok["server_version"].startswith("PostgreSQL") and ok["latency_ms"] > 0
+    bad = (await client.post("/api/v1/connections/test", headers=editor, json={**draft, "password": "nope"})).json()
+    assert bad["ok"] is False and bad["error_kind"] == "auth_failed" and "nope" not in bad["error"]
+    assert await count(client, admin) == 0  # nothing stored
+    r = await client.post("/api/v1/connections/test", headers=viewer, json=draft)
+    assert r.status_code == 403
+    r = await client.post("/api/v1/connections/test", headers=editor, json={**draft, "host": ""})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"][-1] == "host"
+    # editing: no password given means the stored one; the history of the saved connection stays empty
+    cid = (await client.post("/api/v1/connections", headers=admin, json=pg_body(pg, pg_db))).json()["id"]
+    stored = {**draft, "password": None, "connection_id": cid}
+    assert (await client.post("/api/v1/connections/test", headers=editor, json=stored)).json()["ok"] is True
+    cleared = {**draft, "password": "", "connection_id": cid}
+    assert (await client.post("/api/v1/connections/test", headers=editor, json=cleared)).json()["ok"] is False
+    assert (await client.get(f"/api/v1/connections/{cid}/tests", headers=admin)).json() == []
+
+
+async def test_cdc_readiness_checklist(client, admin, viewer, pg: PgCluster, pg_db: str) -> None:
+    conn = pg.connect(pg_db)
+    with conn.cursor() as cur:
+        cur.execute(
+            "CREATE TABLE keyed (id int PRIMARY KEY); CREATE TABLE loose (msg text);"
+            "CREATE TABLE whole (msg text); ALTER TABLE whole REPLICA IDENTITY FULL;"
+            "CREATE ROLE plain_reader LOGIN PASSWORD 'reader-pass-1';"
+            f'GRANT CONNECT ON DATABASE "{pg_db}" TO plain_reader'
+        )
+    conn.close()
+    try:
+        cid = (await client.post("/api/v1/connections", headers=admin, json=pg_body(pg, pg_db))).json()["id"]
+        r = await client.get(f"/api/v1/connections/{cid}/readiness", headers=viewer)  # it only reads
+        assert r.status_code == 200, r.text
+        items = {i["key"]: i for i in r.json()}
+        assert list(items) == ["wal_level", "replication", "slots", "wal_senders", "slot_wal_keep", "primary_keys"]
+        assert items["wal_level"]["status"] == "ok" and items["replication"]["status"] == "ok"
+        assert items["slots"]["status"] == "ok" and "of 20 free" in items["slots"]["found"]
+        assert items["wal_senders"]["status"] == "ok" and "of 20 free" in items["wal_senders"]["found"]
+        # the test cluster leaves max_slot_wal_keep_size at -1: a stopped slot may fill the disk
+        keep = items["slot_wal_keep"]
+        assert keep["status"] == "warning" and "unlimited" in keep["found"] and "max_slot_wal_keep_size" in keep["fix"]
+        pk = items["primary_keys"]
+        assert pk["status"] == "warning" and "public.loose" in pk["found"]
+        assert "public.whole" not in pk["found"] and "public.keyed" not in pk["found"]
+        assert "REPLICA IDENTITY FULL" in pk["fix"]
+        # a user without the REPLICATION attribute: failing, with the ALTER ROLE that fixes it
+        reader = pg_body(pg, pg_db, name="reader")
+        reader.update(username="plain_reader", password="reader-pass-1")
+        rid = (await client.post("/api/v1/connections", headers=admin, json=reader)).json()["id"]
+        items = {i["key"]: i for i in (await client.get(f"/api/v1/connections/{rid}/readiness", headers=admin)).json()}
+        assert items["replication"]["status"] == "failing"
+        assert 'ALTER ROLE "plain_reader" WITH REPLICATION' in items["replication"]["fix"]
+    finally:
+        conn = pg.connect(pg_db)
+        with conn.cursor() as cur:
+            cur.execute(f'REVOKE CONNECT ON DATABASE "{pg_db}" FROM plain_reader; DROP ROLE plain_reader')
+        conn.close()

@@ -6,11 +6,12 @@ from datetime import UTC, datetime
 
 import pytest
 
-from core import monitoring
+from core import app_settings, monitoring
 from core.cdc.events import ChangeEvent
-from core.monitoring import recorder
+from core.monitoring import event_view, recorder
 from data.db import session_scope
 from data.models import Connection, Pipeline
+from tests.ui.helpers import admin_actor
 
 
 def make_pipeline(name: str) -> int:
@@ -87,3 +88,48 @@ async def test_event_log_is_capped_and_filtered(client, admin, monkeypatch) -> N
 async def test_bad_filter_is_422(client, admin, op) -> None:
     r = await client.get("/api/v1/monitoring/events", headers=admin, params={"op": op})
     assert r.status_code == 422 and "op" in r.json()["detail"][0]["loc"]
+
+
+async def test_row_data_is_withheld_from_viewers_unless_an_admin_allows_it(client, admin, editor, viewer) -> None:
+    a = make_pipeline("a")
+    monitoring.record_applied(a, [change("update", i) for i in range(3)])
+    url = "/api/v1/monitoring/events"
+    seen = (await client.get(url, headers=viewer)).json()
+    assert len(seen) == 3 and {e["op"] for e in seen} == {"update"}  # which rows changed: yes
+    assert all(e["key"] is None and e["before"] is None and e["after"] is None for e in seen)  # their values: no
+    assert all(e["data_withheld"] and "withheld" in e["note"] for e in seen)
+    assert (await client.get(url, headers=viewer, params={"key": "1"})).status_code == 403  # probing keys is data
+    full = (await client.get(url, headers=editor)).json()
+    assert full[0]["after"] == {"id": "2", "note": "n2"} and not full[0]["data_withheld"] and full[0]["note"] is None
+
+    app_settings.set_viewers_see_data(admin_actor(), True)
+    allowed = (await client.get(url, headers=viewer)).json()
+    assert allowed[0]["key"] == {"id": "2"} and not allowed[0]["data_withheld"]
+
+
+async def test_events_can_be_searched_by_key(client, admin) -> None:
+    a = make_pipeline("a")
+    monitoring.record_applied(a, [change("insert", i) for i in range(30)])
+    found = (await client.get("/api/v1/monitoring/events", headers=admin, params={"key": "17"})).json()
+    assert [e["key"] for e in found] == [{"id": "17"}]
+    some = (await client.get("/api/v1/monitoring/events", headers=admin, params={"key": "2", "limit": 2})).json()
+    assert [e["key"] for e in some] == [{"id": "29"}, {"id": "28"}]  # newest first, cut at the limit
+
+
+def test_values_are_shown_with_their_column_types() -> None:
+    types = {"id": "integer", "ok": "boolean", "doc": "jsonb", "price": "numeric(10,2)", "big": "numeric", "t": "text"}
+    row = {"id": "42", "ok": "t", "doc": '{"a": [1, 2]}', "price": "12.50", "big": "12345678901234567890", "t": "t"}
+    assert event_view.typed_row(row, types) == {
+        "id": 42,
+        "ok": True,
+        "doc": {"a": [1, 2]},
+        "price": 12.5,
+        "big": "12345678901234567890",  # more digits than a float holds: kept exact, as text
+        "t": "t",  # a text column that happens to hold "t" stays text
+    }
+    assert event_view.typed_value(None, "integer") is None and event_view.typed_value("NaN", "integer") == "NaN"
+    assert event_view.changed_columns({"id": 1, "n": 1}, {"id": 1, "n": 2}) == ["n"]
+    assert event_view.before_note("update", {"id": "1"}, {"id": "1"}, "public.t") is not None  # key only
+    assert "REPLICA IDENTITY FULL" in event_view.before_note("delete", None, {"id": "1"}, "public.t")
+    assert event_view.before_note("update", {"id": "1", "n": "2"}, {"id": "1"}, "public.t") is None
+    assert event_view.before_note("insert", None, {"id": "1"}, "public.t") is None

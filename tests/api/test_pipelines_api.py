@@ -271,3 +271,33 @@ async def test_schema_diff_shows_different_columns(client, admin, pg, pg_db, tar
     assert by_source["shop.orders"]["target_status"] == "will_be_created"
     report = (await client.post(f"/api/v1/pipelines/{pid}/validate", headers=admin)).json()
     assert any("shop_copy.customers exists with different columns" in w for w in report["warnings"])
+
+
+async def test_cdc_history_has_the_full_load_and_a_paused_run_and_the_lag_warns(
+    client, admin, pg, pg_db, target_db
+) -> None:
+    seed_source(pg, pg_db)
+    src, tgt = await make_connections(client, admin, pg, pg_db, target_db)
+    body = pipeline_body(src, tgt, tables=["customers", "orders"], mode="FULL_LOAD_AND_CDC")
+    pid = (await client.post("/api/v1/pipelines", headers=admin, json=body)).json()["id"]
+    assert (await client.post(f"/api/v1/pipelines/{pid}/start", headers=admin)).status_code == 200
+    await wait_for_state(client, admin, pid, {"RUNNING"})
+    runs = (await client.get(f"/api/v1/pipelines/{pid}/runs", headers=admin)).json()
+    # newest first: the CDC run, then the full load it did first (its own row, with its rows)
+    assert [(r["run_type"], r["status"]) for r in runs] == [("CDC", "RUNNING"), ("FULL_LOAD", "COMPLETED")], runs
+    assert runs[1]["rows_processed"] == 5500 and runs[1]["completed_at"] is not None
+    lag = (await client.get(f"/api/v1/pipelines/{pid}/lag", headers=admin)).json()
+    assert lag.get("slot_warning") is None  # read by the worker
+    assert (await client.post(f"/api/v1/pipelines/{pid}/pause", headers=admin)).json()["state"] == "PAUSED"
+    runs = (await client.get(f"/api/v1/pipelines/{pid}/runs", headers=admin)).json()
+    assert runs[0]["run_type"] == "CDC" and runs[0]["status"] == "PAUSED", runs
+    slot = (await client.get(f"/api/v1/pipelines/{pid}", headers=admin)).json()["slot_name"]
+    lag = (await client.get(f"/api/v1/pipelines/{pid}/lag", headers=admin)).json()
+    assert lag["events_per_second"] == 0 and f"SELECT pg_drop_replication_slot('{slot}')" in lag["slot_warning"]
+    status = (await client.get(f"/api/v1/pipelines/{pid}/status", headers=admin)).json()
+    assert {(t["source"], t["status"], t["rows_copied"]) for t in status["tables"]} == {
+        ("shop.customers", "COMPLETED", 500),
+        ("shop.orders", "COMPLETED", 5000),
+    }
+    assert (await client.post(f"/api/v1/pipelines/{pid}/stop", headers=admin)).json()["state"] == "STOPPED"
+    assert (await client.delete(f"/api/v1/pipelines/{pid}", headers=admin)).status_code == 204

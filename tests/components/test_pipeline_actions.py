@@ -37,11 +37,13 @@ async def test_enabled_buttons_are_the_allowed_actions(app_env, user: User) -> N
     clicked: list[str] = []
     bar = await _open_bar(user, "CDC_ONLY", "embedded", True, clicked)
     await user.should_see(marker="start", retries=WAIT)
-    assert set(bar.buttons) == {"start", "stop", "pause", "resume", "validate", "delete"}
+    assert set(bar.buttons) == {"start", "stop", "pause", "resume", "recover", "validate", "edit", "delete"}
     for state in ("NOT_STARTED", "RUNNING", "PAUSED", "STOPPED", "ERROR"):
         bar.show(state)
-        allowed = allowed_actions(state, "CDC_ONLY", "embedded")
+        allowed = allowed_actions(state, "CDC_ONLY", "embedded") | {"edit"}  # edit: name etc. in any state
         assert {a for a, b in bar.buttons.items() if b.enabled} == set(bar.buttons) & allowed, state
+    bar.show("RUNNING")
+    assert not bar.buttons["start"].enabled and "pipeline-actions" in bar.classes  # greyed out by DISABLED_CSS
     bar.show("RUNNING")
     user.find(marker="pause").click()
     user.find(marker="start").click()  # disabled: nothing happens

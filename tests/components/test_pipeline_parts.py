@@ -8,11 +8,13 @@ from nicegui import ui
 from nicegui.testing import User
 
 from components.connector_status import connector_text
-from components.pipeline_header import PipelineHeader
-from components.run_history import RunHistory
+from components.pipeline_header import PipelineHeader, full_load_text
+from components.run_history import RunHistory, duration
 from components.schema_diff import SchemaDiff, diff_row
-from components.table_progress import TableHealth, TableProgressList
+from components.table_progress import TableHealth, TableProgressList, changes_text
+from core import pipelines
 from core.pipeline_schemas import PipelineStatus, PreviewRow, RunPublic, TableStatus
+from pages.pipeline_detail import delete_question
 from tests.ui.helpers import WAIT, eventually, login, table_rows
 
 
@@ -99,7 +101,7 @@ async def test_the_header_keeps_the_last_full_load_status(app_env, user: User) -
     from core import pipelines
     from tests.ui.helpers import admin_actor, stored_pipeline
 
-    p = pipelines.get_pipeline(admin_actor(), stored_pipeline("orders"))
+    p = pipelines.get_pipeline(admin_actor(), stored_pipeline("orders", mode="FULL_LOAD_AND_CDC"))
     headers: list[PipelineHeader] = []
 
     @ui.page("/test-header")
@@ -113,6 +115,48 @@ async def test_the_header_keeps_the_last_full_load_status(app_env, user: User) -
     headers[-1].show_state("ERROR", "COMPLETED", "boom")
     await user.should_see("Full load: COMPLETED")
     await user.should_see("boom")
+    assert headers[-1]._state.props["color"] == "red-7"  # components.format.STATE_COLORS
     headers[-1].show_state("RUNNING")  # a state event without a full-load status
     await user.should_see("Full load: COMPLETED")
     await user.should_not_see(marker="pipeline-error")
+    assert headers[-1]._state.props["color"] == "green-7"
+    headers[-1].show_state("PAUSED")
+    assert headers[-1]._state.props["color"] == "amber-8"
+
+
+def test_the_full_load_line_and_a_tables_changes() -> None:
+    assert full_load_text("FULL_LOAD_AND_CDC", None) == "Full load: NOT_STARTED"
+    assert "none in this mode" in full_load_text("CDC_ONLY", "NOT_STARTED")
+    assert changes_text(None) == "CDC: no changes yet"
+    assert changes_text({"inserts": 0, "updates": 0, "deletes": 0, "last_change_at": None}) == "CDC: no changes yet"
+    stats = {"inserts": 1200, "updates": 1, "deletes": 0, "last_change_at": "2026-01-02T03:04:05+00:00"}
+    assert changes_text(stats) == "CDC: 1,200 inserted · 1 updated · 0 deleted, last 2026-01-02 03:04:05 UTC"
+
+
+def test_the_delete_question_names_what_goes_on_the_source(app_env) -> None:
+    from tests.ui.helpers import admin_actor, stored_pipeline
+
+    cdc = pipelines.get_pipeline(admin_actor(), stored_pipeline("del-cdc", mode="CDC_ONLY", engine="kafka_connect"))
+    text = delete_question(cdc.model_copy(update={"slot_name": "cdc_studio_7"}))
+    assert "replication slot cdc_studio_7 and its publication cdc_studio_7 are dropped" in text
+    assert "Debezium connector is deleted" in text and "target tables and their rows stay" in text
+    load = pipelines.get_pipeline(admin_actor(), stored_pipeline("del-load", mode="FULL_LOAD_ONLY"))
+    assert "slot" not in delete_question(load)
+
+
+def test_a_runs_duration() -> None:
+    started = datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC)
+    run = RunPublic(
+        id=1,
+        run_type="FULL_LOAD",
+        trigger="manual",
+        status="COMPLETED",
+        started_at=started,
+        completed_at=datetime(2024, 1, 2, 3, 7, 10, tzinfo=UTC),
+        rows_processed=0,
+        rows_failed=0,
+        error_message=None,
+    )
+    assert duration(run) == "3 min 05 s"
+    running = run.model_copy(update={"completed_at": None, "status": "RUNNING"})
+    assert duration(running, now=datetime(2024, 1, 2, 3, 4, 9, 500000, tzinfo=UTC)) == "4.5 s so far"

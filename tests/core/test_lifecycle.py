@@ -203,7 +203,7 @@ ALWAYS = {"delete", "validate"}
         ("RUNNING", "FULL_LOAD_ONLY", "embedded", {"stop", "retry_table"}),  # a full load is not paused
         ("STOPPING", "FULL_LOAD_ONLY", "embedded", {"stop", "retry_table"}),
         ("STOPPED", "FULL_LOAD_ONLY", "embedded", {"start", "retry_table", "edit"}),
-        ("ERROR", "FULL_LOAD_ONLY", "embedded", {"start", "retry_table", "edit"}),
+        ("ERROR", "FULL_LOAD_ONLY", "embedded", {"start", "recover", "retry_table", "edit"}),
         ("NOT_STARTED", "CDC_ONLY", "embedded", {"start", "retry_table", "edit"}),
         ("STARTING", "FULL_LOAD_AND_CDC", "embedded", {"stop", "retry_table"}),  # paused only once RUNNING
         ("RUNNING", "CDC_ONLY", "embedded", {"stop", "pause", "retry_table"}),
@@ -211,11 +211,11 @@ ALWAYS = {"delete", "validate"}
         ("PAUSED", "FULL_LOAD_AND_CDC", "embedded", {"stop", "resume", "retry_table"}),  # no start, no edit
         ("STOPPING", "CDC_ONLY", "embedded", {"stop", "retry_table"}),
         ("STOPPED", "CDC_ONLY", "embedded", {"start", "retry_table", "edit"}),
-        ("ERROR", "FULL_LOAD_AND_CDC", "embedded", {"start", "retry_table", "edit"}),
+        ("ERROR", "FULL_LOAD_AND_CDC", "embedded", {"start", "recover", "retry_table", "edit"}),
         ("NOT_STARTED", "CDC_ONLY", "kafka_connect", {"start", "restart_failed", "edit"}),
         ("RUNNING", "CDC_ONLY", "kafka_connect", {"stop", "pause", "restart_failed"}),  # no one-table retry
         ("PAUSED", "FULL_LOAD_AND_CDC", "kafka_connect", {"stop", "resume", "restart_failed"}),
-        ("ERROR", "CDC_ONLY", "kafka_connect", {"start", "restart_failed", "edit"}),
+        ("ERROR", "CDC_ONLY", "kafka_connect", {"start", "recover", "restart_failed", "edit"}),
         ("STOPPED", "FULL_LOAD_AND_CDC", "kafka_connect", {"start", "restart_failed", "edit"}),
     ],
 )
@@ -227,6 +227,9 @@ def test_a_running_worker_can_always_be_stopped() -> None:
     """A kafka_connect consumer goes on while its connector's task FAILED (the pipeline is in ERROR)."""
     assert "stop" not in allowed_actions("ERROR", "CDC_ONLY", "kafka_connect")
     assert "stop" in allowed_actions("ERROR", "CDC_ONLY", "kafka_connect", running=True)
+    # in ERROR with an automatic restart planned, Stop cancels it
+    assert "stop" not in allowed_actions("ERROR", "CDC_ONLY", "embedded")
+    assert "stop" in allowed_actions("ERROR", "CDC_ONLY", "embedded", retrying=True)
     assert allowed_actions("RUNNING", "CDC_ONLY", "embedded", running=True) == allowed_actions(
         "RUNNING", "CDC_ONLY", "embedded"
     )

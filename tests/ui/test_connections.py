@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
+import httpx
 import pytest
 from nicegui import ui
 from nicegui.testing import User
 
 from core import connections
-from core.connections import ConnectionCreate
+from core.connections import ConnectionCreate, ConnectionUpdate
 from core.security import Role
+from tests.appprocess import AppProcess
+from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD
 from tests.pgcluster import PgCluster
 from tests.ui.helpers import WAIT, admin_actor, all_text, eventually, login, make_user, set_value, table_rows
 
@@ -31,6 +35,10 @@ def shop(pg: PgCluster, pg_db: str) -> str:
         )
     conn.close()
     return pg_db
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMEDRIVER = "/usr/bin/chromedriver"
 
 
 def save_connection(name: str, pg: PgCluster, database: str, password: str | None = None) -> int:
@@ -94,6 +102,7 @@ async def test_create_test_discover_and_delete(app_env, pg: PgCluster, shop: str
     assert re.search(r"\d+(\.\d)? ms round trip", element(user, "test-result").text)
     history = await eventually(lambda: table_rows(user, "test-history"))
     assert len(history) == 1 and history[0]["result"] == "ok"
+    assert history[0]["time"].endswith("+00:00")  # an instant the browser shows in its own time zone
 
     # one table's detail: columns, primary key, foreign keys both ways
     user.find(marker="tables-table").trigger("rowClick", "public.orders")
@@ -111,9 +120,14 @@ async def test_create_test_discover_and_delete(app_env, pg: PgCluster, shop: str
     await user.should_see("public.orders: 40 rows", retries=WAIT)
     rows = {r["name"]: r for r in table_rows(user, "tables-table")}
     assert rows["orders"]["row_count_exact"] and not rows["customers"]["row_count_exact"]
+    user.find(marker="tables-table").trigger("rowClick", "public.customers")
+    await eventually(lambda: "(estimate)" in element(user, "detail-count").text)
     user.find(marker="exact-counts").click()
     await eventually(lambda: all(r["row_count_exact"] for r in table_rows(user, "tables-table")))
     await user.should_not_see(marker="discovery-spinner", retries=WAIT)
+    # the open table's detail follows: an exact count is no longer called an estimate
+    assert element(user, "detail-count").text.startswith("25 rows (exact)")
+    await user.should_not_see(marker="exact-count")
 
     # dependencies: customers before orders
     set_value(user, "dep-tables", ["orders", "customers", "audit_note"])
@@ -229,13 +243,195 @@ async def test_viewer_sees_connections_read_only(app_env, pg: PgCluster, pg_db: 
     assert "actions" not in [c["name"] for c in table.columns]
     await user.should_not_see(marker="new-connection")
     await user.open(f"/connections/{connection_id}")
-    await user.should_see(marker="test-connection")
+    await user.should_see(marker="connection-name")
+    # Test writes the test history; read-only means no writes, so no button that would.
+    await user.should_not_see(marker="test-connection")
     await user.should_not_see(marker="edit-connection")
     await user.should_not_see(marker="delete-connection")
     await user.should_not_see("Users")  # the nav hides the admin page
+    # what a viewer can press on the page only reads: discovery, exact counts, load order
+    await eventually(lambda: table_rows(user, "tables-table") == [] and element(user, "schema-select").value)
+    pressable = {
+        str(b.props.get("label") or b.text or "")
+        for b in user.current_layout.descendants()
+        if isinstance(b, ui.button) and b.visible
+    }
+    assert pressable <= {"Refresh", "Exact counts", "All", "Show load order", "Check again", ""}, pressable
+    assert "Not tested yet" in repr(element(user, "test-history").props) and "press Test" not in repr(
+        element(user, "test-history").props
+    )
 
 
 async def test_unknown_connection_says_so(app_env, user: User) -> None:
     await login(user)
     await user.open("/connections/999")
     await user.should_see("Connection 999 not found")
+
+
+async def test_discovery_opens_the_schema_where_the_data_is(app_env, pg: PgCluster, pg_db: str, user: User) -> None:
+    conn = pg.connect(pg_db)
+    with conn.cursor() as cur:
+        cur.execute(
+            "CREATE TABLE public.tiny (id int PRIMARY KEY);"
+            "CREATE SCHEMA sales; CREATE TABLE sales.orders (id int PRIMARY KEY, note text);"
+            "INSERT INTO sales.orders SELECT g, repeat('x', 100) FROM generate_series(1, 2000) g;"
+            "CREATE SCHEMA archive; CREATE TABLE archive.old (id int);"
+        )
+    conn.close()
+    await login(user)
+    plain_id = save_connection("plain", pg, pg_db)
+    await user.open(f"/connections/{plain_id}")
+    # no default schema: the largest one (sales), not public
+    await eventually(lambda: element(user, "schema-select").value == "sales", timeout=30)
+    assert [r["name"] for r in await eventually(lambda: table_rows(user, "tables-table"))] == ["orders"]
+    assert "sales (1 table · " in element(user, "schema-select").options["sales"]
+    # a connection's default schema wins, even when it is small
+    data = connections.get_connection(admin_actor(), plain_id)
+    assert data.schema_ is None
+    connections.update_connection(admin_actor(), plain_id, ConnectionUpdate(schema="archive"))
+    await user.open(f"/connections/{plain_id}")
+    await eventually(lambda: element(user, "schema-select").value == "archive", timeout=30)
+    assert [r["name"] for r in await eventually(lambda: table_rows(user, "tables-table"))] == ["old"]
+
+
+async def test_form_tests_entered_values_without_saving(app_env, pg: PgCluster, pg_db: str, user: User) -> None:
+    await login(user)
+    await user.open("/connections")
+    user.find(marker="new-connection").click()
+    await user.should_see(marker="connection-form-title")
+    fill_form(user, pg, "draft", pg_db, "wrong-password")
+    user.find(marker="form-test").click()
+    await eventually(lambda: "Login failed: password authentication failed" in element(user, "form-test-result").text)
+    assert "wrong-password" not in element(user, "form-test-result").text
+    user.find(marker="conn-password").clear().type(pg.password)
+    user.find(marker="form-test").click()
+    await eventually(lambda: element(user, "form-test-result").text.startswith("Connected: PostgreSQL"))
+    assert re.search(r"\d+(\.\d)? ms round trip", element(user, "form-test-result").text)
+    await user.should_see(marker="connection-form-title")  # still open, and nothing saved
+    assert connections.list_connections(admin_actor()) == []
+    user.find(marker="conn-host").clear()
+    user.find(marker="form-test").click()
+    await user.should_see("Host: is required")
+
+    # editing: an empty password field tests the stored password; the saved connection's history stays empty
+    connection_id = save_connection("saved", pg, pg_db)
+    await user.open(f"/connections/{connection_id}")
+    user.find(marker="edit-connection").click()
+    await user.should_see(marker="connection-form-title")
+    user.find(marker="form-test").click()
+    await eventually(lambda: element(user, "form-test-result").text.startswith("Connected: PostgreSQL"))
+    assert connections.test_history(admin_actor(), connection_id) == []
+
+
+async def test_readiness_checklist_on_the_connection_page(app_env, pg: PgCluster, pg_db: str, user: User) -> None:
+    conn = pg.connect(pg_db)
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE keyed (id int PRIMARY KEY); CREATE TABLE loose (msg text)")
+    conn.close()
+    connection_id = save_connection("cdc-source", pg, pg_db)
+    await login(user)
+    await user.open(f"/connections/{connection_id}")
+    await eventually(lambda: element(user, "readiness-summary").text.startswith("Ready for CDC, with 2 warning"))
+    for key in ("wal_level", "replication", "slots", "wal_senders"):
+        await user.should_see(marker=f"readiness-{key}")
+    texts = {
+        key: " ".join(str(getattr(e, "text", "")) for e in element(user, f"readiness-{key}").descendants())
+        for key in ("wal_level", "slot_wal_keep", "primary_keys")
+    }
+    assert "ok" in texts["wal_level"] and "wal_level is logical" in texts["wal_level"]
+    assert (
+        "warning" in texts["slot_wal_keep"] and "Fix: ALTER SYSTEM SET max_slot_wal_keep_size" in texts["slot_wal_keep"]
+    )
+    assert "public.loose" in texts["primary_keys"] and "Fix: ALTER TABLE" in texts["primary_keys"]
+    # fixing a table and checking again: one warning less
+    conn = pg.connect(pg_db)
+    with conn.cursor() as cur:
+        cur.execute("ALTER TABLE loose REPLICA IDENTITY FULL")
+    conn.close()
+    user.find(marker="readiness-refresh").click()
+    await eventually(lambda: element(user, "readiness-summary").text == "Ready for CDC, with 1 warning(s)")
+
+
+@pytest.mark.browser
+def test_connection_page_in_chromium(pg: PgCluster, pg_db: str, tmp_path: Path) -> None:
+    """What a person sees: the readiness checklist with its fixes, the form's inline test, the password dialog."""
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        pytest.fail("chromium and chromedriver are not installed (scripts/setup-system installs them)")
+    from selenium.common.exceptions import TimeoutException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    conn = pg.connect(pg_db)
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE keyed (id int PRIMARY KEY); CREATE TABLE loose (msg text)")
+    conn.close()
+    shots = Path(__file__).resolve().parents[2] / "var" / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    app = AppProcess(tmp_path / "data", tmp_path / "app.log")
+    app.start()
+    driver = _chromium()
+    try:
+        body = {"name": "shop", "kind": "postgresql", "host": pg.host, "port": pg.port, "database": pg_db}
+        body |= {"username": pg.user, "password": pg.password}
+        cid = httpx.post(f"{app.base}/api/v1/connections", headers=app.token(), json=body).json()["id"]
+        wait = WebDriverWait(driver, 30)
+        driver.get(f"{app.base}/login")
+        wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "input[type=text]"))).send_keys(ADMIN_EMAIL)
+        driver.find_element(By.CSS_SELECTOR, "input[type=password]").send_keys(ADMIN_PASSWORD)
+        driver.find_element(By.XPATH, "//button[.//*[normalize-space()='Log in']]").click()
+        wait.until(ec.presence_of_element_located((By.XPATH, f"//*[contains(text(), '{ADMIN_EMAIL} (admin)')]")))
+
+        driver.get(f"{app.base}/connections/{cid}")
+        summary = "//*[normalize-space()='Ready for CDC, with 2 warning(s)']"
+        wait.until(ec.visibility_of_element_located((By.XPATH, summary)))
+        wait.until(ec.visibility_of_element_located((By.XPATH, "//td[normalize-space()='keyed']")))
+        text = driver.find_element(By.TAG_NAME, "body").text
+        for shown in ("wal_level is logical", "REPLICATION attribute", "of 20 free", "public.loose", "Fix: ALTER"):
+            assert shown in text, shown
+        card = driver.find_element(By.XPATH, "//*[normalize-space()='CDC readiness']")
+        driver.execute_script("arguments[0].scrollIntoView({block: 'start'})", card)
+        driver.save_screenshot(str(shots / "connection-readiness.png"))
+        driver.execute_script("window.scrollTo(0, 0)")  # the fixed header would cover the Edit button
+
+        # the edit form tests the stored values in place, inline
+        driver.find_element(By.XPATH, "//button[.//*[normalize-space()='Edit']]").click()
+        wait.until(ec.visibility_of_element_located((By.XPATH, "//button[.//*[normalize-space()='Save']]")))
+        test = driver.find_element(
+            By.XPATH, "//div[contains(@class,'q-dialog')]//button[.//*[normalize-space()='Test']]"
+        )
+        driver.execute_script("arguments[0].click()", test)  # not by position: the dialog may still be opening
+        wait.until(
+            ec.visibility_of_element_located((By.XPATH, "//*[starts-with(normalize-space(), 'Connected: PostgreSQL')]"))
+        )
+        driver.save_screenshot(str(shots / "connection-form-test.png"))
+        driver.find_element(By.XPATH, "//button[.//*[normalize-space()='Cancel']]").click()
+
+        # the account menu's Change password opens a dialog that stays open after the menu closes
+        driver.find_element(By.XPATH, f"//button[.//*[contains(text(), '{ADMIN_EMAIL}')]]").click()
+        wait.until(ec.element_to_be_clickable((By.XPATH, "//*[normalize-space()='Change password']"))).click()
+        wait.until(ec.visibility_of_element_located((By.XPATH, "//*[normalize-space()='Change your password']")))
+        assert driver.find_element(By.XPATH, "//*[normalize-space()='Change your password']").is_displayed()
+        driver.save_screenshot(str(shots / "change-password.png"))
+        severe = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+        assert severe == [], severe
+    except TimeoutException as exc:  # say what the page showed instead of a bare chromedriver stack
+        driver.save_screenshot(str(shots / "connection-page-failed.png"))
+        shown = driver.find_element(By.TAG_NAME, "body").text
+        raise AssertionError(f"timed out on {driver.current_url}; the page showed:\n{shown}") from exc
+    finally:
+        driver.quit()
+        app.terminate()
+    assert "Traceback" not in (tmp_path / "app.log").read_text(errors="replace")
+
+
+def _chromium():  # noqa: ANN202 - selenium is imported only where a browser test runs
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1440,900"):
+        options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)

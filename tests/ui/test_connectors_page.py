@@ -8,9 +8,11 @@ import json
 import httpx
 from nicegui.testing import User
 
+from core import audit_trail, connect_cluster
+from data.audit import AuditQuery
 from tests.core.kafka.test_engine import kafka_env  # noqa: F401 - fixture
 from tests.pgcluster import PgCluster
-from tests.ui.helpers import WAIT, eventually, login, make_user, set_value, table_rows
+from tests.ui.helpers import WAIT, admin_actor, eventually, login, make_user, set_value, table_rows
 
 
 def foreign_connector(pg: PgCluster, db: str, name: str) -> dict:
@@ -104,6 +106,16 @@ async def test_connectors_page_lists_acts_and_validates(
         await user.should_see(marker=f"connector-{name}", retries=WAIT)
         await user.should_not_see(marker=f"pause-{name}")
         await user.should_not_see(marker="new-connector")
+
+        # the actions and a saved config are in the audit trail: the config as a diff, its password masked
+        changed = foreign_connector(pg, pg_db, name) | {"name": name, "heartbeat.interval.ms": "60000"}
+        await asyncio.to_thread(connect_cluster.save, admin_actor(), name, changed)
+        query = AuditQuery(object_type="connector", object_id=name)
+        trail = await asyncio.to_thread(audit_trail.search, admin_actor(), query)
+        assert [e.action for e in trail] == ["connector.save", "connector.resume", "connector.pause"]
+        assert trail[0].detail == "updated" and trail[0].changes == {"heartbeat.interval.ms": [None, "60000"]}
+        assert pg.password not in str([e.model_dump() for e in trail])
+        await connector_state(kafka_stack, name, "RUNNING")
     finally:
         async with httpx.AsyncClient() as http:
             await http.delete(f"{kafka_stack.connect_url}/connectors/{name}")

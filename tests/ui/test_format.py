@@ -6,8 +6,20 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from components.format import ago, format_options, human_bytes, human_count, ms, parse_options, timestamp
+from components.format import (
+    STATE_COLORS,
+    ago,
+    format_options,
+    human_bytes,
+    human_count,
+    ms,
+    parse_options,
+    state_badge_slot,
+    state_color,
+    timestamp,
+)
 from core.errors import ValidationFailed
+from core.lifecycle import State
 
 
 @pytest.mark.parametrize(
@@ -48,3 +60,13 @@ def test_options_round_trip_and_bad_lines() -> None:
     with pytest.raises(ValidationFailed) as err:
         parse_options("sslmode=require\nnonsense")
     assert err.value.field == "options" and "line 2" in err.value.message
+
+
+def test_state_colors_are_distinct_for_the_states_people_tell_apart() -> None:
+    assert set(STATE_COLORS) == {s.value for s in State}  # every state has its colour
+    picked = [STATE_COLORS[s] for s in ("RUNNING", "PAUSED", "STOPPED", "ERROR", "STARTING")]
+    assert len(set(picked)) == 5
+    assert STATE_COLORS["RUNNING"].startswith("green") and STATE_COLORS["PAUSED"].startswith("amber")
+    assert STATE_COLORS["ERROR"].startswith("red") and STATE_COLORS["STOPPING"] == STATE_COLORS["STARTING"]
+    assert state_color("nonsense") == "grey"
+    assert "green-7" in state_badge_slot()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from nicegui import ui
 from nicegui.testing import User
 
 from tests.conftest import ADMIN_EMAIL
@@ -63,3 +64,62 @@ async def test_logout_returns_to_login(app_env, user: User) -> None:
     await login(user)
     user.find(marker="logout").click()
     await user.should_see(marker="login", retries=WAIT)
+
+
+async def test_api_docs_are_served_by_the_app_and_linked_from_the_account_menu(app_env, user: User) -> None:
+    for path, script in (
+        ("/docs", "/api-docs-assets/swagger-ui-bundle.js"),
+        ("/redoc", "/api-docs-assets/redoc.standalone.js"),
+    ):
+        page = await user.http_client.get(path)
+        assert page.status_code == 200, page.text
+        assert script in page.text
+        assert "cdn.jsdelivr.net" not in page.text and "fonts.googleapis" not in page.text  # nothing from outside
+        asset = await user.http_client.get(script)
+        assert asset.status_code == 200 and len(asset.content) > 100_000  # the real bundle, not a stub
+    spec = (await user.http_client.get("/openapi.json")).json()
+    assert spec["info"]["title"] == "CDC Studio API" and "/api/v1/pipelines" in spec["paths"]
+
+    await login(user)
+    user.find(marker="user-menu").click()
+    await user.should_see(marker="api-docs")
+
+
+def _active_nav(user: User) -> list[str]:
+    return [e.props["href"] for e in user.find(marker="nav-active").elements]
+
+
+async def test_the_current_page_is_highlighted_in_the_navigation(app_env, user: User) -> None:
+    await login(user)
+    assert _active_nav(user) == ["/"]
+    await user.open("/events")
+    await user.should_see(marker="events-table", retries=WAIT)
+    assert _active_nav(user) == ["/events"]
+    await user.open("/pipelines")
+    await user.should_see(marker="pipelines-table", retries=WAIT)
+    assert _active_nav(user) == ["/pipelines"]
+
+
+def _dark(user: User) -> bool | None:
+    (mode,) = [e for e in user.current_layout.descendants() if isinstance(e, ui.dark_mode)]
+    return mode.value
+
+
+async def test_dark_mode_and_utc_are_remembered_per_user(app_env, user: User) -> None:
+    await login(user)
+    assert _dark(user) is False
+    user.find(marker="user-menu").click()
+    user.find(marker="toggle-dark").click()
+    await user.open("/events")
+    await user.should_see(marker="events-table", retries=WAIT)
+    assert _dark(user) is True
+    user.find(marker="toggle-utc").click()
+    await user.open("/events")
+    await user.should_see(marker="events-table", retries=WAIT)
+    (table,) = [e for e in user.find(marker="events-table").elements if isinstance(e, ui.table)]
+    assert "toLocaleString" not in table.slots["body-cell-applied_at"].template  # UTC, as asked
+    user.find(marker="logout").click()
+    await login(user)  # the choices outlive the session
+    assert _dark(user) is True
+    await user.should_see("Light mode")
+    await user.should_see("Show local times")

@@ -8,6 +8,7 @@ import pytest
 from nicegui import ui
 from nicegui.testing import User
 
+from components.format import STATE_COLORS
 from core import lifecycle
 from tests.ui.helpers import WAIT, eventually, login, stored_pipeline, table_rows
 
@@ -45,7 +46,8 @@ async def test_the_dashboard_counts_follow_state_events(app_env, user: User) -> 
     (running,) = user.find(marker="stat-running").elements
     (pipelines,) = user.find(marker="stat-pipelines").elements
     (error,) = user.find(marker="stat-error").elements
-    assert (pipelines.text, running.text, error.text) == ("2", "0", "0")
+    # the cards are filled by the page's first read (a worker thread; slow on a busy machine)
+    await eventually(lambda: (pipelines.text, running.text, error.text) == ("2", "0", "0"), timeout=20)
     _in_thread(lifecycle.transition, pid, "STARTING")
     await eventually(lambda: running.text == "1", timeout=10)
     _in_thread(lifecycle.transition, pid, "ERROR", error_message="boom")
@@ -60,12 +62,49 @@ async def test_the_frame_looks_the_user_up_off_the_event_loop(
     threads: list[threading.Thread] = []
     lookup = frame.actor_by_id
 
-    def spy(user_id: int):  # noqa: ANN202
+    def spy(user_id: int, issued_at: float | None = None):  # noqa: ANN202
         threads.append(threading.current_thread())
-        return lookup(user_id)
+        return lookup(user_id, issued_at)
 
     monkeypatch.setattr(frame, "actor_by_id", spy)
     await login(user)
     await user.open("/pipelines")
     await user.should_see(marker="pipelines-table", retries=WAIT)
     assert threads and threading.main_thread() not in threads
+
+
+def _table(user: User, marker: str) -> ui.table:
+    (table,) = [e for e in user.find(marker=marker).elements if isinstance(e, ui.table)]
+    return table
+
+
+async def test_state_badges_use_the_shared_colours_and_the_list_filters_by_state(app_env, user: User) -> None:
+    pid = stored_pipeline("orders")
+    stored_pipeline("customers")
+    _in_thread(lifecycle.transition, pid, "STARTING")
+    _in_thread(lifecycle.transition, pid, "RUNNING")
+    await login(user)
+    await user.open("/pipelines")
+    await eventually(lambda: len(table_rows(user, "pipelines-table")) == 2)
+    slot = _table(user, "pipelines-table").slots["body-cell-state"].template
+    assert all(f"{state}: '{color}'" in slot for state, color in STATE_COLORS.items())
+    assert "whitespace-nowrap" in _table(user, "pipelines-table").slots["body-cell-name"].template
+    slots = _table(user, "pipelines-table").slots
+    assert "toLocaleString" in slots["body-cell-next_run"].template  # the browser's time zone
+    assert "props.row.last_run_at" in slots["body-cell-last_run"].template  # when it ran, on hover
+
+    await user.open("/pipelines?state=RUNNING")  # where the dashboard's "Running" card leads
+    await eventually(lambda: [r["name"] for r in table_rows(user, "pipelines-table")] == ["orders"])
+    await user.should_see("Showing pipelines in state RUNNING")
+    await user.open("/pipelines?state=ERROR")
+    await user.should_see(marker="state-filter", retries=WAIT)
+    await eventually(lambda: table_rows(user, "pipelines-table") == [] or None)
+    assert "No pipeline is ERROR right now" in _table(user, "pipelines-table").slots["no-data"].template
+
+
+async def test_an_empty_list_says_how_to_begin(app_env, user: User) -> None:
+    await login(user)
+    await user.open("/pipelines")
+    await user.should_see(marker="pipelines-table", retries=WAIT)
+    assert table_rows(user, "pipelines-table") == []
+    assert "create the first one" in _table(user, "pipelines-table").slots["no-data"].template

@@ -1,0 +1,1 @@
+"""Data validation engine: type-normalized SQL, row comparison, segment checksums down to rows."""

@@ -1,0 +1,262 @@
+"""Validating one table PostgreSQL -> PostgreSQL while changes may keep flowing.
+
+Counts first; then checksums of key segments (~100k rows) on both sides, a mismatching segment split 32 ways
+and again, down to segments small enough (<= ROW_FETCH rows) to fetch and compare row by row. Each read asks
+the target, then at once the source (each in a REPEATABLE READ snapshot, both running together): the target
+holds what the pipeline applied, the source may hold a few changes more, the ones still in flight. A difference is a
+candidate: `recheck` reads its key again on both sides later, and only a difference that reads the same
+every time (same kind, columns and values on both sides) is a mismatch. A row in flight does not: by the
+recheck it arrived, or it changed again. A table's rows are never held whole: a segment at a time.
+
+One validation query per database at a time (a lock per server and database, across checks), each under a
+statement timeout.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic_core import to_jsonable_python
+
+from core.connectors.base import ConnectionSpec
+from core.connectors.postgres import connect, translate_error
+from core.datacheck.compare import FLOAT4_TOLERANCE, FLOAT8_TOLERANCE, Difference, compare
+from core.datacheck.sql import COLUMNS_SQL, PRIMARY_KEY_SQL, Column, TableShape
+from core.errors import StudioError
+
+SEGMENT_ROWS = 100_000
+SPLIT = 32
+ROW_FETCH = 16_000
+MAX_MISMATCHES = 1000
+STATEMENT_TIMEOUT_S = 300
+BY_KEY_CHUNK = 1000
+
+_db_locks: dict[tuple[str, int, str], threading.Lock] = {}
+_db_locks_guard = threading.Lock()
+
+
+def _db_lock(spec: ConnectionSpec) -> threading.Lock:
+    key = (spec.host, spec.port, spec.database)
+    with _db_locks_guard:
+        return _db_locks.setdefault(key, threading.Lock())
+
+
+class NoPrimaryKey(StudioError):
+    """The source table has no primary key: its rows cannot be matched."""
+
+
+class Suspended(StudioError):
+    """More than MAX_MISMATCHES rows differ: the table is set aside."""
+
+
+class Reader:
+    """One side's session for a data check (read only, statement timeout)."""
+
+    def __init__(self, spec: ConnectionSpec, *, is_source: bool) -> None:
+        self.spec = spec
+        self.is_source = is_source
+        self.conn = connect(
+            spec,
+            application_name="cdc_studio_data_check",
+            session_sql=f"SET statement_timeout = '{STATEMENT_TIMEOUT_S}s'",
+            autocommit=False,
+        )
+        self.server_version = int(self.conn.server_version)
+        self.lock = _db_lock(spec)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def query(self, statement: Any, params: list | tuple = ()) -> list[tuple]:
+        with self.lock, self.conn.cursor() as cur:
+            try:
+                cur.execute(statement, list(params))
+                return cur.fetchall()
+            except Exception as exc:
+                self.conn.rollback()
+                raise translate_error(exc, self.spec) from None
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """A REPEATABLE READ, read-only transaction (the queries in it see one snapshot)."""
+        self.conn.rollback()
+        self.conn.set_session(isolation_level="REPEATABLE READ", readonly=True)
+        try:
+            yield
+        finally:
+            self.conn.rollback()
+            self.conn.set_session(isolation_level="READ COMMITTED", readonly=True)
+
+    def shape(self, schema: str, table: str) -> tuple[list[Column], list[str]]:
+        """The table's columns and primary key columns (NotFound-like StudioError when the table is gone)."""
+        name = f'"{schema}"."{table}"'
+        try:
+            columns = [Column(n, t, c) for n, t, c in self.query(COLUMNS_SQL, (name,))]
+            key = [r[0] for r in self.query(PRIMARY_KEY_SQL, (name,))]
+        except StudioError as exc:
+            side = "source" if self.is_source else "target"
+            raise StudioError(f"the {side} table {schema}.{table} cannot be read: {exc}") from None
+        finally:
+            self.conn.rollback()
+        return columns, key
+
+
+@dataclass
+class TableResult:
+    source_rows: int = 0
+    target_rows: int = 0
+    segments: int = 0
+    candidates: dict[tuple, Difference] = field(default_factory=dict)
+    raw_keys: dict[tuple, tuple] = field(default_factory=dict)  # comparable key -> key values as read
+
+
+class TableValidator:
+    """One table's validation between a source and a target session."""
+
+    def __init__(
+        self,
+        source: Reader,
+        target: Reader,
+        source_table: tuple[str, str],
+        target_table: tuple[str, str],
+        on_segment: Callable[[TableResult], None] = lambda _r: None,
+    ) -> None:
+        self.source, self.target = source, target
+        self.on_segment = on_segment
+        src_cols, key = source.shape(*source_table)
+        if not key:
+            raise NoPrimaryKey(f"{source_table[0]}.{source_table[1]} has no primary key")
+        tgt_cols, _ = target.shape(*target_table)
+        if not tgt_cols:
+            raise StudioError(f"the target table {target_table[0]}.{target_table[1]} does not exist")
+        on_target = {c.name: c for c in tgt_cols}
+        missing_key = [k for k in key if k not in on_target]
+        if missing_key:
+            raise StudioError(f"the target table lacks the key column(s) {', '.join(missing_key)}")
+        shared = [c for c in src_cols if c.name in on_target]
+        by_name = {c.name: c for c in src_cols}
+        self.names = [c.name for c in shared]
+        self.key_index = [self.names.index(k) for k in key]
+        self.tolerances: list[float | None] = [
+            (FLOAT4_TOLERANCE if "real" in (c.base, on_target[c.name].base) else FLOAT8_TOLERANCE)
+            if (c.is_float or on_target[c.name].is_float)
+            else None
+            for c in shared
+        ]
+        self.src = TableShape(*source_table, tuple(by_name[k] for k in key), tuple(shared), source.server_version)
+        tgt_shared = tuple(on_target[c.name] for c in shared)
+        self.tgt = TableShape(*target_table, tuple(on_target[k] for k in key), tgt_shared, target.server_version)
+        self.result = TableResult()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="data-check-target")
+
+    # -- counts -------------------------------------------------------------------------------------
+
+    def both(self, target_query: Any, source_query: Any, params_t: list, params_s: list) -> tuple[list, list]:
+        """The target's answer and the source's, each in its own snapshot, run at once (the target's sent
+        first): both sides are read in the time of the slower one."""
+
+        def on_target() -> list:
+            with self.target.snapshot():
+                return self.target.query(target_query, params_t)
+
+        pending = self._pool.submit(on_target)
+        try:
+            with self.source.snapshot():
+                source = self.source.query(source_query, params_s)
+        finally:
+            target = pending.result()
+        return target, source
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    def counts(self) -> tuple[int, int]:
+        target, source = self.both(self.tgt.count(), self.src.count(), [], [])
+        self.result.source_rows, self.result.target_rows = int(source[0][0]), int(target[0][0])
+        return self.result.source_rows, self.result.target_rows
+
+    # -- checksums down to rows ---------------------------------------------------------------------
+
+    def find_differences(self) -> TableResult:
+        """Candidates of the whole table (raises Suspended past MAX_MISMATCHES)."""
+        tops = self._boundaries(self.source, self.src, None, None, SEGMENT_ROWS)
+        edges: list[tuple | None] = [None, *tops, None]
+        for low, high in zip(edges, edges[1:], strict=False):
+            self._segment(low, high)
+        return self.result
+
+    def _boundaries(self, reader: Reader, shape: TableShape, low: tuple | None, high: tuple | None, step: int) -> list:
+        query, params = shape.boundaries(low, high, step)
+        found = [tuple(r) for r in reader.query(query, params)]
+        reader.conn.rollback()
+        return found
+
+    def _segment(self, low: tuple | None, high: tuple | None) -> None:
+        query_t, params_t = self.tgt.checksum(low, high)
+        query_s, params_s = self.src.checksum(low, high)
+        target, source = self.both(query_t, query_s, params_t, params_s)
+        (t_count, t_hash), (s_count, s_hash) = target[0], source[0]
+        self.result.segments += 1
+        if (s_count, int(s_hash)) == (t_count, int(t_hash)):
+            self.on_segment(self.result)
+            return
+        if max(s_count, t_count) <= ROW_FETCH:
+            self._compare_rows(low, high)
+            self.on_segment(self.result)
+            return
+        # split on the side with more rows, so that extra rows on the target are split too
+        reader, shape, rows = (
+            (self.source, self.src, s_count) if s_count >= t_count else (self.target, self.tgt, t_count)
+        )
+        inner = self._boundaries(reader, shape, low, high, max(1, math.ceil(rows / SPLIT)))
+        inner = [b for b in inner if b != high]
+        edges: list[tuple | None] = [low, *inner, high]
+        for sub_low, sub_high in zip(edges, edges[1:], strict=False):
+            self._segment(sub_low, sub_high)
+
+    def _keyed(self, rows: list) -> dict[tuple, tuple]:
+        width = len(self.src.key)
+        out: dict[tuple, tuple] = {}
+        for row in rows:
+            values = tuple(row[width:])
+            key = tuple(values[i] for i in self.key_index)
+            out[key] = values
+            self.result.raw_keys.setdefault(key, tuple(row[:width]))
+        return out
+
+    def _compare_rows(self, low: tuple | None, high: tuple | None) -> None:
+        query_t, params_t = self.tgt.rows(low, high)
+        query_s, params_s = self.src.rows(low, high)
+        target, source = self.both(query_t, query_s, params_t, params_s)
+        for diff in compare(self.names, self.tolerances, self._keyed(source), self._keyed(target)):
+            self.result.candidates[diff.key] = diff
+        if len(self.result.candidates) > MAX_MISMATCHES:
+            raise Suspended(f"more than {MAX_MISMATCHES} rows differ")
+
+    # -- rechecks -----------------------------------------------------------------------------------
+
+    def recheck(self, candidates: dict[tuple, Difference]) -> dict[tuple, Difference]:
+        """The candidates that read the same difference again (same kind, columns and values on both sides)."""
+        keys = list(candidates)
+        still: dict[tuple, Difference] = {}
+        for start in range(0, len(keys), BY_KEY_CHUNK):
+            chunk = keys[start : start + BY_KEY_CHUNK]
+            raw = [self.result.raw_keys[k] for k in chunk]
+            query_t, params_t = self.tgt.rows_by_key(raw)
+            query_s, params_s = self.src.rows_by_key(raw)
+            target, source = self.both(query_t, query_s, params_t, params_s)
+            for diff in compare(self.names, self.tolerances, self._keyed(source), self._keyed(target)):
+                if candidates.get(diff.key) == diff:
+                    still[diff.key] = diff
+        return still
+
+    def key_dict(self, key: tuple) -> dict[str, Any]:
+        """A difference's key as column -> value, the values as read (JSON-ready: numerics and times as text)."""
+        raw = self.result.raw_keys.get(key, key)
+        return {c.name: to_jsonable_python(v, fallback=str) for c, v in zip(self.src.key, raw, strict=True)}
