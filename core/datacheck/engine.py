@@ -1,4 +1,4 @@
-"""Validating one table PostgreSQL -> PostgreSQL while changes may keep flowing.
+"""Validating one table PostgreSQL -> PostgreSQL or SQL Server -> PostgreSQL while changes may keep flowing.
 
 Counts first; then checksums of key segments (~100k rows) on both sides, a mismatching segment split 32 ways
 and again, down to segments small enough (<= ROW_FETCH rows) to fetch and compare row by row. Each read asks
@@ -10,23 +10,30 @@ recheck it arrived, or it changed again. A table's rows are never held whole: a 
 
 One validation query per database at a time (a lock per server and database, across checks), each under a
 statement timeout.
+
+Each side's SQL comes from its reader's `table_shape`: PostgreSQL's TableShape (core.datacheck.sql) or SQL
+Server's MssqlShape (core.datacheck.mssql, read by core.datacheck.mssql_reader). Between PostgreSQL databases
+it is the fast hashtextextended path; with SQL Server on one side, both render the portable normal form
+(core.datacheck.portable) and checksums are SHA-256 sums both compute alike. A side that cannot compute them
+(SQL Server before 2019, PostgreSQL before 11) makes the check compare every segment row by row instead.
 """
 
 from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic_core import to_jsonable_python
 
 from core.connectors.base import ConnectionSpec
 from core.connectors.postgres import connect, translate_error
 from core.datacheck.compare import FLOAT4_TOLERANCE, FLOAT8_TOLERANCE, Difference, compare
+from core.datacheck.portable import Norm, pair_columns
 from core.datacheck.sql import COLUMNS_SQL, PRIMARY_KEY_SQL, Column, TableShape
 from core.errors import StudioError
 
@@ -41,7 +48,8 @@ _db_locks: dict[tuple[str, int, str], threading.Lock] = {}
 _db_locks_guard = threading.Lock()
 
 
-def _db_lock(spec: ConnectionSpec) -> threading.Lock:
+def db_lock(spec: ConnectionSpec) -> threading.Lock:
+    """The lock of one server and database: one validation query there at a time."""
     key = (spec.host, spec.port, spec.database)
     with _db_locks_guard:
         return _db_locks.setdefault(key, threading.Lock())
@@ -55,8 +63,53 @@ class Suspended(StudioError):
     """More than MAX_MISMATCHES rows differ: the table is set aside."""
 
 
+class Shape(Protocol):
+    """The queries of one side of a table (TableShape for PostgreSQL, MssqlShape for SQL Server)."""
+
+    @property
+    def key(self) -> Sequence[Column]: ...
+
+    @property
+    def can_hash(self) -> bool: ...
+
+    @property
+    def max_keys(self) -> int: ...
+
+    def count(self) -> Any: ...
+
+    def checksum(self, low: tuple | None, high: tuple | None) -> tuple[Any, list]: ...
+
+    def boundaries(self, low: tuple | None, high: tuple | None, step: int) -> tuple[Any, list]: ...
+
+    def rows(self, low: tuple | None, high: tuple | None) -> tuple[Any, list]: ...
+
+    def rows_by_key(self, keys: list[tuple]) -> tuple[Any, list]: ...
+
+
+class SideReader(Protocol):
+    """One side's session, as the TableValidator uses it (Reader for PostgreSQL, MssqlReader for SQL Server)."""
+
+    kind: str
+
+    def query(self, statement: Any, params: list | tuple = ()) -> list[tuple]: ...
+
+    def snapshot(self) -> AbstractContextManager[None]: ...
+
+    def done(self) -> None: ...
+
+    def shape(self, schema: str, table: str) -> tuple[list[Column], list[str]]: ...
+
+    def table_shape(
+        self, table: tuple[str, str], key: Sequence[Column], columns: Sequence[Column], norms: tuple[Norm, ...] | None
+    ) -> Shape: ...
+
+    def close(self) -> None: ...
+
+
 class Reader:
-    """One side's session for a data check (read only, statement timeout)."""
+    """One PostgreSQL side's session for a data check (read only, statement timeout)."""
+
+    kind = "postgresql"
 
     def __init__(self, spec: ConnectionSpec, *, is_source: bool) -> None:
         self.spec = spec
@@ -68,10 +121,20 @@ class Reader:
             autocommit=False,
         )
         self.server_version = int(self.conn.server_version)
-        self.lock = _db_lock(spec)
+        self.lock = db_lock(spec)
 
     def close(self) -> None:
         self.conn.close()
+
+    def done(self) -> None:
+        """End the transaction the last queries opened (outside `snapshot`)."""
+        self.conn.rollback()
+
+    def table_shape(
+        self, table: tuple[str, str], key: Sequence[Column], columns: Sequence[Column], norms: tuple[Norm, ...] | None
+    ) -> TableShape:
+        """The queries of this side; `norms` (the other side is SQL Server): the portable normal form."""
+        return TableShape(table[0], table[1], tuple(key), tuple(columns), self.server_version, norms)
 
     def query(self, statement: Any, params: list | tuple = ()) -> list[tuple]:
         with self.lock, self.conn.cursor() as cur:
@@ -121,8 +184,8 @@ class TableValidator:
 
     def __init__(
         self,
-        source: Reader,
-        target: Reader,
+        source: SideReader,
+        target: SideReader,
         source_table: tuple[str, str],
         target_table: tuple[str, str],
         on_segment: Callable[[TableResult], None] = lambda _r: None,
@@ -149,9 +212,11 @@ class TableValidator:
             else None
             for c in shared
         ]
-        self.src = TableShape(*source_table, tuple(by_name[k] for k in key), tuple(shared), source.server_version)
-        tgt_shared = tuple(on_target[c.name] for c in shared)
-        self.tgt = TableShape(*target_table, tuple(on_target[k] for k in key), tgt_shared, target.server_version)
+        tgt_shared = [on_target[c.name] for c in shared]
+        norms = pair_columns([c.type for c in shared], [c.type for c in tgt_shared], source.kind, target.kind)
+        self.src = source.table_shape(source_table, [by_name[k] for k in key], shared, norms)
+        self.tgt = target.table_shape(target_table, [on_target[k] for k in key], tgt_shared, norms)
+        self.hashing = self.src.can_hash and self.tgt.can_hash  # else every segment is compared row by row
         self.result = TableResult()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="data-check-target")
 
@@ -191,19 +256,20 @@ class TableValidator:
             self._segment(low, high)
         return self.result
 
-    def _boundaries(self, reader: Reader, shape: TableShape, low: tuple | None, high: tuple | None, step: int) -> list:
+    def _boundaries(self, reader: SideReader, shape: Shape, low: tuple | None, high: tuple | None, step: int) -> list:
         query, params = shape.boundaries(low, high, step)
         found = [tuple(r) for r in reader.query(query, params)]
-        reader.conn.rollback()
+        reader.done()
         return found
 
     def _segment(self, low: tuple | None, high: tuple | None) -> None:
         query_t, params_t = self.tgt.checksum(low, high)
         query_s, params_s = self.src.checksum(low, high)
         target, source = self.both(query_t, query_s, params_t, params_s)
-        (t_count, t_hash), (s_count, s_hash) = target[0], source[0]
+        t_sums, s_sums = [int(v) for v in target[0]], [int(v) for v in source[0]]
+        s_count, t_count = s_sums[0], t_sums[0]
         self.result.segments += 1
-        if (s_count, int(s_hash)) == (t_count, int(t_hash)):
+        if (self.hashing and s_sums == t_sums) or s_count == t_count == 0:
             self.on_segment(self.result)
             return
         if max(s_count, t_count) <= ROW_FETCH:
@@ -211,6 +277,8 @@ class TableValidator:
             self.on_segment(self.result)
             return
         # split on the side with more rows, so that extra rows on the target are split too
+        reader: SideReader
+        shape: Shape
         reader, shape, rows = (
             (self.source, self.src, s_count) if s_count >= t_count else (self.target, self.tgt, t_count)
         )
@@ -245,8 +313,9 @@ class TableValidator:
         """The candidates that read the same difference again (same kind, columns and values on both sides)."""
         keys = list(candidates)
         still: dict[tuple, Difference] = {}
-        for start in range(0, len(keys), BY_KEY_CHUNK):
-            chunk = keys[start : start + BY_KEY_CHUNK]
+        step = min(BY_KEY_CHUNK, self.src.max_keys, self.tgt.max_keys)
+        for start in range(0, len(keys), step):
+            chunk = keys[start : start + step]
             raw = [self.result.raw_keys[k] for k in chunk]
             query_t, params_t = self.tgt.rows_by_key(raw)
             query_s, params_s = self.src.rows_by_key(raw)

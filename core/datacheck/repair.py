@@ -17,7 +17,7 @@ from psycopg2 import sql
 from core.connectors.base import ConnectionSpec
 from core.connectors.postgres import connect, translate_error
 from core.datacheck.engine import NoPrimaryKey, Reader
-from core.errors import StudioError
+from core.errors import StudioError, ValidationFailed
 
 CHUNK = 500
 
@@ -32,6 +32,10 @@ def resync_rows(
     """Make the target rows of `keys` ({column: value}) equal the source's now; the number of keys written."""
     if not keys:
         return 0
+    if (source.kind, target.kind) != ("postgresql", "postgresql"):
+        raise ValidationFailed(
+            "mode", "resyncing single rows works between PostgreSQL databases only for now; reload the table instead"
+        )
     src = Reader(source, is_source=True)
     tgt = Reader(target, is_source=False)
     try:

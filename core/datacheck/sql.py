@@ -6,16 +6,30 @@ trailing zeros (the shared scale), json and jsonb as jsonb text, bytea as hex, f
 are compared with a relative tolerance outside the hash, see core.datacheck.compare), everything else as its
 text. NULL stays NULL (a row's text keeps it apart from an empty string). Text-like key columns are ordered
 and compared with COLLATE "C": byte order, the same on both sides whatever their collations.
+
+When the other side is SQL Server, a TableShape carries `norms` and renders the portable normal form of
+core.datacheck.portable instead (`portable_value`, `portable_hash_text`): the same text and the same row
+bytes as core.datacheck.mssql's T-SQL, hashed with sha256 over convert_to(row text, 'UTF8') (PostgreSQL 11+;
+older servers compare rows instead of checksums, like an old SQL Server). PostgreSQL -> PostgreSQL keeps its
+own expressions and hashtextextended: `norms` is None there.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from psycopg2 import sql
 
+from core.datacheck.portable import NULL_TEXT, SEPARATOR, Norm, pg_precision
+from core.typemap import parse_type
+
+_MODIFIERS = re.compile(r"\(\s*\d+\s*(,\s*-?\d+\s*)?\)")  # (6), (12,2): a type's precision and scale
 TEXT_TYPES = ("text", "character varying", "character", "citext", "name")
 FLOAT_TYPES = ("real", "double precision")
+SHA256_VERSION = 110000  # sha256() arrived in PostgreSQL 11
+UNLIMITED_KEYS = 1_000_000  # keys per `rows_by_key` query: PostgreSQL binds a tuple list of any length
 
 COLUMNS_SQL = """
 SELECT a.attname, format_type(a.atttypid, a.atttypmod), t.typcategory
@@ -41,7 +55,8 @@ class Column:
 
     @property
     def base(self) -> str:
-        return self.type.split("(")[0].strip().lower()
+        """The type without its modifiers: "timestamp(3) with time zone" is "timestamp with time zone"."""
+        return " ".join(_MODIFIERS.sub("", self.type).lower().split())
 
     @property
     def is_float(self) -> bool:
@@ -75,6 +90,111 @@ def normalized(column: Column, server_version: int) -> sql.Composable:
     return sql.SQL("({})::text").format(ident)
 
 
+# ------------------------------------------------------------------ the portable normal form (other side SQL Server)
+
+
+def _numeric_text(ident: sql.Composable, server_version: int) -> sql.Composable:
+    """A numeric without trailing fractional zeros (and without a bare '.')."""
+    if server_version >= 130000:
+        return sql.SQL("trim_scale({})::text").format(ident)
+    return sql.SQL("regexp_replace(regexp_replace(({})::text, {}, {}), {}, '')").format(
+        ident, sql.Literal(r"(\.[0-9]*[1-9])0+$"), sql.Literal(r"\1"), sql.Literal(r"\.0+$")
+    )
+
+
+def _p_int(ident: sql.Composable, column: Column, norm: Norm, server_version: int) -> sql.Composable:
+    if column.base == "numeric":
+        return _numeric_text(ident, server_version)
+    return sql.SQL("({})::text").format(ident)
+
+
+def _p_decimal(ident: sql.Composable, column: Column, norm: Norm, server_version: int) -> sql.Composable:
+    return _numeric_text(ident, server_version)
+
+
+def _p_plain(ident: sql.Composable, column: Column, norm: Norm, server_version: int) -> sql.Composable:
+    return sql.SQL("({})::text").format(ident)
+
+
+def _p_float(ident: sql.Composable, column: Column, norm: Norm, server_version: int) -> sql.Composable:
+    return sql.SQL("({})::float8::text").format(ident)
+
+
+def _p_date(ident: sql.Composable, column: Column, norm: Norm, server_version: int) -> sql.Composable:
+    return sql.SQL("to_char({}, 'YYYY-MM-DD')").format(ident)
+
+
+def _p_time(ident: sql.Composable, column: Column, norm: Norm, server_version: int) -> sql.Composable:
+    value: sql.Composable = sql.SQL("({})::time").format(ident)
+    if norm.precision < pg_precision(column.type):
+        value = sql.SQL("({})::time({})").format(ident, sql.Literal(norm.precision))
+    return sql.SQL("to_char(date '2000-01-01' + {}, 'HH24:MI:SS.US')").format(value)
+
+
+def _p_timestamp(ident: sql.Composable, column: Column, norm: Norm, server_version: int) -> sql.Composable:
+    zoned = parse_type(column.type).base == "timestamp with time zone"  # base would read "timestamp" for (n)
+    value: sql.Composable = ident
+    if norm.precision < pg_precision(column.type):
+        cast = sql.SQL("timestamptz" if zoned else "timestamp")
+        value = sql.SQL("({})::{}({})").format(ident, cast, sql.Literal(norm.precision))
+    if zoned:
+        value = sql.SQL("({}) AT TIME ZONE 'UTC'").format(value)
+    return sql.SQL("to_char({}, 'YYYY-MM-DD\"T\"HH24:MI:SS.US')").format(value)
+
+
+def _p_bytes(ident: sql.Composable, column: Column, norm: Norm, server_version: int) -> sql.Composable:
+    return sql.SQL("encode({}, 'hex')").format(ident)
+
+
+def _p_text(ident: sql.Composable, column: Column, norm: Norm, server_version: int) -> sql.Composable:
+    if norm.trim:
+        return sql.SQL("rtrim(({})::text)").format(ident)
+    return sql.SQL("({})::text").format(ident)
+
+
+_PORTABLE: dict[str, Callable[[sql.Composable, Column, Norm, int], sql.Composable]] = {
+    "int": _p_int,
+    "bool": _p_plain,
+    "decimal": _p_decimal,
+    "float4": _p_float,
+    "float8": _p_float,
+    "date": _p_date,
+    "time": _p_time,
+    "timestamp": _p_timestamp,
+    "timestamptz": _p_timestamp,
+    "uuid": _p_plain,
+    "bytes": _p_bytes,
+    "text": _p_text,
+}
+
+
+def portable_value(column: Column, norm: Norm, server_version: int) -> sql.Composable:
+    """The column in the portable normal form, as compared rows show it (core.datacheck.portable.value_text)."""
+    return _PORTABLE[norm.kind](sql.Identifier(column.name), column, norm, server_version)
+
+
+def portable_hash_text(column: Column, norm: Norm, server_version: int) -> sql.Composable:
+    """The column as it enters the portable row text: floats as their IEEE 754 bits (hex), text escaped."""
+    ident = sql.Identifier(column.name)
+    if norm.kind == "float4":
+        return sql.SQL("encode(float4send(({})::float4), 'hex')").format(ident)
+    if norm.kind == "float8":
+        return sql.SQL("encode(float8send(({})::float8), 'hex')").format(ident)
+    value = portable_value(column, norm, server_version)
+    if norm.kind != "text":
+        return value  # digits, dates, hex and uuids hold neither '\\' nor '|'
+    return sql.SQL("replace(replace({}, {}, {}), {}, {})").format(
+        value, sql.Literal("\\"), sql.Literal("\\\\"), sql.Literal(SEPARATOR), sql.Literal("\\" + SEPARATOR)
+    )
+
+
+def portable_row_text(parts: list[sql.Composable]) -> sql.Composable:
+    """The portable row text of the columns' hash texts: each field escaped or \\N, then '|'."""
+    null, separator = sql.Literal(NULL_TEXT), sql.Literal(SEPARATOR)
+    fields = [sql.SQL("coalesce({}, {}) || {}").format(p, null, separator) for p in parts]
+    return sql.SQL(" || ").join(fields)
+
+
 def key_expr(column: Column) -> sql.Composable:
     """A key column as it is ordered and compared: text-like ones in byte order."""
     ident = sql.Identifier(column.name)
@@ -90,10 +210,34 @@ class TableShape:
     key: tuple[Column, ...]
     columns: tuple[Column, ...]  # the compared columns (key included), in the same order on both sides
     server_version: int
+    norms: tuple[Norm, ...] | None = None  # per compared column: the portable normal form; None: PG <-> PG
 
     @property
     def name(self) -> sql.Composable:
         return sql.Identifier(self.schema, self.table)
+
+    @property
+    def can_hash(self) -> bool:
+        """Whether segment checksums can be computed (else segments are compared row by row)."""
+        return self.norms is None or self.server_version >= SHA256_VERSION
+
+    @property
+    def max_keys(self) -> int:
+        return UNLIMITED_KEYS
+
+    def _norm(self, column: Column) -> Norm:
+        assert self.norms is not None
+        return self.norms[self.columns.index(column)]
+
+    def _value(self, column: Column) -> sql.Composable:
+        """A compared column as rows show it; in the portable form a float key shows its bits (keys match
+        exactly, never within a tolerance)."""
+        if self.norms is None:
+            return normalized(column, self.server_version)
+        norm = self._norm(column)
+        if column in self.key and norm.kind in ("float4", "float8"):
+            return portable_hash_text(column, norm, self.server_version)
+        return portable_value(column, norm, self.server_version)
 
     def keys_tuple(self) -> sql.Composable:
         return sql.SQL("({})").format(sql.SQL(", ").join(key_expr(c) for c in self.key))
@@ -103,6 +247,10 @@ class TableShape:
 
     def row_text(self) -> sql.Composable:
         """The whole row as one comparable text (its hash is the row's checksum)."""
+        if self.norms is not None:
+            return portable_row_text(
+                [portable_hash_text(c, n, self.server_version) for c, n in zip(self.columns, self.norms, strict=True)]
+            )
         parts = sql.SQL(", ").join(normalized(c, self.server_version) for c in self.columns)
         return sql.SQL("ROW({})::text").format(parts)
 
@@ -123,6 +271,8 @@ class TableShape:
 
     def checksum(self, low: tuple | None, high: tuple | None) -> tuple[sql.Composable, list]:
         """count(*) and an order-free checksum of the segment's rows (xor of their 64-bit hashes)."""
+        if self.norms is not None:
+            return self._portable_checksum(low, high)
         where, params = self.where(low, high)
         hashed = sql.SQL("hashtextextended({}, 0)").format(self.row_text())
         if self.server_version >= 140000:
@@ -130,6 +280,19 @@ class TableShape:
         else:  # bit_xor of bigint arrived in PostgreSQL 14
             agg = sql.SQL("coalesce(sum({}::numeric), 0)").format(hashed)
         query = sql.SQL("SELECT count(*), {} FROM {} WHERE {}").format(agg, self.name, where)
+        return query, params
+
+    def _portable_checksum(self, low: tuple | None, high: tuple | None) -> tuple[sql.Composable, list]:
+        """count(*) and the sums of the rows' sha256 halves (core.datacheck.portable.segment_checksum);
+        count(*) alone when this server has no sha256."""
+        where, params = self.where(low, high)
+        if not self.can_hash:
+            return sql.SQL("SELECT count(*) FROM {} WHERE {}").format(self.name, where), params
+        half = "coalesce(sum(('x' || encode(substr(h, {}, 4), 'hex'))::bit(32)::int), 0)"
+        query = sql.SQL(
+            "SELECT count(*), " + half.format(1) + ", " + half.format(5) + " FROM "
+            "(SELECT sha256(convert_to({row}, 'UTF8')) AS h FROM {table} WHERE {where}) s"
+        ).format(row=self.row_text(), table=self.name, where=where)
         return query, params
 
     def boundaries(self, low: tuple | None, high: tuple | None, step: int) -> tuple[sql.Composable, list]:
@@ -155,7 +318,7 @@ class TableShape:
 
     def _select(self, where: sql.Composable) -> sql.Composable:
         raw = sql.SQL(", ").join(sql.Identifier(c.name) for c in self.key)
-        values = sql.SQL(", ").join(normalized(c, self.server_version) for c in self.columns)
+        values = sql.SQL(", ").join(self._value(c) for c in self.columns)
         return sql.SQL("SELECT {}, {} FROM {} WHERE {}").format(raw, values, self.name, where)
 
     def count(self) -> sql.Composable:
