@@ -15,9 +15,11 @@ from components.confirm import confirm
 from components.format import state_badge_slot, time_cell_slot
 from components.messages import plain
 from components.preferences import show_utc
-from core import datachecks
+from core import datachecks, pipelines, schema_history
+from core.cdc.schema_watch import Change
 from core.datachecks import DataCheckCreate, DataCheckPublic, DataQualityRow, MismatchPublic, ResyncRequest
 from core.errors import StudioError
+from core.pipeline_schemas import PipelinePublic, SchemaChangePublic
 from core.users import Actor
 
 POLL_S = 2.0
@@ -57,6 +59,31 @@ MISMATCH_COLUMNS = [
     {"name": "target", "label": "Target", "field": "target", "align": "left"},
 ]
 KIND_WORDS = {"missing": "missing on the target", "extra": "only on the target", "different": "different"}
+HISTORY_COLUMNS = [
+    {"name": "detected_at", "label": "When", "field": "detected_at", "align": "left"},
+    {"name": "table", "label": "Table", "field": "table", "align": "left"},
+    {"name": "change", "label": "Change", "field": "change", "align": "left"},
+    {"name": "detected_by", "label": "Seen in", "field": "detected_by", "align": "left"},
+    {"name": "policy", "label": "Policy", "field": "policy", "align": "left"},
+    {"name": "action", "label": "What was done", "field": "action", "align": "left"},
+]
+SEEN_IN = {"stream": "the change stream", "schedule": "the catalog scan"}
+
+
+def history_rows(changes: list[SchemaChangePublic]) -> list[dict[str, Any]]:
+    """The schema history as table rows, each change in words."""
+    return [
+        {
+            "id": c.id,
+            "detected_at": c.detected_at.isoformat(),
+            "table": c.table,
+            "change": Change(c.table, c.kind, c.column, c.before, c.after).describe(),
+            "detected_by": SEEN_IN.get(c.detected_by, c.detected_by),
+            "policy": c.policy,
+            "action": c.action,
+        }
+        for c in changes
+    ]
 
 
 def mismatch_rows(found: list[MismatchPublic]) -> list[dict[str, Any]]:
@@ -102,6 +129,7 @@ class DataQuality(ui.column):
                         "outline"
                     ).mark("count-data")
                 self.status = ui.label().classes("text-grey-8").mark("data-check-status")
+                self.scheduled = ui.label().classes("text-grey-7 text-sm").mark("data-check-schedule")
             self.table = (
                 ui.table(columns=[*COLUMNS, ACTIONS] if editor else COLUMNS, rows=[], row_key="table")
                 .classes("w-full")
@@ -122,6 +150,16 @@ class DataQuality(ui.column):
                 .mark("mismatches-table")
             )
             self.mismatches.set_visibility(False)
+            ui.label("Schema history").classes("font-medium mt-2")
+            self.history_empty = ui.label("No change of the source schema seen yet.").classes("text-grey-7")
+            self.history = (
+                ui.table(columns=HISTORY_COLUMNS, rows=[], row_key="id", pagination=10)
+                .classes("w-full")
+                .props("flat bordered dense wrap-cells")
+                .mark("schema-history-table")
+            )
+            self.history.add_slot("body-cell-detected_at", time_cell_slot(show_utc()))
+            self.history.set_visibility(False)
         self.timer = ui.timer(POLL_S, self.poll, active=False)
 
     async def _call(self, fn: Any, *args: Any) -> Any:
@@ -139,6 +177,12 @@ class DataQuality(ui.column):
         self.table.rows = [q.model_dump(mode="json") for q in quality]
         latest: DataCheckPublic | None = await self._call(datachecks.latest_check, self.actor, self.pipeline_id)
         self.show_check(latest)
+        p: PipelinePublic | None = await self._call(pipelines.get_pipeline, self.actor, self.pipeline_id)
+        if p is not None and p.validation_schedule:
+            when = f", next at {p.next_validation_at:%Y-%m-%d %H:%M} UTC" if p.next_validation_at else ""
+            self.scheduled.text = f"Validated on a schedule ({p.validation_schedule}){when}"
+        else:
+            self.scheduled.text = ""
         found: list[MismatchPublic] = []
         for q in quality:
             if q.mismatched_rows and q.check_id is not None:
@@ -147,6 +191,12 @@ class DataQuality(ui.column):
         self.mismatches.rows = mismatch_rows(found)
         self.mismatches.set_visibility(bool(found))
         self.mismatch_title.text = f"Rows that differ ({len(found)})" if found else ""
+        changes: list[SchemaChangePublic] | None = await self._call(
+            schema_history.history, self.actor, self.pipeline_id
+        )
+        self.history.rows = history_rows(changes or [])
+        self.history.set_visibility(bool(changes))
+        self.history_empty.set_visibility(not changes)
 
     def show_check(self, check: DataCheckPublic | None) -> None:
         if check is None:
@@ -179,8 +229,8 @@ class DataQuality(ui.column):
         """Write the differing rows from the source, or (asked first) copy the whole table again."""
         if mode == "reload":
             question = (
-                f"Copy {table} again from the source? The pipeline restarts around the copy; the other tables' "
-                "changes wait meanwhile and none is lost."
+                f"Copy {table} again from the source? The other tables stream on meanwhile; the table's own "
+                "changes are held during the copy and applied after it, none lost and none twice."
             )
             if not await confirm(question, "Reload", danger=False):
                 return

@@ -16,6 +16,7 @@ BUTTONS: tuple[tuple[str, str, str, str, str | None, str], ...] = (
     ("resume", "Resume", "play_circle", "resume", None, "outline"),
     ("recover", "Recover now", "restart_alt", "recover", None, "outline"),
     ("restart_failed", "Restart failed", "healing", "restart-failed", None, "outline"),
+    ("resync", "Resync all tables", "sync", "resync", None, "outline"),
     ("validate", "Validate", "fact_check", "validate", None, "outline"),
     ("edit", "Edit", "edit", "edit", None, "outline"),
     ("delete", "Delete", "delete", "delete", "negative", "outline"),
@@ -45,8 +46,8 @@ def offered(mode: str, engine: str) -> frozenset[str]:
 
 
 class PipelineActions(ui.row):
-    """Start, Stop, Pause, Resume, Recover now, Restart failed, Validate, Edit, Delete: `on_action(name)` on a
-    click; a disabled button is greyed out."""
+    """Start, Stop, Pause, Resume, Recover now, Restart failed, Resync all tables, Validate, Edit, Delete:
+    `on_action(name)` on a click; a disabled button is greyed out."""
 
     def __init__(self, mode: str, engine: str, *, editor: bool, on_action: Callable[[str], Awaitable[None]]) -> None:
         super().__init__()

@@ -172,7 +172,7 @@ class PipelineWizard:
                     ui.select(
                         dict(SCHEMA_DRIFT_LABELS),
                         value="propagate_columns",
-                        label="When a source table's columns change",
+                        label="When the source schema changes",
                     )
                     .classes("w-96")
                     .mark("p-schema-drift")
@@ -183,6 +183,11 @@ class PipelineWizard:
                     .mark("p-schedule")
                 )
                 self.schedule.bind_enabled_from(self.mode, "value", backward=lambda m: m == "FULL_LOAD_ONLY")
+                self.validation_schedule = (
+                    ui.input("Validate the data on a schedule (cron, UTC, optional)", placeholder="0 3 * * *")
+                    .classes("w-96")
+                    .mark("p-validation-schedule")
+                )
                 self._build_engine()
                 self.sink = (
                     ui.select(
@@ -318,6 +323,7 @@ class PipelineWizard:
             on_table_error=self.on_table_error.value,
             schema_drift=self.schema_drift.value,
             schedule=self.schedule.value or None,
+            validation_schedule=self.validation_schedule.value or None,
             engine=self.engine.value if self.mode.value != "FULL_LOAD_ONLY" else "embedded",
             sink=self.sink.value if self.engine.value == "kafka_connect" else "studio",
         )
@@ -377,11 +383,13 @@ async def edit_dialog(p: PipelinePublic, *, full: bool) -> dict | None:
         description = ui.textarea("Description", value=p.description).classes("w-full").mark("e-description")
         schedule = ui.input("Cron schedule (UTC; full-load-only)", value=p.schedule or "").classes("w-full")
         schedule.mark("e-schedule").set_enabled(p.mode == "FULL_LOAD_ONLY")
+        validation = ui.input("Validate the data on a schedule (cron, UTC)", value=p.validation_schedule or "")
+        validation.classes("w-full").mark("e-validation-schedule")
         tables = ui.input("Tables (names or patterns, comma-separated)", value=", ".join(p.tables))
         tables.classes("w-full").mark("e-tables")
         on_error = ui.select(dict(ON_TABLE_ERROR_LABELS), value=p.on_table_error, label="When one table fails")
         on_error.classes("w-full").mark("e-on-table-error")
-        drift = ui.select(dict(SCHEMA_DRIFT_LABELS), value=p.schema_drift, label="When a source table's columns change")
+        drift = ui.select(dict(SCHEMA_DRIFT_LABELS), value=p.schema_drift, label="When the source schema changes")
         drift.classes("w-full").mark("e-schema-drift")
         for field in (tables, on_error, drift):
             field.set_enabled(full)
@@ -398,6 +406,7 @@ async def edit_dialog(p: PipelinePublic, *, full: bool) -> dict | None:
     values: dict = {"name": name.value.strip(), "description": description.value or ""}
     if p.mode == "FULL_LOAD_ONLY":
         values["schedule"] = schedule.value.strip() or None
+    values["validation_schedule"] = validation.value.strip() or None
     if full:
         values.update(tables=_split(tables.value), on_table_error=on_error.value, schema_drift=drift.value)
     current = p.model_dump()

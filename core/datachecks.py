@@ -27,7 +27,8 @@ from core import audit, pipelines, runner
 from core.app_settings import can_see_data
 from core.cdc import pg_source
 from core.config import get_settings
-from core.datacheck.engine import NoPrimaryKey, Reader, Suspended, TableValidator
+from core.datacheck.engine import NoPrimaryKey, SideReader, Suspended, TableValidator
+from core.datacheck.readers import open_reader
 from core.datacheck.repair import resync_rows
 from core.errors import Conflict, NotFound, StudioError, ValidationFailed
 from core.fullload import TablePlan
@@ -36,8 +37,8 @@ from core.monitoring import alerts
 from core.plans import connection_for, load_plan, stored_pipeline
 from core.security import Action, require
 from core.users import Actor
-from data import alerts as alerts_db
 from data import datachecks as store
+from data import schema_history as schema_store
 from data.db import session_scope
 from data.models import DataCheck, DataMismatch, utcnow
 
@@ -103,10 +104,11 @@ class DataQualityRow(BaseModel):
     target_rows: int | None
     mismatched_rows: int
     last_validated_at: datetime | None
-    schema_changes: int  # schema_drift alerts raised on the table
+    schema_changes: int  # source schema changes detected on the table (its schema history)
     check_id: int | None = None  # the check these figures come from (its mismatches: .../data-checks/{id}/...)
 
 
+SCHEDULE_ACTOR = Actor(id=0, email="scheduler", role="editor")  # who a validation_schedule's checks run as
 _threads: dict[int, threading.Thread] = {}
 _stop = threading.Event()
 
@@ -121,8 +123,10 @@ def start_check(actor: Actor, pipeline_id: int, data: DataCheckCreate) -> DataCh
         src = connection_for(session, "source_connection_id", p.source_connection_id, "source")
         tgt = connection_for(session, "target_connection_id", p.target_connection_id, "target")
         name, mode, engine, state, cdc_status = p.name, p.mode, p.engine, p.state, p.cdc_status
-    if (src.kind, tgt.kind) != ("postgresql", "postgresql"):
-        raise ValidationFailed("pipeline", "data checks compare a PostgreSQL source with a PostgreSQL target")
+    if tgt.kind != "postgresql" or src.kind not in ("postgresql", "sqlserver"):
+        raise ValidationFailed(
+            "pipeline", "data checks compare a PostgreSQL or SQL Server source with a PostgreSQL target"
+        )
     if mode != Mode.FULL_LOAD_ONLY:
         if engine != "embedded":
             raise ValidationFailed("engine", "data checks of a CDC pipeline need the embedded engine")
@@ -209,7 +213,7 @@ def data_quality(actor: Actor, pipeline_id: int) -> list[DataQualityRow]:
     with session_scope() as session:
         stored_pipeline(session, pipeline_id)
         latest = {r.table: r for r in store.latest_tables(session=session, pipeline_id=pipeline_id)}
-        drift = alerts_db.count_by_object(session=session, pipeline_id=pipeline_id, kind="schema_drift")
+        drift = schema_store.counts_by_table(session=session, pipeline_id=pipeline_id)
     out = []
     for t in plans:
         r = latest.get(t.source)
@@ -396,13 +400,14 @@ def _run(check_id: int, pipeline_id: int, tables: list[TablePlan]) -> None:
 def _check_table(ctx: _Context, check_id: int, plan: TablePlan, mode: str, asked: float | None) -> bool:
     """Validate one table; False when it ended in ERROR."""
     table = plan.source
-    source = target = None
+    source: SideReader | None = None
+    target: SideReader | None = None
     validator: TableValidator | None = None
     try:
         ctx.wait_lag(check_id, table)
         _update_table(check_id, table, state="VALIDATING", detail="counting")
-        source = Reader(ctx.plan.source, is_source=True)
-        target = Reader(ctx.plan.target, is_source=False)
+        source = open_reader(ctx.plan.source, is_source=True, streaming=ctx.streaming)
+        target = open_reader(ctx.plan.target, is_source=False, streaming=ctx.streaming)
         validator = TableValidator(
             source,
             target,
@@ -520,3 +525,15 @@ def stop_all(timeout: float = 10.0) -> None:
     for thread in list(_threads.values()):
         thread.join(timeout)
     _stop.clear()
+
+
+def run_scheduled_check(pipeline_id: int) -> None:
+    """The scheduler's job body (core.scheduler.VALIDATION_JOB): a full data check of every table of the
+    pipeline, started as the system; one that cannot start now (not streaming, a check already running, the
+    pipeline gone) is logged and skipped until the next time the schedule fires."""
+    try:
+        created = start_check(SCHEDULE_ACTOR, pipeline_id, DataCheckCreate(mode="full"))
+    except (Conflict, NotFound, ValidationFailed) as exc:
+        log.info("scheduled data check of pipeline %s skipped: %s", pipeline_id, exc)
+        return
+    log.info("scheduled data check %s of pipeline %s started", created.id, pipeline_id)

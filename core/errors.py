@@ -131,9 +131,9 @@ class SlotInvalidated(ConnectorError):
 
     kind = "slot_invalidated"
     fix = (
-        "the changes the slot lost cannot be streamed: load the target again — delete the pipeline and "
-        "create it again (FULL_LOAD_AND_CDC), or drop the slot on the source and start the pipeline with "
-        "target table policy truncate; raise max_slot_wal_keep_size so it does not happen again"
+        "the changes the slot lost cannot be streamed: load the target again — press Resync all tables "
+        "(POST /api/v1/pipelines/{id}/resync: a new slot, every table emptied and copied under its snapshot, "
+        "then streamed); raise max_slot_wal_keep_size so it does not happen again"
     )
 
 

@@ -95,6 +95,7 @@ ACTIONS: tuple[str, ...] = (
     "restart_failed",
     "recover",
     "retry_table",
+    "resync",
     "edit",
     "delete",
     "validate",
@@ -195,6 +196,8 @@ def allowed_actions(
     - resume: PAUSED
     - restart_failed: kafka_connect pipelines (restarts the connector's failed tasks)
     - retry_table: FULL_LOAD_ONLY pipelines and the embedded engine (one FAILED table loads again)
+    - resync: a CDC pipeline of the embedded engine that is STOPPED or in ERROR (every table loads again
+      from a new slot: after the slot was lost)
     - edit: tables and connections only when not active (STARTING, RUNNING, PAUSED, STOPPING);
       name, description and schedule can be edited in any state
     - delete, validate: always
@@ -215,6 +218,8 @@ def allowed_actions(
         actions.add("restart_failed")
     if mode == Mode.FULL_LOAD_ONLY or engine == "embedded":
         actions.add("retry_table")
+    if mode != Mode.FULL_LOAD_ONLY and engine == "embedded" and current in (State.STOPPED, State.ERROR):
+        actions.add("resync")
     if current not in ACTIVE:
         actions.add("edit")
     return frozenset(actions)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core.lifecycle import CdcStatus, LoadStatus, State
 
@@ -14,7 +14,11 @@ Policy = Literal["fail", "truncate", "append", "drop_recreate"]
 Engine = Literal["embedded", "kafka_connect"]
 Sink = Literal["studio", "connect"]  # kafka_connect: the app applies (studio) or a JDBC sink connector does
 OnTableError = Literal["continue", "stop"]  # a table that fails to load or apply: only it stops, or everything
-SchemaDrift = Literal["propagate_columns", "ignore", "stop_table"]  # what a source schema change does to the target
+# What a source schema change does (the API's schema_change_policy; `schema_drift` is its older name):
+# propagate_columns adds/changes columns on the target and never drops data; propagate_fully also creates, loads
+# and streams new tables that match the pipeline's patterns; ignore leaves the target as it is; pause stops the
+# pipeline in ERROR with the change described; stop_table sets only the changed table aside.
+SchemaDrift = Literal["propagate_columns", "propagate_fully", "ignore", "pause", "stop_table"]
 
 MODES: tuple[str, ...] = ("FULL_LOAD_ONLY", "CDC_ONLY", "FULL_LOAD_AND_CDC")
 POLICIES: tuple[str, ...] = ("fail", "truncate", "append", "drop_recreate")
@@ -45,9 +49,11 @@ ON_TABLE_ERROR_LABELS: dict[str, str] = {
     "stop": "Stop the whole pipeline",
 }
 SCHEMA_DRIFT_LABELS: dict[str, str] = {
-    "propagate_columns": "Add or change the columns on the target",
-    "ignore": "Ignore new columns",
-    "stop_table": "Stop that table",
+    "propagate_columns": "Add or change the columns on the target (never drop data)",
+    "propagate_fully": "Also create, load and stream new matching tables",
+    "ignore": "Ignore the change (the target stays as it is)",
+    "pause": "Pause the pipeline (ERROR, with the change described)",
+    "stop_table": "Set that table aside, the others go on",
 }
 
 
@@ -82,6 +88,21 @@ class PipelineCreate(_Base):
     sink: Sink = "studio"
     on_table_error: OnTableError = "continue"
     schema_drift: SchemaDrift = "propagate_columns"
+    schema_change_policy: SchemaDrift | None = None  # the same setting as schema_drift; given, it wins
+    validation_schedule: str | None = Field(default=None, max_length=120)  # cron of automatic data checks
+
+    @model_validator(mode="after")
+    def _one_policy(self) -> PipelineCreate:
+        if self.schema_change_policy is not None:
+            if "schema_drift" in self.model_fields_set and self.schema_drift != self.schema_change_policy:
+                raise ValueError("schema_change_policy and schema_drift name the same setting: give one of them")
+            self.schema_drift = self.schema_change_policy
+        self.schema_change_policy = self.schema_drift
+        return self
+
+    def stored(self) -> dict:
+        """The fields as the Pipeline row keeps them (schema_change_policy is stored as schema_drift)."""
+        return self.model_dump(exclude={"schema_change_policy"})
 
 
 class PipelineUpdate(_Base):
@@ -106,6 +127,8 @@ class PipelineUpdate(_Base):
     sink: Sink | None = None
     on_table_error: OnTableError | None = None
     schema_drift: SchemaDrift | None = None
+    schema_change_policy: SchemaDrift | None = None
+    validation_schedule: str | None = Field(default=None, max_length=120)
 
 
 class RunPublic(BaseModel):
@@ -143,6 +166,9 @@ class PipelinePublic(BaseModel):
     sink: str = "studio"
     on_table_error: str = "continue"
     schema_drift: str = "propagate_columns"
+    schema_change_policy: str = "propagate_columns"
+    validation_schedule: str | None = None
+    next_validation_at: datetime | None = None
     slot_name: str | None = None
     state: State
     full_load_status: LoadStatus
@@ -245,3 +271,19 @@ class ValidationReport(BaseModel):
     warnings: list[str]
     tables: list[PreviewRow] = Field(default_factory=list)
     startable: bool = True
+
+
+class SchemaChangePublic(BaseModel):
+    """One entry of a pipeline's schema history (GET /api/v1/pipelines/{id}/schema/history)."""
+
+    id: int
+    table: str
+    # column_added | column_dropped | column_renamed | type_changed | nullability_changed | table_dropped | table_added
+    kind: str
+    column: str | None = None
+    before: str | None = None
+    after: str | None = None
+    detected_by: str
+    policy: str
+    action: str
+    detected_at: datetime

@@ -44,7 +44,7 @@ from core.pipeline_schemas import (
     TableStatus,
     ValidationReport,
 )
-from core.plans import Resolved, connection_for, resolve, spec_in, stored_pipeline, stored_request
+from core.plans import Resolved, connection_for, load_plan, resolve, spec_in, stored_pipeline, stored_request
 from core.security import Action, instance_tag, require
 from core.users import Actor
 from data import connections as conn_db
@@ -54,7 +54,7 @@ from data.models import Connection, Pipeline, utcnow
 
 log = logging.getLogger(__name__)
 
-EDITABLE_WHILE_RUNNING = {"name", "description", "schedule"}
+EDITABLE_WHILE_RUNNING = {"name", "description", "schedule", "validation_schedule"}
 
 
 # ---------------------------------------------------------------- reading
@@ -67,8 +67,10 @@ def _public(session, p: Pipeline) -> PipelinePublic:  # noqa: ANN001
     last = next(iter(_newest_first(pipe_db.list_runs(session=session, pipeline_id=p.id, limit=2))), None)
     data = p.model_dump()
     data["table_mappings"] = [TableMapping(**m) for m in p.table_mappings or []]
+    data["schema_change_policy"] = p.schema_drift
     return PipelinePublic(
         **data,
+        next_validation_at=scheduler.next_validation_at(p.id) if p.validation_schedule else None,
         source_connection_name=src.name if src else None,
         target_connection_name=tgt.name if tgt else None,
         last_run=RunPublic.model_validate(last, from_attributes=True) if last else None,
@@ -218,6 +220,12 @@ def _check_fields(data: PipelineCreate) -> None:
         if data.mode != Mode.FULL_LOAD_ONLY:
             raise ValidationFailed("schedule", "only FULL_LOAD_ONLY pipelines run on a schedule")
         scheduler.parse_cron(data.schedule)
+    if data.validation_schedule:
+        scheduler.parse_cron(data.validation_schedule, field="validation_schedule")
+    if data.schema_drift == "propagate_fully" and data.engine != "embedded":
+        raise ValidationFailed(
+            "schema_change_policy", "propagate_fully (load and stream new tables) needs the embedded engine"
+        )
     if data.engine == "kafka_connect":
         if data.mode == Mode.FULL_LOAD_ONLY:
             raise ValidationFailed(
@@ -283,11 +291,12 @@ def create_pipeline(actor: Actor, data: PipelineCreate) -> PipelinePublic:
     with session_scope() as session:
         if pipe_db.get_pipeline_by_name(session=session, name=data.name):
             raise Conflict(f"a pipeline named '{data.name}' already exists")
-        values = data.model_dump()
+        values = data.stored()
         values.update(
             source_database=resolved.source.database,
             target_database=resolved.target.database,
             schedule=data.schedule or None,
+            validation_schedule=data.validation_schedule or None,
             created_by=actor.email,
         )
         p = pipe_db.save(session=session, obj=Pipeline(**values))
@@ -299,6 +308,7 @@ def create_pipeline(actor: Actor, data: PipelineCreate) -> PipelinePublic:
         )  # fmt: skip
     # After the commit: the job store writes the same SQLite file through its own engine.
     scheduler.set_schedule(p.id, p.schedule)
+    scheduler.set_validation_schedule(p.id, p.validation_schedule)
     return get_pipeline(actor, p.id)
 
 
@@ -306,6 +316,12 @@ def update_pipeline(actor: Actor, pipeline_id: int, data: PipelineUpdate) -> Pip
     """Edit a pipeline that is not running; the result is validated like a new one."""
     require(actor, Action.manage_pipelines)
     given = data.model_dump(exclude_unset=True)
+    if given.get("schema_change_policy") is not None:  # the API's name of schema_drift
+        policy = given.pop("schema_change_policy")
+        if given.get("schema_drift") not in (None, policy):
+            raise ValidationFailed("schema_change_policy", "schema_change_policy and schema_drift are one setting")
+        given["schema_drift"] = policy
+    given.pop("schema_change_policy", None)
     with session_scope() as session:
         p = stored_pipeline(session, pipeline_id)
         editable = "edit" in allowed_actions(p.state, p.mode, p.engine) and not runner.is_running(pipeline_id)
@@ -327,9 +343,10 @@ def update_pipeline(actor: Actor, pipeline_id: int, data: PipelineUpdate) -> Pip
     with session_scope() as session:
         p = stored_pipeline(session, pipeline_id)
         before = audit.fields(p)
-        for key, value in candidate.model_dump().items():
+        for key, value in candidate.stored().items():
             setattr(p, key, value)
         p.schedule = candidate.schedule or None
+        p.validation_schedule = candidate.validation_schedule or None
         p.updated_at = utcnow()
         p = pipe_db.save(session=session, obj=p)
         audit.log(
@@ -337,6 +354,7 @@ def update_pipeline(actor: Actor, pipeline_id: int, data: PipelineUpdate) -> Pip
             after=audit.fields(p), detail=",".join(sorted(given)), session=session,
         )  # fmt: skip
     scheduler.set_schedule(p.id, p.schedule)
+    scheduler.set_validation_schedule(p.id, p.validation_schedule)
     return get_pipeline(actor, p.id)
 
 
@@ -347,7 +365,9 @@ def delete_pipeline(actor: Actor, pipeline_id: int) -> None:
         stored_pipeline(session, pipeline_id)
     runner.stop(pipeline_id, wait=True)
     scheduler.remove(pipeline_id)
+    scheduler.set_validation_schedule(pipeline_id, None)
     _drop_cdc_objects(pipeline_id)
+    runner.forget_pipeline(pipeline_id)
     _forget_offsets(pipeline_id)
     with session_scope() as session:
         p = stored_pipeline(session, pipeline_id)
@@ -437,6 +457,34 @@ def start_pipeline(actor: Actor, pipeline_id: int, trigger: str = "manual") -> P
     return _acted(actor, action, pipeline_id, name, state, detail)
 
 
+def resync_pipeline(actor: Actor, pipeline_id: int) -> PipelineStatus:
+    """Load every table again from a new replication slot, then stream from it (STOPPED or ERROR pipelines of
+    the embedded engine on PostgreSQL): what a pipeline whose slot was lost needs, since the changes the slot
+    lost cannot be streamed. The old slot is dropped; each target table is emptied and copied under the new
+    slot's snapshot (its publication and the target's stored position stay), so nothing is missed or doubled."""
+    require(actor, Action.manage_pipelines)
+    with session_scope() as session:
+        p = stored_pipeline(session, pipeline_id)
+        src = connection_for(session, "source_connection_id", p.source_connection_id, "source")
+        name, state, mode, engine, slot = p.name, p.state, p.mode, p.engine, p.slot_name
+    if mode == Mode.FULL_LOAD_ONLY or engine != "embedded" or src.kind != "postgresql":
+        raise ValidationFailed(
+            "pipeline", "resync from a new slot is for CDC pipelines of the embedded engine on a PostgreSQL source"
+        )
+    if runner.is_running(pipeline_id) or "resync" not in allowed_actions(state, mode, engine):
+        raise Conflict(f"pipeline '{name}' is {state}; stop it first, then resync")
+    spec = load_plan(pipeline_id).source
+    dropped = pg_source.drop_slot(spec, slot or pg_source.slot_name(pipeline_id))
+    report, cause = _validation(actor, pipeline_id, retrying=True)  # validated as it loads: truncate
+    if not report.startable:
+        raise NotStartable(report.errors) from cause
+    refused = {r.source: "; ".join(r.errors) for r in report.tables if r.errors}
+    lifecycle.update_if(pipeline_id, list(State), retry_next_at=None, retry_attempt=0, failing_since=None)
+    runner.start_cdc(pipeline_id, trigger="resync", actor_email=actor.email, refused=refused, resync=True)
+    detail = f"old slot {'dropped' if dropped else 'was gone'}; every table loads again"
+    return _acted(actor, "pipeline.resync", pipeline_id, name, state, detail)
+
+
 def recover_pipeline(actor: Actor, pipeline_id: int, trigger: str = "recover") -> PipelineStatus:
     """Restart a pipeline in ERROR now, as its planned automatic restart would (409 in any other state).
 
@@ -506,9 +554,9 @@ def retry_table(actor: Actor, pipeline_id: int, source: str) -> PipelineStatus:
 def reload_table(actor: Actor, pipeline_id: int, source: str) -> PipelineStatus:
     """Copy one table of a streaming pipeline again (e.g. after a data check found it different).
 
-    The running embedded CDC pipeline is restarted around a load of just that table under a fresh snapshot;
-    that table's changes apply from the snapshot's point on (none lost, none twice), the other tables' stream
-    resumes from where it was (it waits while the table loads).
+    A PostgreSQL source's stream goes on for the other tables while that one is copied under a fresh snapshot;
+    its changes are held meanwhile and those after the snapshot's point applied once the copy is done (none
+    lost, none twice: core.cdc.tableload). Other sources restart the stream around the table's load.
     """
     require(actor, Action.manage_pipelines)
     with session_scope() as session:
@@ -529,8 +577,10 @@ def reload_table(actor: Actor, pipeline_id: int, source: str) -> PipelineStatus:
         raise ValidationFailed("source", f"{source} is no longer part of the pipeline")
     if table.errors or report.errors:
         raise NotStartable(report.errors + table.errors)
-    runner.stop(pipeline_id, wait=True, actor_email=actor.email, restart=True)
-    runner.start_cdc(pipeline_id, trigger="reload", actor_email=actor.email, reload=[source])
+    if not runner.load_while_streaming(pipeline_id, source):
+        # Not a PostgreSQL stream (SQL Server): the stream restarts around the table's load.
+        runner.stop(pipeline_id, wait=True, actor_email=actor.email, restart=True)
+        runner.start_cdc(pipeline_id, trigger="reload", actor_email=actor.email, reload=[source])
     return _acted(actor, "pipeline.reload_table", pipeline_id, name, state, source)
 
 

@@ -20,6 +20,7 @@ from core.connectors.base import ConnectionSpec, TableInfo
 from core.errors import ConnectorError, NotFound, ValidationFailed
 from core.fullload import LoadOptions, TablePlan
 from core.fullload.model import FAILED as TABLE_FAILED
+from core.fullload.model import RUNNING as TABLE_RUNNING
 from core.pipeline_schemas import PipelineCreate
 from core.table_select import select_tables
 from data import connections as conn_db
@@ -55,6 +56,11 @@ class CdcPlan:
     failed_tables: dict[tuple[str, str], str] = field(default_factory=dict)  # set aside earlier: source -> reason
     since: dict[tuple[str, str], int] = field(default_factory=dict)  # reloaded alone: apply from this commit LSN
     reload: list[tuple[str, str]] = field(default_factory=list)  # tables to reload alone before streaming
+    patterns: list[str] = field(default_factory=list)  # the pipeline's table selection (new tables: propagate_fully)
+    exclude: list[str] = field(default_factory=list)
+    mappings: list[dict] = field(default_factory=list)
+    target_schema: str = ""
+    resync: bool = False  # no slot: every table is emptied and loaded under the new slot's snapshot (any mode)
 
 
 @dataclass
@@ -150,6 +156,10 @@ def cdc_plan(pipeline_id: int, reload: list[str] | tuple[str, ...] = ()) -> CdcP
         rows = pipe_db.list_tables(session=session, pipeline_id=pipeline_id)
     failed = {pair(r.source): r.error or "failed earlier" for r in rows if r.status == TABLE_FAILED}
     since = {pair(r.source): r.cdc_since_lsn for r in rows if r.cdc_since_lsn is not None}
+    # A table whose load was cut short (the app stopped while it copied, e.g. a reload while streaming) holds a
+    # partial copy: it is loaded again before the stream goes on.
+    interrupted = [r.source for r in rows if r.status == TABLE_RUNNING and p.mode != "FULL_LOAD_ONLY"]
+    reload = list(dict.fromkeys([*reload, *interrupted]))
     return CdcPlan(
         pipeline_id=pipeline_id,
         source=load.source,
@@ -166,6 +176,10 @@ def cdc_plan(pipeline_id: int, reload: list[str] | tuple[str, ...] = ()) -> CdcP
         failed_tables=failed,
         since=since,
         reload=[pair(t) for t in reload],
+        patterns=list(p.tables or []),
+        exclude=list(p.exclude or []),
+        mappings=list(p.table_mappings or []),
+        target_schema=p.target_schema,
     )
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from core import lifecycle
+from core import lifecycle, schema_history
 from core.cdc.engine import CdcWorker, lag_dict
 from core.config import get_settings
 from core.errors import TERMINAL, TRANSIENT, Conflict, NotFound, error_kind
@@ -72,6 +72,7 @@ class ActiveRun:
     shutting_down: bool = False  # the app stops: CDC ends here but resumes at the next start
     refused: dict[str, str] = field(default_factory=dict)  # tables validation refused at this start -> reason
     reload: list[str] = field(default_factory=list)  # tables to load again alone (a retry)
+    resync: bool = False  # CDC: every table loads again under a new slot's snapshot
     _persisted_at: dict[str, float] = field(default_factory=dict)
 
     def join(self, timeout: float | None = None) -> None:
@@ -198,6 +199,8 @@ def stop_all(timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     for r in runs:
         r.join(max(0.1, deadline - time.monotonic()))
+    with _lock:  # the process's record of automatic task restarts ends with it (a new app counts anew)
+        _connector_restarts.clear()
 
 
 def describe_failure(exc: BaseException) -> str:
@@ -339,12 +342,17 @@ def _on_progress(active: ActiveRun, tp) -> None:  # noqa: ANN001 - core.fullload
 
 
 def _persist_table(active: ActiveRun, status: TableStatus, **extra: object) -> None:
+    """Save a table's status (a table new to the pipeline, picked up while streaming, gets its row)."""
     with session_scope() as session:
-        for row in pipe_db.list_tables(session=session, pipeline_id=active.pipeline_id):
-            if row.source == status.source:
-                for k, v in {**status.model_dump(), **extra}.items():
-                    setattr(row, k, v)
-                session.add(row)
+        rows = pipe_db.list_tables(session=session, pipeline_id=active.pipeline_id)
+        row = next((r for r in rows if r.source == status.source), None)
+        if row is None:
+            row = PipelineTable(
+                pipeline_id=active.pipeline_id, run_id=active.run_id, source=status.source, target=status.target
+            )
+        for k, v in {**status.model_dump(), **extra}.items():
+            setattr(row, k, v)
+        session.add(row)
 
 
 def _failed_rows(active: ActiveRun) -> int:
@@ -408,6 +416,7 @@ def start_cdc(
     actor_email: str | None = None,
     refused: dict[str, str] | None = None,
     reload: list[str] | None = None,
+    resync: bool = False,
 ) -> ActiveRun:
     """Start (or resume) a pipeline's CDC on a worker thread; Conflict if something already runs.
 
@@ -415,7 +424,7 @@ def start_cdc(
     loaded again alone before streaming goes on (a retry of tables that failed).
     """
     active = _begin(pipeline_id, "CDC", trigger, cdc_status=CdcStatus.STARTING)
-    active.refused, active.reload = dict(refused or {}), list(reload or [])
+    active.refused, active.reload, active.resync = dict(refused or {}), list(reload or []), resync
     _launch(active, _execute_cdc, f"cdc-{pipeline_id}")
     log.info("CDC of pipeline %s started (%s, by %s)", pipeline_id, trigger, actor_email or "-")
     return active
@@ -434,6 +443,9 @@ def _execute_cdc(active: ActiveRun) -> None:
     worker = None
     try:
         plan = cdc_plan(pid, reload=active.reload)
+        if active.resync:  # every table loads again (from a new slot): their rows start over
+            plan.resync, plan.reload = True, []
+            active.reload = [t.source for t in plan.tables]
         _sync_tables(active, plan.tables)
         _refuse(active, plan.tables)
         plan.refused = {pair(s): r for s, r in active.refused.items()}
@@ -477,7 +489,20 @@ def _worker(active: ActiveRun, plan: CdcPlan) -> Worker:
         on_progress=lambda tp: _on_progress(active, tp),
         on_streaming=lambda: _streaming(active),
         on_table=lambda source, status, error, since: table_result(active, source, status, error, since),
+        on_schema=lambda changes, action, by: schema_history.record(active.pipeline_id, changes, action, by),
     )
+
+
+def load_while_streaming(pipeline_id: int, source: str) -> bool:
+    """Ask the pipeline's running embedded PostgreSQL stream to copy `source` again while the other tables
+    stream on (core.cdc.tableload); False when no such stream runs (the caller restarts the pipeline instead)."""
+    with _lock:
+        active = _active.get(pipeline_id)
+    worker = active.worker if active is not None else None
+    if active is None or not isinstance(worker, CdcWorker) or not active.streaming or worker.loads is None:
+        return False
+    worker.load_table(source)
+    return True
 
 
 def _streaming(active: ActiveRun) -> None:
@@ -560,6 +585,12 @@ def _connector_state(active: ActiveRun, status) -> None:  # noqa: ANN001 - core.
         active.connector_failed = False
         if active.streaming:
             _set_state(active, State.RUNNING, cdc_status=CdcStatus.RUNNING, error_message=None)
+
+
+def forget_pipeline(pipeline_id: int) -> None:
+    """A deleted pipeline: drop what this process remembers of it (its automatic task restarts)."""
+    with _lock:
+        _connector_restarts.pop(pipeline_id, None)
 
 
 def note_connector_restart(pipeline_id: int, at: datetime) -> None:

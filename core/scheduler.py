@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 JOBS_TABLE = "scheduler_jobs"
 FULL_LOAD_JOB = "core.runner:run_scheduled_load"  # the job body, by name (APScheduler resolves it when it runs)
+VALIDATION_JOB = "core.datachecks:run_scheduled_check"  # a pipeline's validation_schedule
 SYSTEM = "system"  # the in-memory job store of the app's own periodic jobs (health checks, metrics ...)
 BEAT_JOB = "core.scheduler:beat"
 BEAT_EVERY_S = 10.0
@@ -31,8 +32,9 @@ _scheduler: BackgroundScheduler | None = None
 _last_beat: float | None = None  # time.monotonic() of the heartbeat job's last run
 
 
-def parse_cron(expr: str) -> CronTrigger:
-    """A trigger for a crontab line (`min hour dom mon dow`, or 6 fields with seconds first), in UTC."""
+def parse_cron(expr: str, field: str = "schedule") -> CronTrigger:
+    """A trigger for a crontab line (`min hour dom mon dow`, or 6 fields with seconds first), in UTC;
+    ValidationFailed naming `field` for anything else."""
     fields = expr.split()
     try:
         if len(fields) == 5:
@@ -43,9 +45,9 @@ def parse_cron(expr: str) -> CronTrigger:
                 second=second, minute=minute, hour=hour, day=day, month=month, day_of_week=dow, timezone="UTC"
             )
     except ValueError as exc:
-        raise ValidationFailed("schedule", f"'{expr}' is not a valid cron expression: {exc}") from None
+        raise ValidationFailed(field, f"'{expr}' is not a valid cron expression: {exc}") from None
     raise ValidationFailed(
-        "schedule", f"'{expr}' is not a valid cron expression: expected 5 fields (minute hour day month weekday)"
+        field, f"'{expr}' is not a valid cron expression: expected 5 fields (minute hour day month weekday)"
     )
 
 
@@ -127,6 +129,38 @@ def set_schedule(pipeline_id: int, expr: str | None) -> None:
         name=f"full load of pipeline {pipeline_id}",
         replace_existing=True,
     )
+
+
+def validation_job_id(pipeline_id: int) -> str:
+    return f"pipeline-{pipeline_id}-validation"
+
+
+def set_validation_schedule(pipeline_id: int, expr: str | None) -> None:
+    """Create, replace or remove the pipeline's scheduled data check (core.datachecks.run_scheduled_check)."""
+    if _scheduler is None:
+        return
+    if not expr:
+        try:
+            _scheduler.remove_job(validation_job_id(pipeline_id))
+        except JobLookupError:
+            pass
+        return
+    _scheduler.add_job(
+        VALIDATION_JOB,
+        trigger=parse_cron(expr, field="validation_schedule"),
+        args=[pipeline_id],
+        id=validation_job_id(pipeline_id),
+        name=f"data check of pipeline {pipeline_id}",
+        replace_existing=True,
+    )
+
+
+def next_validation_at(pipeline_id: int) -> datetime | None:
+    """When the pipeline's validation_schedule fires next (None without one or without a scheduler)."""
+    if _scheduler is None:
+        return None
+    job = _scheduler.get_job(validation_job_id(pipeline_id))
+    return job.next_run_time if job else None
 
 
 def remove(pipeline_id: int) -> None:

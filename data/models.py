@@ -136,7 +136,8 @@ class Pipeline(SQLModel, table=True):
     engine: str = Field(default="embedded", max_length=20)
     sink: str = Field(default="studio", max_length=20)
     on_table_error: str = Field(default="continue", max_length=20)
-    schema_drift: str = Field(default="propagate_columns", max_length=30)
+    schema_drift: str = Field(default="propagate_columns", max_length=30)  # the API's schema_change_policy
+    validation_schedule: str | None = Field(default=None, max_length=120)  # cron of automatic data checks
     slot_name: str | None = Field(default=None, max_length=63)  # its replication slot and publication
     state: str = Field(default="NOT_STARTED", max_length=20)
     full_load_status: str = Field(default="NOT_STARTED", max_length=20)
@@ -413,3 +414,24 @@ class DataMismatch(SQLModel, table=True):
     columns: list = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     source: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     target: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+
+
+class SchemaChange(SQLModel, table=True):
+    """A change of a pipeline's source schema as it was detected, and what the pipeline's policy did about it."""
+
+    __tablename__ = "schema_changes"
+
+    id: int | None = Field(default=None, primary_key=True)
+    pipeline_id: int = Field(
+        sa_column=Column(Integer, ForeignKey("pipelines.id", ondelete="CASCADE"), index=True, nullable=False)
+    )
+    table: str = Field(max_length=300)  # schema.table on the source
+    # column_added | column_dropped | column_renamed | type_changed | nullability_changed | table_dropped | table_added
+    kind: str = Field(max_length=30)
+    column: str | None = Field(default=None, max_length=128)
+    before: str | None = Field(default=None, max_length=300)  # e.g. the old type, the old name, NULL / NOT NULL
+    after: str | None = Field(default=None, max_length=300)
+    detected_by: str = Field(default="stream", max_length=20)  # stream (a relation message) | schedule
+    policy: str = Field(max_length=30)  # the pipeline's schema_change_policy when it was seen
+    action: str = Field(default="", max_length=1000)  # what was done: propagated to the target, ignored, paused ...
+    detected_at: datetime = Field(default_factory=utcnow, index=True)

@@ -37,6 +37,7 @@ CALLS = {  # action -> (core function taking actor and pipeline id, label for a 
     "resume": (pipelines.resume_pipeline, "Resume"),
     "restart_failed": (pipelines.restart_pipeline, "Restart failed"),
     "recover": (pipelines.recover_pipeline, "Recover"),
+    "resync": (pipelines.resync_pipeline, "Resync"),
 }
 RUNS_SHOWN = 20
 LIVE_S = 5.0  # the cards, per-table changes and a running run's count are re-read this often
@@ -50,6 +51,12 @@ ASKED = {  # actions asked first: (question, button)
         "Pause pipeline '{name}'? Reading stops; the replication slot keeps the changes for Resume "
         "(and keeps WAL on the source meanwhile).",
         "Pause",
+    ),
+    "resync": (
+        "Resync every table of '{name}'? Its replication slot is dropped and a new one made; each target "
+        "table is emptied and copied again under the new slot's snapshot, then changes stream from it. Use it "
+        "when the slot was lost (its changes are gone).",
+        "Resync",
     ),
 }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query
 
 from core import datachecks as svc
+from core import schema_history as history_svc
 from core.api.deps import current_actor
 from core.datachecks import (
     DataCheckCreate,
@@ -15,9 +16,23 @@ from core.datachecks import (
     ResyncRequest,
     ResyncResult,
 )
+from core.pipeline_schemas import SchemaChangePublic
 from core.users import Actor
 
 router = APIRouter(tags=["data checks"])
+
+
+@router.get("/pipelines/{pipeline_id}/schema/history", response_model=list[SchemaChangePublic])
+def schema_history(
+    pipeline_id: int,
+    table: str | None = Query(None, description="only this source table (schema.table)"),
+    limit: int = Query(200, ge=1, le=history_svc.MAX_LIMIT),
+    actor: Actor = Depends(current_actor),
+) -> list[SchemaChangePublic]:
+    """Every change of the pipeline's source schema that was detected (column added, dropped, renamed, type or
+    nullability changed; table dropped; a new table matching the pipeline's tables), newest first, with the
+    schema_change_policy in force and what it did."""
+    return history_svc.history(actor, pipeline_id, table, limit)
 
 
 @router.post("/pipelines/{pipeline_id}/data-checks", response_model=DataCheckCreated, status_code=201)

@@ -106,6 +106,14 @@ def recover(pipeline_id: int, actor: Actor = Depends(current_actor)) -> Pipeline
     return svc.recover_pipeline(actor, pipeline_id)
 
 
+@router.post("/{pipeline_id}/resync", response_model=PipelineStatus)
+def resync(pipeline_id: int, actor: Actor = Depends(current_actor)) -> PipelineStatus:
+    """Load every table again from a new replication slot and stream from it (a STOPPED or ERROR CDC pipeline of
+    the embedded engine): after its slot was lost. The old slot is dropped, each target table emptied and copied
+    under the new slot's snapshot. 409 while it runs, 422 for a pipeline it does not apply to."""
+    return svc.resync_pipeline(actor, pipeline_id)
+
+
 @router.get("/{pipeline_id}/progress", response_model=PipelineProgress)
 def progress(pipeline_id: int, actor: Actor = Depends(current_actor)) -> PipelineProgress:
     """What the pipeline does now: phase (loading|streaming|retrying|idle), per-table load with %, CDC figures,

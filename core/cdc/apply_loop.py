@@ -18,10 +18,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from core.cdc.applier import ApplyStats, PgApplier
+from core.cdc.batcher import Replayed
 from core.cdc.events import ChangeEvent
 from core.cdc.pgoutput import TxnEnd
 from core.cdc.prepare import TableSet
 from core.cdc.sink import AppliedBatch, ChangeSink
+from core.cdc.tableload import TableLoad
 from core.errors import StudioError
 
 log = logging.getLogger(__name__)
@@ -63,7 +65,14 @@ class BatchApply:
     """The apply thread's jobs for one pipeline: commit batches, apply parts ahead, undo parts."""
 
     def __init__(
-        self, applier: PgApplier, tables: TableSet, counters: CdcCounters, sink: ChangeSink, *, every_commit: bool
+        self,
+        applier: PgApplier,
+        tables: TableSet,
+        counters: CdcCounters,
+        sink: ChangeSink,
+        *,
+        every_commit: bool,
+        on_replayed: Callable[[TableLoad], None] = lambda _load: None,
     ) -> None:
         self.applier = applier
         self.tables = tables
@@ -74,10 +83,14 @@ class BatchApply:
         # transactions of other tables, or a quiet pipeline would fall behind the CDC cleanup job.
         self.every_commit = every_commit
         self._parts: list[ChangeEvent] = []  # applied parts of a large transaction, awaiting its commit
+        self.on_replayed = on_replayed  # a table loaded while streaming has its held changes applied
 
-    def work(self, batch: list[ChangeEvent] | None, last: TxnEnd | None) -> None:
-        """One job: a batch to commit (`last` its end), a part of a large transaction, or (both None) undo."""
-        if last is not None:
+    def work(self, batch: list[ChangeEvent] | None, last: TxnEnd | Replayed | None) -> None:
+        """One job: a batch to commit (`last` its end), a part of a large transaction, held changes of a table
+        loaded while streaming (`last` a Replayed), or (both None) undo."""
+        if isinstance(last, Replayed):
+            self.replay(batch or [], last)
+        elif last is not None:
             parts, self._parts = self._parts, []
             self.commit(batch or [], last, parts)
         elif batch is not None:
@@ -116,6 +129,20 @@ class BatchApply:
                 )
             )
 
+    def replay(self, events: list[ChangeEvent], job: Replayed) -> None:
+        """Held changes of a table whose copy is done (core.cdc.tableload): applied in their own target
+        transaction without the stored position's filter (they are older than it), the position unchanged."""
+        load = job.load
+        if load.new:
+            self.applier.add_table(load.source, (load.plan.target_schema, load.plan.target_table))
+        elif load.source in self.tables.pairs:
+            self.applier.refresh(load.source)  # the copy may have fitted the target's columns
+        if events and load.source not in self.tables.skip:
+            stats = self.applier.apply_unfiltered(events)
+            self.counters.count(stats, None)
+        if job.last:
+            self.on_replayed(load)
+
     def _apply(self, batch: list[ChangeEvent], lsn: int, parts: list[ChangeEvent]) -> ApplyStats:
         """Apply a batch (after its `parts`, applied ahead in the open target transaction); when it fails and a
         failing table may be set aside, apply all of it again table by table (the failure discarded the parts)."""
@@ -139,7 +166,9 @@ class ApplyThread:
     batch that `applied` reports, which is after the target committed its rows and position.
     """
 
-    def __init__(self, work: Callable[[list[ChangeEvent] | None, TxnEnd | None], None], pipeline_id: int) -> None:
+    def __init__(
+        self, work: Callable[[list[ChangeEvent] | None, TxnEnd | Replayed | None], None], pipeline_id: int
+    ) -> None:
         self._work = work
         self._todo: queue.Queue = queue.Queue(maxsize=APPLY_AHEAD)
         self._done: queue.SimpleQueue = queue.SimpleQueue()
@@ -149,7 +178,7 @@ class ApplyThread:
         self._thread = threading.Thread(target=self._run, name=f"cdc-apply-{pipeline_id}", daemon=True)
         self._thread.start()
 
-    def submit(self, batch: list[ChangeEvent] | None, last: TxnEnd | None, wait: Callable[[], bool]) -> bool:
+    def submit(self, batch: list[ChangeEvent] | None, last: TxnEnd | Replayed | None, wait: Callable[[], bool]) -> bool:
         """Queue a job (see BatchApply.work); while the queue is full call `wait` (False from it: give up)."""
         while True:
             self._raise()
@@ -177,7 +206,7 @@ class ApplyThread:
         self._pending -= len(done)
         if not done:
             self._raise()
-        return [last for last in done if last is not None]  # parts have nothing to confirm
+        return [last for last in done if isinstance(last, TxnEnd)]  # parts and replays have nothing to confirm
 
     def wait_idle(self, confirm: Callable[[list[TxnEnd]], None], wait: Callable[[], bool]) -> bool:
         """Until every submitted batch is applied and `confirm`ed; `wait` runs meanwhile and may give up."""

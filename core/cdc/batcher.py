@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from core.cdc.events import ChangeEvent, InsertRun, RawInsert, row_count
 from core.cdc.pgoutput import RelationChanged, StreamAbort, StreamStart, StreamStop, TxnEnd, settle
 from core.cdc.source import ChangeSource
+from core.cdc.tableload import TableLoad, TableLoads
 
 BATCH_EVENTS = 20_000  # apply at least this often (events), whatever the time
 BATCH_SECONDS = 0.05  # ... or when the oldest unapplied transaction is this old
@@ -35,7 +36,7 @@ _CHANGES = (ChangeEvent, RawInsert, InsertRun)  # what a source yields for row c
 class ApplyLoop(Protocol):
     """What the batcher hands batches to (core.cdc.apply_loop.ApplyThread)."""
 
-    def submit(self, batch: list | None, last: TxnEnd | None, wait: Callable[[], bool]) -> bool: ...
+    def submit(self, batch: list | None, last: TxnEnd | Replayed | None, wait: Callable[[], bool]) -> bool: ...
 
     def applied(self, timeout_s: float = 0.0) -> list[TxnEnd]: ...
 
@@ -55,6 +56,16 @@ class Open:
         self.sent_rows = 0
 
 
+class Replayed:
+    """An apply job of held changes of a table loaded while streaming (`last`: the load's final one)."""
+
+    __slots__ = ("last", "load")
+
+    def __init__(self, load: TableLoad, last: bool) -> None:
+        self.load = load
+        self.last = last
+
+
 class TxnBatcher:
     """Reads a source's items into batches of whole transactions and hands them to the apply loop.
 
@@ -64,7 +75,9 @@ class TxnBatcher:
     and the parts are undone (the target is free for DDL); `first_seen` turns a relation's first
     description in this stream into such a change when it no longer fits the target (the source was
     altered after the stream began but before the table's first change in it), else None;
-    `tick(now)` after every poll.
+    `tick(now)` after every poll. `loads`: tables loading while the stream goes on (core.cdc.tableload): their
+    changes are held from the moment a load starts, and handed to the apply loop as `Replayed` jobs when its copy
+    is done; `on_hold(load)` runs as a load starts holding, `on_loaded(load)` when its copy failed.
     """
 
     def __init__(
@@ -78,6 +91,9 @@ class TxnBatcher:
         on_relation: Callable[[RelationChanged], None] = lambda _change: None,
         first_seen: Callable[[RelationChanged], RelationChanged | None] = lambda _change: None,
         tick: Callable[[float], None] = lambda _now: None,
+        loads: TableLoads | None = None,
+        on_hold: Callable[[TableLoad], None] = lambda _load: None,
+        on_load_failed: Callable[[TableLoad], None] = lambda _load: None,
     ) -> None:
         self.source = source
         self.applying = applying
@@ -87,6 +103,10 @@ class TxnBatcher:
         self.on_relation = on_relation
         self.first_seen = first_seen
         self.tick = tick
+        self.loads = loads
+        self.held = loads.held if loads is not None else {}
+        self.on_hold = on_hold
+        self.on_load_failed = on_load_failed
         self.txn = Open()  # the (not streamed) transaction being read
         self.streams: dict[int, Open] = {}  # streamed transactions in progress, by xid
         self.unparted: set[int] = set()  # streamed transactions whose parts were rolled back
@@ -106,6 +126,8 @@ class TxnBatcher:
             self.confirm(self.applying.applied())
             items = self.source.poll(timeout_s=POLL_S)
             if not self.feed(items) or not self.send_part() or not self.flush(bool(items)):
+                return
+            if self.loads is not None and self.loads.busy() and not self.serve_loads():
                 return
             self.tick(time.monotonic())
 
@@ -192,6 +214,8 @@ class TxnBatcher:
             return False
         if self.since:
             ended.events = self.after_since(ended.events, item.commit_lsn)
+        if self.held:
+            ended.events = self.hold_back(ended.events, item.commit_lsn)
         if not self.batch:
             self.batch_since = time.monotonic()
         if self.parts is ended:  # the parts commit with the rest of their transaction
@@ -260,10 +284,62 @@ class TxnBatcher:
             since.clear()  # the source is past every reload point: nothing more to filter
         return kept
 
+    def quiesce(self) -> bool:
+        """Everything read so far applied and confirmed, nothing applied ahead: the target is free for DDL
+        (False: stopped while waiting)."""
+        return self.hand_over() and self.undo_parts() and self.applying.wait_idle(self.confirm, self.wait)
+
+    def hold_back(self, events: list, commit_lsn: int) -> list:
+        """A transaction's changes without those of tables loading now (their Holdback keeps them)."""
+        held = self.held
+        kept = []
+        by_table: dict[tuple[str, str], list] = {}
+        for e in events:
+            key = (e.schema, e.table)
+            if key in held:
+                by_table.setdefault(key, []).append(e)
+            else:
+                kept.append(e)
+        for key, table_events in by_table.items():
+            held[key].holdback.add(commit_lsn, table_events)
+        return kept
+
+    def serve_loads(self) -> bool:
+        """Start the loads asked for (holding first, then the copy); hand over the held changes of the copies
+        that are done, after everything read before them (False: stopped while waiting for the apply loop)."""
+        loads = self.loads
+        assert loads is not None
+        for plan, new in loads.asked():
+            # Parts of a transaction applied ahead would put its changes of the table before the copy.
+            if not self.undo_parts():
+                return False
+            load = loads.hold(plan, new)
+            if load is not None:
+                self.on_hold(load)
+                loads.launch(load)
+        for load in loads.finished():
+            if load.error is not None or load.consistent_point is None:
+                loads.release(load)
+                self.on_load_failed(load)
+                continue
+            if not self.hand_over():
+                return False
+            chunk: list = []
+            for events in load.holdback.since(load.consistent_point):
+                chunk.extend(events)
+                if len(chunk) >= PART_EVENTS:
+                    if not self.applying.submit(chunk, Replayed(load, last=False), self.wait):
+                        return False
+                    chunk = []
+            if not self.applying.submit(chunk, Replayed(load, last=True), self.wait):
+                return False
+            loads.release(load)
+        return True
+
     def part_candidate(self) -> Open | None:
         """The transaction whose events may be applied ahead in parts now, if any: a large one being read
         whole, or the only streamed one in progress (several interleave: one would undo the others' parts)."""
-        if self.since:  # a reloaded table's changes are filtered at their commit: no parts meanwhile
+        if self.since or self.held:  # a reloaded table's changes are filtered or held at their commit: no parts
             return None
         txn, parts = self.txn, self.parts
         if txn.rows >= BATCH_EVENTS and (parts is None or parts is txn):

@@ -33,12 +33,14 @@ from core.cdc.evolve import SchemaEvolution
 from core.cdc.mssql_source import MssqlCdcStream
 from core.cdc.pgoutput import Decoder, RelationChanged
 from core.cdc.prepare import CdcFailed, OnTable, SourcePrep, TableSet
+from core.cdc.schema_watch import Change, SchemaWatch
 from core.cdc.sink import ChangeSink
 from core.cdc.source import ChangeSource
+from core.cdc.tableload import TableLoad, TableLoads
 from core.connectors.base import ConnectionSpec
-from core.errors import SlotInvalidated
+from core.errors import Conflict, NotFound, SlotInvalidated, StudioError, is_transient
 from core.events import Event, bus
-from core.fullload import TableProgress, pgsql
+from core.fullload import TablePlan, TableProgress, pgsql
 from core.plans import CdcPlan
 
 log = logging.getLogger(__name__)
@@ -66,14 +68,20 @@ class CdcWorker:
         on_table: OnTable | None = None,
         *,
         sink: ChangeSink | None = None,
+        on_schema: Callable[[list[Change], str, str], None] | None = None,
     ) -> None:
         self.plan = plan
         self.stop = stop
         self.on_streaming = on_streaming or (lambda: None)
+        self.on_progress = on_progress or (lambda _tp: None)
         self.sink: ChangeSink = sink if sink is not None else monitoring.SINK
         self.tables = TableSet(plan, on_table)
         self.prep = SourcePrep(plan, stop, self.tables, on_progress)
-        self.evolution = SchemaEvolution(self.tables)
+        self.on_schema = on_schema or (lambda _changes, _action, _by: None)
+        self.evolution = SchemaEvolution(self.tables, self.on_schema)
+        self.loads: TableLoads | None = None  # tables loading while the stream goes on (PostgreSQL, once streaming)
+        self._batcher: TxnBatcher | None = None
+        self._applier: PgApplier | None = None
         self.counters = CdcCounters()
         self.slot, self.publication = self.prep.slot, self.prep.publication
         self.connector_status = None  # only the Kafka Connect engine has a connector
@@ -108,6 +116,15 @@ class CdcWorker:
             if self.stop.is_set():
                 return
             keys = pg_source.primary_keys(self.plan.source, list(self.tables.pairs))
+            watch = SchemaWatch(
+                self.plan.source,
+                [(t.source_schema, t.source_table) for t in self.plan.tables],
+                self.plan.patterns,
+                self.plan.exclude,
+                self.plan.mappings,
+            )
+            watch.baseline()
+            self.evolution.watch = watch
         _raise_gc_threshold()
         with (
             PgApplier(
@@ -142,9 +159,18 @@ class CdcWorker:
 
     def _stream(self, applier: PgApplier, source: ChangeSource) -> None:
         """Batch the source's transactions for the apply thread until stopped; confirm what it applied."""
+        postgres = self.plan.source.kind == "postgresql"
         work = BatchApply(
-            applier, self.tables, self.counters, self.sink, every_commit=self.plan.source.kind == "sqlserver"
+            applier,
+            self.tables,
+            self.counters,
+            self.sink,
+            every_commit=not postgres,
+            on_replayed=self._replayed,
         )
+        self._applier = applier
+        if postgres:
+            self.loads = TableLoads(self.plan, self.slot, self.stop, self._load_progress)
         applying = ApplyThread(work.work, self.plan.pipeline_id)
         # The tables were checked just before streaming; the first lag is measured once under way.
         now = time.monotonic()
@@ -176,15 +202,134 @@ class CdcWorker:
             on_relation=on_relation,
             first_seen=first_seen,
             tick=self._tick,
+            loads=self.loads,
+            on_hold=self._on_hold,
+            on_load_failed=self._load_failed,
         )
+        self._batcher = batcher
         try:
             batcher.run()
         finally:
             applying.close()
+            if self.loads is not None:
+                self.loads.close()
+
+    # ------------------------------------------------------------------ tables loaded while streaming
+
+    def load_table(self, source: str) -> None:
+        """Copy one streamed table again while the others stream on (core.cdc.tableload); from any thread."""
+        if self.loads is None:
+            raise Conflict("the pipeline is not streaming yet; reload the table once it streams")
+        plan = next((t for t in self.plan.tables if t.source == source), None)
+        if plan is None or (plan.source_schema, plan.source_table) not in self.tables.pairs:
+            raise NotFound(f"{source} is not streamed by this pipeline")
+        self.loads.ask(plan)
+
+    def _load_progress(self, tp: TableProgress) -> None:
+        # The copy's end is not the table's: it is COMPLETED once its held changes are applied too (until then
+        # a crash leaves it RUNNING, and the next start loads it again).
+        self.on_progress(dataclasses.replace(tp, status="RUNNING") if tp.status in ("PENDING", "COMPLETED") else tp)
+
+    def _on_hold(self, load: TableLoad) -> None:
+        """A load starts (the batcher holds the table's changes now): a new table joins the pipeline first."""
+        if load.new:
+            self.tables.pairs[load.source] = (load.plan.target_schema, load.plan.target_table)
+            self.tables.skip.discard(load.source)
+            pg_source.ensure_publication(self.plan.source, self.publication, list(self.tables.pairs))
+            if self.evolution.watch is not None:
+                self.evolution.watch.watch(load.source)
+        self.tables.on_table(load.label, "RUNNING", None, None)
+        log.info("pipeline %s: loading %s while streaming", self.plan.pipeline_id, load.label)
+
+    def _load_failed(self, load: TableLoad) -> None:
+        self.tables.fail(load.source, f"loading the table while streaming failed: {load.error}")
+
+    def _replayed(self, load: TableLoad) -> None:
+        """On the apply thread: the table's copy and its held changes are on the target."""
+        self.tables.on_table(load.label, "COMPLETED", None, load.consistent_point)
+        log.info("pipeline %s: %s loaded while streaming (%s rows)", self.plan.pipeline_id, load.label, load.rows)
+
+    # ------------------------------------------------------------------ the source's schema on a schedule
+
+    def scan_schema(self) -> None:
+        """Compare the source's catalog with the last one read and act on each change as the policy says."""
+        watch = self.evolution.watch
+        if watch is None:
+            return
+        changes, new = watch.scan()
+        if not changes:
+            return
+        policy = self.plan.schema_drift
+        if policy == "pause":
+            self.evolution.pause(changes, "schedule")
+        targets = dict(new)
+        by_table: dict[str, list[Change]] = {}
+        for change in changes:
+            by_table.setdefault(change.table, []).append(change)
+        for label, found in by_table.items():
+            schema, _, name = label.partition(".")
+            self._schema_changed((schema, name), label, found, policy, targets)
+
+    def _schema_changed(
+        self, key: tuple[str, str], label: str, found: list[Change], policy: str, targets: dict
+    ) -> None:
+        kinds = {c.kind for c in found}
+        if "table_dropped" in kinds:
+            reason = (
+                "the source table no longer exists; the target keeps its rows. Remove it "
+                "from the pipeline, or restore it and retry the table"
+            )
+            self._record(label, found, f"table set aside: {reason}")
+            self.tables.fail(key, reason)
+            return
+        if "table_added" in kinds:
+            if policy == "propagate_fully" and self.loads is not None:
+                target = targets.get(key, key[1])
+                self.loads.ask(TablePlan(key[0], key[1], self.plan.target_schema, target), new=True)
+                where = f"{self.plan.target_schema}.{target}"
+                self._record(label, found, f"creating {where}, loading it, then streaming it")
+            else:
+                advice = "add it to the pipeline's tables, or use propagate_fully"
+                self._record(label, found, f"not streamed (policy {policy}): {advice}")
+            return
+        if key not in self.tables.pairs or (self.loads is not None and key in self.loads.held):
+            self._record(label, found, "nothing done: the table is set aside or loading (the copy takes the change)")
+            return
+        if policy == "ignore":
+            self._record(label, found, "ignored: the target stays as it is")
+            return
+        if policy == "stop_table":
+            reason = "the source table changed: " + "; ".join(c.describe() for c in found)
+            self._record(label, found, f"table set aside: {reason}")
+            self.tables.fail(key, reason)
+            return
+        self._record(label, found, self._fit_target(key, found))
+
+    def _fit_target(self, key: tuple[str, str], found: list[Change]) -> str:
+        """propagate_*: fit the target now, with everything read before applied and nothing applied ahead."""
+        batcher, applier = self._batcher, self._applier
+        if batcher is None or applier is None or not batcher.quiesce():
+            return "the target follows at the table's next change"
+        try:
+            notes = self.evolution.fit(key, found)
+        except StudioError as exc:
+            if is_transient(exc):  # a database went away: the pipeline's trouble (retried), not the table's
+                raise
+            self.tables.fail(key, f"fitting the target to a source schema change failed: {exc}")
+            return f"table set aside: fitting the target failed: {exc}"
+        applier.refresh(key)
+        return "; ".join(notes) if notes else "the target already fits"
+
+    def _record(self, label: str, found: list[Change], action: str) -> None:
+        self.on_schema(found, action, "schedule")
+        self.evolution.published(label, found, [action])
 
     def _tick(self, now: float) -> None:
         if now >= self._next_check:
-            self.tables.check_present()
+            if self.evolution.watch is not None:
+                self.scan_schema()
+            else:
+                self.tables.check_present()
             self._next_check = now + CHECK_EVERY_S
         if now >= self._next_lag:
             self.measure_lag()

@@ -227,6 +227,11 @@ def check_replica_identity(spec: ConnectionSpec, tables: Sequence[tuple[str, str
     return problems
 
 
+def catalog_cursor(spec: ConnectionSpec) -> Any:
+    """A cursor for catalog reads on `spec` (the thread's shared session inside `shared_session`)."""
+    return _cursor(spec)
+
+
 def primary_keys(spec: ConnectionSpec, tables: Sequence[tuple[str, str]]) -> dict[tuple[str, str], list[str]]:
     """The primary-key columns of each table, in key order ([] for a table without one)."""
     keys: dict[tuple[str, str], list[str]] = {}

@@ -171,14 +171,16 @@ class SourcePrep:
             self.reconcile_targets()
             self.reload_tables()
             return
-        if self.plan.mode == "FULL_LOAD_AND_CDC":
+        if self.plan.mode == "FULL_LOAD_AND_CDC" or self.plan.resync:
             self._load_under_snapshot()
         else:
             self.create_missing_targets()
             pg_source.create_slot(src, self.slot)
 
     def _load_under_snapshot(self) -> None:
-        options = LoadOptions(auto_create=self.plan.auto_create, target_table_policy=self.plan.target_table_policy)
+        # A resync empties the targets it loads into: what they hold is from the lost slot's time.
+        policy = "truncate" if self.plan.resync else self.plan.target_table_policy
+        options = LoadOptions(auto_create=self.plan.auto_create, target_table_policy=policy)
         with pg_source.create_slot_with_snapshot(self.plan.source, self.slot) as handle:
             options = replace(options, snapshot_id=handle.snapshot_name)
             self.full_load_status = "RUNNING"

@@ -8,7 +8,9 @@ from datetime import datetime
 from core.typemap import DomainType, EnumType, PgUserType, TargetType
 
 POLICIES = ("fail", "truncate", "append", "drop_recreate")
-DRIFTS = ("propagate_columns", "ignore", "stop_table")
+# The schema_change_policy values; for a target table's columns, propagate_fully and pause (a person pressed Start
+# after the pause: the change is approved) fit it as propagate_columns does.
+DRIFTS = ("propagate_columns", "propagate_fully", "ignore", "pause", "stop_table")
 
 PENDING, RUNNING, COMPLETED, FAILED, CANCELLED = "PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"
 

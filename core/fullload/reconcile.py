@@ -61,6 +61,7 @@ def reconcile_on(cur: PgCursor, spec: TableSpec, drift: str = "propagate_columns
         return []
     if drift == "stop_table":
         raise ValidationFailed(plan.target, f"target table {plan.target} differs from the source: {diff.describe()}")
+    # propagate_columns, propagate_fully, pause (after a person's Start): the target's columns follow
     prepare.settle(cur, spec, only={c.name for c in diff.added} | {c.name for c, _ in diff.changed})
     empty = _is_empty(cur, spec)
     notes = [_change_type(cur, spec, col, tcol) for col, tcol in diff.changed]  # before generated columns use them

@@ -83,6 +83,8 @@ API: dict[tuple[str, str], str] = {
     ("GET", "/api/v1/pipelines/{pipeline_id}/data-checks/{check_id}/mismatches"): "viewer",
     ("GET", "/api/v1/monitoring/pipelines/{pipeline_id}/data-quality"): "viewer",
     ("POST", "/api/v1/pipelines/{pipeline_id}/tables/{table}/resync"): "editor",
+    ("GET", "/api/v1/pipelines/{pipeline_id}/schema/history"): "viewer",
+    ("POST", "/api/v1/pipelines/{pipeline_id}/resync"): "editor",
     ("GET", "/api/v1/pipelines/{pipeline_id}/lag"): "viewer",
     ("GET", "/api/v1/pipelines/{pipeline_id}/status"): "viewer",
     ("GET", "/api/v1/pipelines/{pipeline_id}/runs"): "viewer",

@@ -37,7 +37,7 @@ async def test_enabled_buttons_are_the_allowed_actions(app_env, user: User) -> N
     clicked: list[str] = []
     bar = await _open_bar(user, "CDC_ONLY", "embedded", True, clicked)
     await user.should_see(marker="start", retries=WAIT)
-    assert set(bar.buttons) == {"start", "stop", "pause", "resume", "recover", "validate", "edit", "delete"}
+    assert set(bar.buttons) == {"start", "stop", "pause", "resume", "recover", "resync", "validate", "edit", "delete"}
     for state in ("NOT_STARTED", "RUNNING", "PAUSED", "STOPPED", "ERROR"):
         bar.show(state)
         allowed = allowed_actions(state, "CDC_ONLY", "embedded") | {"edit"}  # edit: name etc. in any state

@@ -210,8 +210,8 @@ ALWAYS = {"delete", "validate"}
         ("RUNNING", "FULL_LOAD_AND_CDC", "embedded", {"stop", "pause", "retry_table"}),
         ("PAUSED", "FULL_LOAD_AND_CDC", "embedded", {"stop", "resume", "retry_table"}),  # no start, no edit
         ("STOPPING", "CDC_ONLY", "embedded", {"stop", "retry_table"}),
-        ("STOPPED", "CDC_ONLY", "embedded", {"start", "retry_table", "edit"}),
-        ("ERROR", "FULL_LOAD_AND_CDC", "embedded", {"start", "recover", "retry_table", "edit"}),
+        ("STOPPED", "CDC_ONLY", "embedded", {"start", "retry_table", "resync", "edit"}),
+        ("ERROR", "FULL_LOAD_AND_CDC", "embedded", {"start", "recover", "retry_table", "resync", "edit"}),
         ("NOT_STARTED", "CDC_ONLY", "kafka_connect", {"start", "restart_failed", "edit"}),
         ("RUNNING", "CDC_ONLY", "kafka_connect", {"stop", "pause", "restart_failed"}),  # no one-table retry
         ("PAUSED", "FULL_LOAD_AND_CDC", "kafka_connect", {"stop", "resume", "restart_failed"}),
@@ -250,4 +250,6 @@ def test_the_rules_hold_for_every_combination() -> None:
                 assert ("restart_failed" in actions) == (engine == "kafka_connect")
                 assert ("retry_table" in actions) == (mode == "FULL_LOAD_ONLY" or engine == "embedded")
                 assert ("edit" in actions) == (state not in lifecycle.ACTIVE)
+                cdc_embedded = mode != "FULL_LOAD_ONLY" and engine == "embedded"
+                assert ("resync" in actions) == (cdc_embedded and state in (S.STOPPED, S.ERROR))
                 assert ALWAYS <= actions

@@ -54,6 +54,7 @@ ADDED_LATER: dict[tuple[str, str], Callable[[dict], Any]] = {
     ("pipelines", "retry_attempt"): lambda row: 0,
     ("pipelines", "retry_next_at"): lambda row: None,
     ("pipelines", "failing_since"): lambda row: None,
+    ("pipelines", "validation_schedule"): lambda row: None,
     ("pipeline_tables", "cdc_since_lsn"): lambda row: None,
     ("audit_log", "actor_type"): lambda row: "user",
     ("audit_log", "token_id"): lambda row: None,

@@ -201,6 +201,11 @@ class PgApplier:
                         self._sql.pop(old.oid, None)
             conn.commit()
 
+    def add_table(self, source_table: SourceTable, target: tuple[str, str]) -> None:
+        """Map a source table the pipeline streams from now on (e.g. a new table loaded while streaming)."""
+        self._map[source_table] = target
+        self.refresh(source_table)
+
     def target_table(self, source_table: SourceTable) -> TargetTable:
         """What the applier knows about the target of a source table."""
         try:
@@ -296,6 +301,26 @@ class PgApplier:
                 self._rollback(conn)
                 last = max((p for _e, p in streams.values()), default=None)
                 return ApplyStats(position=last, skipped=total, seconds=time.perf_counter() - started)
+            conn.commit()
+            self._open = None
+        stats.seconds = time.perf_counter() - started
+        return stats
+
+    def apply_unfiltered(self, events: Sequence[ChangeEvent]) -> ApplyStats:
+        """Apply `events` in one target transaction whatever the stored offset, which stays as it is: the held
+        changes of a table copied while the stream went on (core.cdc.tableload) are older than the stream's
+        position, and new to the copy. Not exactly-once by itself: the caller redoes the copy after a crash."""
+        started = time.perf_counter()
+        conn = self._connection()
+
+        def write(cur: Any) -> ApplyStats:
+            stats = self._open_stats()
+            stats.applied = True
+            self._write(cur, list(events), stats)
+            return stats
+
+        with self._guarded():
+            stats = self._retrying(conn, write)
             conn.commit()
             self._open = None
         stats.seconds = time.perf_counter() - started
