@@ -415,21 +415,14 @@ def _check_table(ctx: _Context, check_id: int, plan: TablePlan, mode: str, asked
             (plan.target_schema, plan.target_table),
             on_segment=lambda r: _update_table(check_id, table, segments=r.segments),
         )
-        s_rows, t_rows = validator.counts()
-        _update_table(check_id, table, source_rows=s_rows, target_rows=t_rows)
+        counted = mode == "counts" or not validator.one_pass()  # else the checksums' scan counts them too
+        if counted:
+            s_rows, t_rows = validator.counts()
+            _update_table(check_id, table, source_rows=s_rows, target_rows=t_rows)
         spacing = ctx.spacing(asked)
         rechecks = RECHECKS if ctx.streaming else 1
         if mode == "counts":
-            for _ in range(rechecks):
-                if s_rows == t_rows:
-                    break
-                _update_table(check_id, table, detail=f"counts differ: reading again in {spacing:.0f} s")
-                ctx.pause(spacing)
-                ctx.still_streaming()
-                s_rows, t_rows = validator.counts()
-            differ = abs(s_rows - t_rows)
-            state = "MISMATCHED" if differ else "VALIDATED"
-            _settle(ctx, check_id, table, state, differ, s_rows, t_rows, [], validator)
+            _counts_only(ctx, check_id, table, validator, (s_rows, t_rows), spacing, rechecks)
             return True
         _update_table(check_id, table, detail="comparing checksums of key segments")
         suspended = False
@@ -437,6 +430,9 @@ def _check_table(ctx: _Context, check_id: int, plan: TablePlan, mode: str, asked
             result = validator.find_differences()
         except Suspended:
             suspended, result = True, validator.result
+        if not counted:
+            s_rows, t_rows = result.source_rows, result.target_rows
+            _update_table(check_id, table, source_rows=s_rows, target_rows=t_rows)
         candidates = dict(list(result.candidates.items())[:1000])
         for n in range(rechecks):
             if not candidates:
@@ -464,6 +460,29 @@ def _check_table(ctx: _Context, check_id: int, plan: TablePlan, mode: str, asked
         for reader in (source, target):
             if reader is not None:
                 reader.close()
+
+
+def _counts_only(
+    ctx: _Context,
+    check_id: int,
+    table: str,
+    validator: TableValidator,
+    counts: tuple[int, int],
+    spacing: float,
+    rechecks: int,
+) -> None:
+    """Mode `counts`: counts that differ are read again (spaced like rechecks) before they count."""
+    s_rows, t_rows = counts
+    for _ in range(rechecks):
+        if s_rows == t_rows:
+            break
+        _update_table(check_id, table, detail=f"counts differ: reading again in {spacing:.0f} s")
+        ctx.pause(spacing)
+        ctx.still_streaming()
+        s_rows, t_rows = validator.counts()
+    differ = abs(s_rows - t_rows)
+    state = "MISMATCHED" if differ else "VALIDATED"
+    _settle(ctx, check_id, table, state, differ, s_rows, t_rows, [], validator)
 
 
 def _settle(

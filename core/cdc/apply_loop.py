@@ -133,10 +133,16 @@ class BatchApply:
         """Held changes of a table whose copy is done (core.cdc.tableload): applied in their own target
         transaction without the stored position's filter (they are older than it), the position unchanged."""
         load = job.load
-        if load.new:
-            self.applier.add_table(load.source, (load.plan.target_schema, load.plan.target_table))
-        elif load.source in self.tables.pairs:
-            self.applier.refresh(load.source)  # the copy may have fitted the target's columns
+        try:
+            if load.new:
+                self.applier.add_table(load.source, (load.plan.target_schema, load.plan.target_table))
+            elif load.source in self.tables.pairs:
+                self.applier.refresh(load.source)  # the copy may have fitted the target's columns
+        except StudioError as exc:
+            if getattr(exc, "transient", False):
+                raise
+            self.tables.fail(load.source, f"the loaded table cannot be streamed: {exc}")
+            return
         if events and load.source not in self.tables.skip:
             stats = self.applier.apply_unfiltered(events)
             self.counters.count(stats, None)

@@ -284,6 +284,10 @@ class CdcWorker:
             return
         if "table_added" in kinds:
             if policy == "propagate_fully" and self.loads is not None:
+                if not pg_source.primary_keys(self.plan.source, [key]).get(key):
+                    advice = "CDC needs one to apply updates and deletes (ALTER TABLE ... ADD PRIMARY KEY)"
+                    self._record(label, found, f"not streamed: the table has no primary key; {advice}")
+                    return
                 target = targets.get(key, key[1])
                 self.loads.ask(TablePlan(key[0], key[1], self.plan.target_schema, target), new=True)
                 where = f"{self.plan.target_schema}.{target}"

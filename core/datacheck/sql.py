@@ -195,6 +195,10 @@ def portable_row_text(parts: list[sql.Composable]) -> sql.Composable:
     return sql.SQL(" || ").join(fields)
 
 
+_INTEGER_MAX = {"smallint": 2**15 - 1, "integer": 2**31 - 1, "bigint": 2**63 - 1}
+_ROW_ALIAS = sql.Identifier("cdc_studio_row")  # the table's alias in checksum queries (its row: alias::text)
+
+
 def key_expr(column: Column) -> sql.Composable:
     """A key column as it is ordered and compared: text-like ones in byte order."""
     ident = sql.Identifier(column.name)
@@ -211,6 +215,11 @@ class TableShape:
     columns: tuple[Column, ...]  # the compared columns (key included), in the same order on both sides
     server_version: int
     norms: tuple[Norm, ...] | None = None  # per compared column: the portable normal form; None: PG <-> PG
+    # PG <-> PG: per compared column, whether both sides have exactly its type (then its text output, under the
+    # readers' fixed output settings, is already comparable: no normalizing expression); whole_row: every column
+    # of both tables, in the same order and types, so a row's text is the table row's own output (`t::text`).
+    plain: tuple[bool, ...] | None = None
+    whole_row: bool = False
 
     @property
     def name(self) -> sql.Composable:
@@ -233,6 +242,8 @@ class TableShape:
         """A compared column as rows show it; in the portable form a float key shows its bits (keys match
         exactly, never within a tolerance)."""
         if self.norms is None:
+            if self.plain is not None and self.plain[self.columns.index(column)]:
+                return sql.SQL("({})::text").format(sql.Identifier(column.name))
             return normalized(column, self.server_version)
         norm = self._norm(column)
         if column in self.key and norm.kind in ("float4", "float8"):
@@ -251,7 +262,9 @@ class TableShape:
             return portable_row_text(
                 [portable_hash_text(c, n, self.server_version) for c, n in zip(self.columns, self.norms, strict=True)]
             )
-        parts = sql.SQL(", ").join(normalized(c, self.server_version) for c in self.columns)
+        if self.whole_row:
+            return sql.SQL("{}::text").format(_ROW_ALIAS)
+        parts = sql.SQL(", ").join(self._value(c) for c in self.columns)
         return sql.SQL("ROW({})::text").format(parts)
 
     def where(self, low: tuple | None, high: tuple | None) -> tuple[sql.Composable, list]:
@@ -279,8 +292,44 @@ class TableShape:
             agg = sql.SQL("coalesce(bit_xor({}), 0)").format(hashed)
         else:  # bit_xor of bigint arrived in PostgreSQL 14
             agg = sql.SQL("coalesce(sum({}::numeric), 0)").format(hashed)
-        query = sql.SQL("SELECT count(*), {} FROM {} WHERE {}").format(agg, self.name, where)
+        query = sql.SQL("SELECT count(*), {} FROM {} AS {} WHERE {}").format(agg, self.name, _ROW_ALIAS, where)
         return query, params
+
+    @property
+    def can_bucket(self) -> bool:
+        """Whether `bucket_checksums` applies: PG <-> PG on 14+ (bit_xor), a one-column key."""
+        return self.norms is None and self.server_version >= 140000 and len(self.key) == 1
+
+    def bucket_checksums(
+        self, tops: list[tuple], low: tuple | None = None, high: tuple | None = None
+    ) -> tuple[sql.Composable, list]:
+        """The checksums of every segment of `low < key <= high` (default: the whole table) in one scan:
+        (segment, count, xor of hashes) per segment `tops[i-1] < key <= tops[i]` (segment 0: up to tops[0];
+        len(tops): past the last). One scan with a hash aggregate instead of one range query per segment."""
+        (key,) = self.key
+        ident = key_expr(key)
+        array = sql.SQL("%s::{}[]").format(sql.SQL(key.type))
+        values = [t[0] for t in tops]
+        step = _INTEGER_MAX.get(key.base)
+        if step is not None and all(v < step for v in values):
+            # integers: the thresholds + 1 make width_bucket count the thresholds < key directly
+            bucket: sql.Composable = sql.SQL("width_bucket({}, {})").format(ident, array)
+            params: list = [[v + 1 for v in values]]
+        else:  # width_bucket counts the thresholds <= key; a key equal to one belongs to the segment it ends
+            bucket = sql.SQL("width_bucket({k}, {a}) - ({k} = ANY({a}))::int").format(k=ident, a=array)
+            params = [values, values]
+        where, range_params = self.where(low, high)
+        hashed = sql.SQL("hashtextextended({}, 0)").format(self.row_text())
+        # The planner takes every row for a group of its own (the key is unique): it would sort the rows, to
+        # disk, by segment, and it sees no gain in a parallel scan. A hash aggregate holds the few segments in
+        # memory, and partial aggregates in the server's parallel workers (as many as its own settings allow,
+        # as for any query) each hash a part of the table. SET LOCAL: the check's snapshot transaction only.
+        query = sql.SQL(
+            "SET LOCAL enable_sort = off; SET LOCAL parallel_setup_cost = 0; SET LOCAL parallel_tuple_cost = 0; "
+            "SELECT b, count(*), coalesce(bit_xor(h), 0) FROM (SELECT {bucket} AS b, {hashed} AS h "
+            "FROM {table} AS {alias} WHERE {where}) s GROUP BY b"
+        ).format(bucket=bucket, hashed=hashed, table=self.name, alias=_ROW_ALIAS, where=where)
+        return query, params + range_params
 
     def _portable_checksum(self, low: tuple | None, high: tuple | None) -> tuple[sql.Composable, list]:
         """count(*) and the sums of the rows' sha256 halves (core.datacheck.portable.segment_checksum);

@@ -188,6 +188,7 @@ async def test_propagate_fully_loads_and_streams_a_new_matching_table(client, ad
         "CREATE TABLE app.items_new (id int PRIMARY KEY, v text)",
         "INSERT INTO app.items_new SELECT g, 'v' || g FROM generate_series(1, 20000) g",
         "CREATE TABLE app.unmatched (id int PRIMARY KEY)",
+        "CREATE TABLE app.items_nokey (v text)",
     )
     stop, done = threading.Event(), []
     w = threading.Thread(target=_writer, args=(pg, pg_db, stop, done))
@@ -195,7 +196,8 @@ async def test_propagate_fully_loads_and_streams_a_new_matching_table(client, ad
     try:
         found = await _history(client, admin, pid, lambda f: _kinds(f, "app.items_new"))
         assert _kinds(found, "app.items_new") == {("table_added", None, None, None)}, found
-        assert "loading it, then streaming it" in found[0]["action"], found
+        (added,) = [c for c in found if c["table"] == "app.items_new"]
+        assert "loading it, then streaming it" in added["action"], found
         for _ in range(300):
             status = (await client.get(f"/api/v1/pipelines/{pid}/status", headers=admin)).json()
             if any(t["source"] == "app.items_new" and t["status"] == "COMPLETED" for t in status["tables"]):
@@ -212,8 +214,15 @@ async def test_propagate_fully_loads_and_streams_a_new_matching_table(client, ad
     await converge(pg, pg_db, target_db, query.format("app"), query.format("copy"))
     status = (await client.get(f"/api/v1/pipelines/{pid}/status", headers=admin)).json()
     assert status["state"] == "RUNNING" and status["failed_tables"] == [], status
-    # only tables matching the pipeline's wildcard are picked up
-    assert rows(pg, target_db, "SELECT to_regclass('copy.unmatched'), to_regclass('copy.other_new')") == [(None, None)]
+    found = await _history(client, admin, pid, lambda f: _kinds(f, "app.items_nokey"))
+    (nokey,) = [c for c in found if c["table"] == "app.items_nokey"]
+    assert "no primary key" in nokey["action"], nokey
+    # only tables matching the pipeline's wildcard (and with a key) are picked up
+    assert rows(
+        pg,
+        target_db,
+        "SELECT to_regclass('copy.unmatched'), to_regclass('copy.other_new'), to_regclass('copy.items_nokey')",
+    ) == [(None, None, None)]
     await client.post(f"/api/v1/pipelines/{pid}/stop", headers=admin)
     await wait_for_state(client, admin, pid, {"STOPPED"})
 

@@ -241,7 +241,7 @@ def test_postgres_to_postgres_keeps_its_fast_checksum(pg: PgCluster, db: str) ->
         query, _ = shape.checksum(None, None)
         assert query.as_string(reader.conn) == (
             'SELECT count(*), coalesce(bit_xor(hashtextextended(ROW(("id")::text, ("c0")::text)::text, 0)), 0) '
-            'FROM "public"."fast" WHERE true'
+            'FROM "public"."fast" AS "cdc_studio_row" WHERE true'
         )
         assert "sha256" not in shape.row_text().as_string(reader.conn)
     finally:
