@@ -57,9 +57,3 @@ def history(actor: Actor, pipeline_id: int, table: str | None = None, limit: int
             session=session, pipeline_id=pipeline_id, table=table, limit=max(1, min(limit, MAX_LIMIT))
         )
         return [SchemaChangePublic.model_validate(r, from_attributes=True) for r in rows]
-
-
-def counts(pipeline_id: int) -> dict[str, int]:
-    """Detected changes per source table."""
-    with session_scope() as session:
-        return store.counts_by_table(session=session, pipeline_id=pipeline_id)

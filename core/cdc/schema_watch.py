@@ -121,15 +121,9 @@ class SchemaWatch:
         current = self.read()
         self.known = {t: current[t] for t in self.watched if t in current}
 
-    def watch(self, table: SourceTable, columns: tuple[ColumnShape, ...] | None = None) -> None:
-        """Streamed from now on (a new table loaded while streaming)."""
+    def watch(self, table: SourceTable) -> None:
+        """Streamed from now on (a new table loaded while streaming): the next scan takes its columns as known."""
         self.watched.add(table)
-        if columns is not None:
-            self.known[table] = columns
-
-    def unwatch(self, table: SourceTable) -> None:
-        self.watched.discard(table)
-        self.known.pop(table, None)
 
     def observe(self, tables: Iterable[SourceTable]) -> list[Change]:
         """The column changes of `tables` since they were last read (a relation message said they changed)."""
@@ -178,6 +172,3 @@ class SchemaWatch:
                     changes.append(Change(f"{schema}.{name}", "table_added"))
                     new.append((key, renames.get(name, target)))
         return changes, new
-
-    def columns_of(self, table: SourceTable) -> tuple[ColumnShape, ...] | None:
-        return self.read().get(table)

@@ -94,7 +94,7 @@ class Holdback:
                     yield items
         for commit_lsn, items in self._held:
             if commit_lsn >= consistent_point:
-                yield list(items)
+                yield items
 
     def close(self) -> None:
         if self._file is not None:

@@ -21,8 +21,9 @@ SHOTS = Path("var/screenshots")  # kept after the run for people to look at
 OFFLINE = "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"  # every outside host unreachable
 
 
-def _driver(*extra: str, tz: str | None = None, frames: bool = False):  # noqa: ANN202 - a selenium WebDriver
-    """Headless Chromium at 1440x900 (`frames`: its performance log also records websocket frames)."""
+def _driver(*extra: str, tz: str | None = None, frames: bool = False, size: str = "1440,900"):  # noqa: ANN202
+    """Headless Chromium, a selenium WebDriver at `size` (`frames`: its performance log also records websocket
+    frames)."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -36,7 +37,7 @@ def _driver(*extra: str, tz: str | None = None, frames: bool = False):  # noqa: 
         "--disable-gpu",
         "--disable-background-networking",
         "--disable-dev-shm-usage",
-        "--window-size=1440,900",
+        f"--window-size={size}",
         *extra,
     ):
         options.add_argument(arg)
